@@ -1,0 +1,54 @@
+rule deploy:
+    # Fine-tune theta_0 on the union of the selected datasets, with the same hyper-parameters.
+    input:
+        best=rules.select_mixture.output.best,
+        base=rules.init_model.output.weights,
+        trains=candidate_files(f"{R}/data/{{name}}/train.parquet"),
+        metas=candidate_files(f"{R}/data/{{name}}/meta.json"),
+    output:
+        weights=f"{R}/deploy/model.safetensors",
+        record=f"{R}/deploy/train.json",
+    params:
+        candidates=PLAN.candidates,
+        base_dir=f"{R}/base",
+        hp=CFG["train"],
+        task=TASK,
+        seed=CFG["seed"],
+        device=DEVICE,
+    threads: CFG["threads"]["finetune"]
+    resources:
+        gpu=1,
+    log:
+        f"{R}/logs/deploy.log",
+    benchmark:
+        f"{R}/benchmarks/deploy.tsv"
+    script:
+        "../workflow/scripts/deploy.py"
+
+
+rule evaluate:
+    # Target test metrics of: theta_0, the best merged model, the deployed model.
+    input:
+        best=rules.select_mixture.output.best,
+        base=rules.init_model.output.weights,
+        checkpoints=candidate_files(f"{R}/finetune/{{name}}/model.safetensors"),
+        deploy_weights=rules.deploy.output.weights,
+        deploy_record=rules.deploy.output.record,
+        test=f"{R}/data/{CFG['target']}/test.parquet",
+    output:
+        summary=f"{R}/summary.json",
+        markdown=f"{R}/summary.md",
+    params:
+        candidates=PLAN.candidates,
+        base_dir=f"{R}/base",
+        task=TASK,
+        target=CFG["target"],
+        batch_size=CFG["eval"]["batch_size"],
+        device=DEVICE,
+    threads: CFG["threads"]["evaluate"]
+    resources:
+        gpu=1,
+    log:
+        f"{R}/logs/evaluate.log",
+    script:
+        "../workflow/scripts/evaluate.py"

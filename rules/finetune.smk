@@ -1,0 +1,40 @@
+rule init_model:
+    # theta_0: the pretrained model with a seeded head, saved once so every fine-tune starts from it.
+    output:
+        weights=f"{R}/base/model.safetensors",
+        config=f"{R}/base/config.json",
+    params:
+        source=MODEL_SOURCE,
+        revision=CFG["model"]["revision"],
+        trust_remote_code=CFG["model"]["trust_remote_code"],
+        task=TASK,
+        seed=CFG["seed"],
+    log:
+        f"{R}/logs/init_model.log",
+    script:
+        "../workflow/scripts/init_model.py"
+
+
+rule finetune:
+    input:
+        base=rules.init_model.output.weights,
+        train=f"{R}/data/{{name}}/train.parquet",
+        meta=f"{R}/data/{{name}}/meta.json",
+    output:
+        weights=f"{R}/finetune/{{name}}/model.safetensors",
+        record=f"{R}/finetune/{{name}}/train.json",
+    params:
+        base_dir=f"{R}/base",
+        hp=CFG["train"],
+        task=TASK,
+        seed=CFG["seed"],
+        device=DEVICE,
+    threads: CFG["threads"]["finetune"]
+    resources:
+        gpu=1,
+    log:
+        f"{R}/logs/finetune/{{name}}.log",
+    benchmark:
+        f"{R}/benchmarks/finetune/{{name}}.tsv"
+    script:
+        "../workflow/scripts/finetune.py"

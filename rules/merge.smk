@@ -1,0 +1,39 @@
+rule merge_eval:
+    # One job per subset mask, one result file per mask (keyed by the sorted dataset names).
+    # A `run:` job: under --force-use-threads (profiles/default) it executes in Snakemake's own
+    # process, where merge2mix.engine keeps theta_0, the checkpoints and the tokenised target
+    # split loaded across jobs; otherwise each job is its own process and loads what it needs.
+    input:
+        unpack(mask_checkpoints),
+        base=rules.init_model.output.weights,
+        val=f"{R}/data/{CFG['target']}/val.parquet",
+    output:
+        f"{R}/merge_eval/{{mask}}.json",
+    params:
+        bits=mask_bits,
+        base_dir=f"{R}/base",
+        task=TASK,
+        batch_size=CFG["eval"]["batch_size"],
+        device=DEVICE,
+    threads: CFG["threads"]["merge_eval"]
+    resources:
+        gpu=1,
+    log:
+        f"{R}/logs/merge_eval/{{mask}}.log",
+    run:
+        from merge2mix import engine, jobs
+
+        jobs.run_inline(
+            engine.merge_eval,
+            log[0],
+            key=wildcards.mask,
+            bits=params.bits,
+            out_json=output[0],
+            base_dir=params.base_dir,
+            checkpoints={n: input[n] for n in parse_key(wildcards.mask)},
+            split_path=input.val,
+            task=params.task,
+            batch_size=params.batch_size,
+            device=params.device,
+            threads=threads,
+        )

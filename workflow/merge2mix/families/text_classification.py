@@ -1,0 +1,82 @@
+"""Text classification: a transformers encoder + a classification head over one shared label space.
+
+theta_0 is the pretrained encoder plus a head initialised once from the seed (`init_base`) and
+saved; every fine-tune starts from that same theta_0, so all tensors, head included, are merged.
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+from ..errors import CheckpointError
+
+
+def init_base(source: str, out_dir: str, labels: list[str], seed: int, revision=None, trust_remote_code=False):
+    """Load the pretrained model (Hub id or local dir), add a seeded head, save theta_0 to out_dir."""
+    torch.manual_seed(seed)
+    kw = dict(revision=revision, trust_remote_code=trust_remote_code)
+    try:
+        cfg = AutoConfig.from_pretrained(
+            source, num_labels=len(labels), id2label=dict(enumerate(labels)),
+            label2id={l: i for i, l in enumerate(labels)}, **kw,
+        )
+        tok = AutoTokenizer.from_pretrained(source, **kw)
+        model = AutoModelForSequenceClassification.from_pretrained(source, config=cfg, **kw)
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"model '{source}': cannot be loaded ({str(e).splitlines()[0]})") from None
+    model.save_pretrained(out_dir)
+    tok.save_pretrained(out_dir)
+    return model
+
+
+def load_tokenizer(model_dir: str):
+    return AutoTokenizer.from_pretrained(model_dir)
+
+
+def load_model(model_dir: str, device="cpu", trust_remote_code: bool = False):
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"model '{model_dir}': cannot be loaded ({str(e).splitlines()[0]})") from None
+    return model.to(device)
+
+
+def is_merged(name: str, tensor: torch.Tensor) -> bool:
+    """Every floating-point tensor is averaged (encoder and head: they share theta_0 and one label space)."""
+    return tensor.is_floating_point()
+
+
+class Encoded:
+    """A split tokenised once; batches are padded on demand (dynamic padding)."""
+
+    def __init__(self, tokenizer, texts, labels, label_names, max_length):
+        index = {l: i for i, l in enumerate(label_names)}
+        enc = tokenizer(list(texts), truncation=True, max_length=max_length)
+        self.tokenizer = tokenizer
+        self.features = [{k: enc[k][i] for k in enc.keys()} for i in range(len(texts))]
+        self.labels = torch.tensor([index[l] for l in labels], dtype=torch.long)
+
+    def __len__(self):
+        return len(self.labels)
+
+    def batch(self, idx, device="cpu") -> dict:
+        b = self.tokenizer.pad([self.features[i] for i in idx], return_tensors="pt")
+        b = {k: v.to(device) for k, v in b.items()}
+        b["labels"] = self.labels[idx].to(device)
+        return b
+
+    def batches(self, batch_size, device="cpu", order=None):
+        order = torch.arange(len(self)) if order is None else order
+        for s in range(0, len(order), batch_size):
+            yield self.batch(order[s : s + batch_size].tolist(), device)
+
+
+def encode(tokenizer, df, label_names, max_length) -> Encoded:
+    return Encoded(tokenizer, df["text"].tolist(), df["label"].tolist(), label_names, max_length)
+
+
+def forward(model, batch):
+    """Returns (loss, logits)."""
+    out = model(**batch)
+    return out.loss, out.logits

@@ -1,0 +1,49 @@
+"""Atomic writes: a declared output is either complete or absent, never half-written."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+
+def _tmp_for(path) -> str:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    return tmp
+
+
+def atomic_replace(write, path) -> None:
+    """Call write(tmp_path), then rename tmp over `path` (same filesystem, so the rename is atomic)."""
+    tmp = _tmp_for(path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(text: str, path) -> None:
+    def w(tmp):
+        with open(tmp, "w") as fh:
+            fh.write(text)
+
+    atomic_replace(w, path)
+
+
+def atomic_write_json(obj, path) -> None:
+    atomic_write_text(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n", path)
+
+
+def atomic_write_parquet(df, path) -> None:
+    atomic_replace(lambda tmp: df.to_parquet(tmp, index=False), path)
+
+
+def read_json(path):
+    with open(path) as fh:
+        return json.load(fh)

@@ -1,0 +1,47 @@
+"""Entry points for rule code: route log lines to the rule's log: file, call one package function.
+
+`script:` jobs (own process): a Merge2MixError becomes one line on stderr and exit 1 (a traceback
+would bury the culprit). `run:` jobs (possibly in Snakemake's main process under --force-use-threads):
+log lines of this thread go to the job's log file and errors propagate to Snakemake.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+
+from . import runtime
+from .errors import Merge2MixError
+
+
+def run(fn, log_path=None, **kwargs):
+    runtime.job_logging(log_path)
+    try:
+        return fn(**kwargs)
+    except Merge2MixError as e:
+        runtime.log.error("%s", e)
+        print(f"merge2mix: error: {e}", file=sys.stderr)
+        sys.exit(1)
+
+
+def run_inline(fn, log_path=None, **kwargs):
+    handler = None
+    if log_path:
+        os.makedirs(os.path.dirname(log_path) or ".", exist_ok=True)
+        handler = logging.FileHandler(log_path, mode="w")
+        me = threading.get_ident()
+        handler.addFilter(lambda record: record.thread == me)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+        runtime.log.addHandler(handler)
+        runtime.log.setLevel(logging.INFO)
+    try:
+        return fn(**kwargs)
+    except Merge2MixError as e:
+        runtime.log.error("%s", e)
+        raise
+    finally:
+        if handler:
+            runtime.log.removeHandler(handler)
+            handler.close()

@@ -1,0 +1,105 @@
+"""The merging math (plain averaging / task vectors) and safetensors weight IO. Knows nothing of Snakemake.
+
+merge(theta_1..theta_k) = mean_i theta_i = theta_0 + mean_i (theta_i - theta_0): the Merge to Mix
+surrogate for a model fine-tuned on the union of those datasets. Accumulation is in fp32.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .errors import CheckpointError
+from .io import atomic_replace
+
+
+def save_weights(state: dict, path, metadata: dict | None = None) -> str:
+    """Write a state dict as safetensors, atomically; returns the file's sha256."""
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
+    meta = {k: json.dumps(v) if not isinstance(v, str) else v for k, v in (metadata or {}).items()}
+    atomic_replace(lambda tmp: save_file(tensors, tmp, metadata=meta), path)
+    return file_sha256(path)
+
+
+def load_weights(path, device="cpu") -> dict:
+    """Read a safetensors checkpoint (never pickle); reject truncated files and non-finite values."""
+    try:
+        sd = load_file(str(path), device=str(device))
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {path}: file not found") from None
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"checkpoint {path}: not a readable safetensors file ({e})") from None
+    for k, v in sd.items():
+        if v.is_floating_point() and not torch.isfinite(v).all():
+            raise CheckpointError(f"checkpoint {path}: tensor '{k}' contains NaN or inf")
+    return sd
+
+
+def file_sha256(path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while b := fh.read(chunk):
+            h.update(b)
+    return h.hexdigest()
+
+
+def check_compatible(reference: dict, other: dict, name: str) -> None:
+    """Same tensor names and shapes, or a one-line CheckpointError naming `name`."""
+    if reference.keys() != other.keys():
+        missing = sorted(reference.keys() - other.keys())
+        extra = sorted(other.keys() - reference.keys())
+        what = f"missing {missing[:3]}" if missing else f"unexpected {extra[:3]}"
+        raise CheckpointError(f"checkpoint {name}: architecture does not match the base model ({what})")
+    for k, v in reference.items():
+        if other[k].shape != v.shape:
+            raise CheckpointError(
+                f"checkpoint {name}: tensor '{k}' has shape {tuple(other[k].shape)}, base has {tuple(v.shape)}"
+            )
+
+
+def average(state_dicts: list[dict], merged=lambda name, t: t.is_floating_point()) -> dict:
+    """Element-wise mean of state dicts (fp32 accumulation, cast back). Tensors that are not merged
+    (integer buffers) must be identical and are taken from the first."""
+    if not state_dicts:
+        raise CheckpointError("merge: a mask over zero datasets has no average")
+    first = state_dicts[0]
+    out = {}
+    for k, t in first.items():
+        if merged(k, t):
+            acc = torch.zeros_like(t, dtype=torch.float32)
+            for sd in state_dicts:
+                acc += sd[k].to(torch.float32)
+            out[k] = (acc / len(state_dicts)).to(t.dtype)
+        else:
+            for sd in state_dicts[1:]:
+                if not torch.equal(sd[k], t):
+                    raise CheckpointError(f"merge: non-mergeable tensor '{k}' differs between checkpoints")
+            out[k] = t.clone()
+    return out
+
+
+class TaskVector:
+    """theta_ft - theta_0 for the merged tensors; supports +, scalar *, and apply_to(theta_0)."""
+
+    def __init__(self, base: dict | None = None, finetuned: dict | None = None, vector: dict | None = None):
+        if vector is None:
+            vector = {k: finetuned[k].float() - v.float() for k, v in base.items() if v.is_floating_point()}
+        self.vector = vector
+
+    def __add__(self, other: "TaskVector") -> "TaskVector":
+        return TaskVector(vector={k: v + other.vector[k] for k, v in self.vector.items()})
+
+    def __radd__(self, other):  # lets sum() start from 0
+        return self if other == 0 else self.__add__(other)
+
+    def __mul__(self, scale: float) -> "TaskVector":
+        return TaskVector(vector={k: v * scale for k, v in self.vector.items()})
+
+    __rmul__ = __mul__
+
+    def apply_to(self, base: dict) -> dict:
+        return {k: (v.float() + self.vector[k]).to(v.dtype) if k in self.vector else v.clone() for k, v in base.items()}

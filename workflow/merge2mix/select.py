@@ -1,0 +1,52 @@
+"""The reduce: gather every mask's result into a table and pick the best mask. No torch.
+
+Tie-break (documented in the README): highest val accuracy, then highest macro-F1, then lowest
+loss, then fewer datasets (a cheaper deployment fine-tune), then the mask key in lexicographic order.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from .io import atomic_replace, atomic_write_json
+
+COLUMNS = ["mask", "bitstring", "size", "datasets", "accuracy", "macro_f1", "loss", "n", "rank"]
+TIE_BREAK = "accuracy desc, macro_f1 desc, loss asc, size asc, mask asc"
+
+
+def gather(result_paths) -> pd.DataFrame:
+    rows = []
+    for p in result_paths:
+        with open(p) as fh:
+            r = json.load(fh)
+        rows.append({**r, "datasets": "+".join(r["datasets"])})
+    return rank(pd.DataFrame(rows))
+
+
+def rank(df: pd.DataFrame) -> pd.DataFrame:
+    df = df.sort_values(
+        ["accuracy", "macro_f1", "loss", "size", "mask"], ascending=[False, False, True, True, True], kind="mergesort"
+    ).reset_index(drop=True)
+    df["rank"] = range(1, len(df) + 1)
+    return df
+
+
+def select(result_paths, candidates, out_csv: str, out_best: str) -> dict:
+    df = gather(result_paths)
+    atomic_replace(lambda tmp: df[COLUMNS].to_csv(tmp, index=False), out_csv)
+    top = df.iloc[0]
+    best = {
+        "mask": top["mask"],
+        "datasets": top["mask"].split("+"),
+        "bitstring": top["bitstring"],
+        "candidates": list(candidates),
+        "val_accuracy": float(top["accuracy"]),
+        "val_macro_f1": float(top["macro_f1"]),
+        "val_loss": float(top["loss"]),
+        "masks_scored": len(df),
+        "tie_break": TIE_BREAK,
+    }
+    atomic_write_json(best, out_best)
+    return best

@@ -1,0 +1,94 @@
+"""The one fine-tuning loop, used for every fine-tune (per candidate dataset and the deployment mixture).
+
+Deterministic on CPU for a fixed seed: seeded init (theta_0 is a file), a seeded torch.Generator for
+the shuffle, seeded dropout, deterministic algorithms.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from . import families, runtime
+from .errors import Merge2MixError
+from .io import atomic_write_json
+from .merge import save_weights
+
+log = runtime.log
+
+
+def mixture_frame(train_paths: dict[str, str]) -> pd.DataFrame:
+    """The union of the given datasets' train splits, concatenated in sorted-name order (the
+    epoch shuffle then mixes them; each example is seen once per epoch, so larger datasets weigh more)."""
+    frames = [pd.read_parquet(train_paths[n]).assign(source=n) for n in sorted(train_paths)]
+    return pd.concat(frames, ignore_index=True)
+
+
+def finetune(*, base_dir: str, train_paths: dict[str, str], out_weights: str, out_json: str, hp: dict,
+             task: dict, seed: int, device: str = "auto", threads: int = 1, data_meta: dict | None = None) -> dict:
+    t0 = time.time()
+    dev = runtime.setup(threads, device, seed)
+    if dev.type == "cpu":
+        torch.use_deterministic_algorithms(True)
+    fam = families.get(task["type"])
+    df = mixture_frame(train_paths)
+    tok = fam.load_tokenizer(base_dir)
+    model = fam.load_model(base_dir, dev)
+    data = fam.encode(tok, df, task["labels"], task["max_length"])
+
+    bs = hp["batch_size"]
+    steps_per_epoch = math.ceil(len(data) / bs)
+    total = hp["max_steps"] or max(1, math.ceil(hp["epochs"] * steps_per_epoch))
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": hp["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}], lr=hp["lr"]
+    )
+    warm = int(hp["warmup_ratio"] * total)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: (s + 1) / max(1, warm) if s < warm else max(0.0, (total - s) / max(1, total - warm))
+    )
+    gen = torch.Generator().manual_seed(seed)
+    losses, step = [], 0
+    model.train()
+    log.info("fine-tune on %s: %d examples, %d steps, device %s", ",".join(sorted(train_paths)), len(data), total, dev)
+    with tqdm(total=total, desc=f"finetune {'+'.join(sorted(train_paths))}", unit="step", mininterval=2) as bar:
+        while step < total:
+            for b in data.batches(bs, dev, order=torch.randperm(len(data), generator=gen)):
+                loss, _ = fam.forward(model, b)
+                if not torch.isfinite(loss):
+                    raise Merge2MixError(f"fine-tune {'+'.join(sorted(train_paths))}: loss became {float(loss)} at step {step} (lower train.lr?)")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), hp["max_grad_norm"])
+                opt.step()
+                sched.step()
+                losses.append(round(float(loss), 6))
+                step += 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{losses[-1]:.3f}")
+                if step >= total:
+                    break
+    sha = save_weights(model.state_dict(), out_weights, {"datasets": sorted(train_paths), "seed": seed})
+    record = {
+        "datasets": sorted(train_paths),
+        "examples": len(data),
+        "examples_per_dataset": df["source"].value_counts().sort_index().to_dict(),
+        "hyperparameters": hp,
+        "seed": seed,
+        "steps": total,
+        "device": str(dev),
+        "threads": threads,
+        "data_sha256": data_meta or {},
+        "weights_sha256": sha,
+        "train_loss": losses,
+        "final_loss_mean_last10": sum(losses[-10:]) / len(losses[-10:]),
+        "wall_time_s": round(time.time() - t0, 2),
+    }
+    atomic_write_json(record, out_json)
+    log.info("done in %.1fs, mean loss of last 10 steps %.4f", record["wall_time_s"], record["final_loss_mean_last10"])
+    return record

@@ -1,0 +1,20 @@
+import json
+
+from merge2mix import jobs
+from merge2mix.train import finetune
+
+with open(snakemake.input.best) as fh:
+    chosen = json.load(fh)["datasets"]
+metas = {}
+for path in snakemake.input.metas:
+    with open(path) as fh:
+        m = json.load(fh)
+    metas[m["name"]] = m["content_sha256"]
+trains = dict(zip(snakemake.params.candidates, snakemake.input.trains))
+jobs.run(
+    finetune, snakemake.log[0],
+    base_dir=snakemake.params.base_dir, train_paths={n: trains[n] for n in chosen},
+    out_weights=snakemake.output.weights, out_json=snakemake.output.record, hp=snakemake.params.hp,
+    task=snakemake.params.task, seed=snakemake.params.seed, device=snakemake.params.device,
+    threads=snakemake.threads, data_meta={n: metas[n] for n in chosen},
+)

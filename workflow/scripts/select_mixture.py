@@ -1,0 +1,8 @@
+from merge2mix import jobs
+from merge2mix.select import select
+
+jobs.run(
+    select, snakemake.log[0],
+    result_paths=list(snakemake.input.results), candidates=snakemake.params.candidates,
+    out_csv=snakemake.output.table, out_best=snakemake.output.best,
+)
