@@ -108,6 +108,10 @@ def _check_semantics(cfg: dict) -> None:
                 raise ConfigError(
                     f"config: datasets.{name}.label_map: '{raw}' maps to '{mapped}', not a task label ({', '.join(labels)})"
                 )
+        if "package" in ds:
+            from .data import packaged  # light: pandas is imported only when data is read
+
+            packaged.check(f"datasets.{name}.package", ds["package"]["loader"], ds["package"].get("domain"))
         if "local" in ds:
             p = Path(ds["local"]["path"])
             if not p.is_file():

@@ -20,7 +20,9 @@ from .io import atomic_replace
 def save_weights(state: dict, path, metadata: dict | None = None) -> str:
     """Write a state dict as safetensors, atomically; returns the file's sha256."""
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
-    meta = {k: json.dumps(v) if not isinstance(v, str) else v for k, v in (metadata or {}).items()}
+    # One metadata key: safetensors writes a multi-key header in hash order, which would make the
+    # file bytes (and the recorded sha256) differ between identical runs.
+    meta = {"merge2mix": json.dumps(metadata, sort_keys=True)} if metadata else None
     atomic_replace(lambda tmp: save_file(tensors, tmp, metadata=meta), path)
     return file_sha256(path)
 

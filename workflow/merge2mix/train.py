@@ -67,7 +67,7 @@ def finetune(*, base_dir: str, train_paths: dict[str, str], out_weights: str, ou
                 torch.nn.utils.clip_grad_norm_(model.parameters(), hp["max_grad_norm"])
                 opt.step()
                 sched.step()
-                losses.append(round(float(loss), 6))
+                losses.append(round(float(loss.detach()), 6))
                 step += 1
                 bar.update(1)
                 bar.set_postfix(loss=f"{losses[-1]:.3f}")

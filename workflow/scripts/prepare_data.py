@@ -1,5 +1,5 @@
 from merge2mix import jobs
-from merge2mix.data import prepare_dataset
+from merge2mix.data.prepare import prepare_dataset
 
 jobs.run(
     prepare_dataset, snakemake.log[0],

@@ -1,5 +1,5 @@
-"""Data: sources (package / hf / local) -> a text/label DataFrame -> seeded train/val/test splits."""
+"""Data: sources (package / hf / local) -> a text/label DataFrame -> seeded train/val/test splits.
 
-from .prepare import load_split, prepare_dataset, read_source
-
-__all__ = ["load_split", "prepare_dataset", "read_source"]
+prepare.py does the work; packaged.py knows the datasets pip packages ship. Nothing is imported here
+so that config validation (at DAG-build time) can check package entries without pandas.
+"""

