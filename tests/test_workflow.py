@@ -1,0 +1,95 @@
+"""The workflow as a user runs it: snakemake on the tiny BERT + in-repo datasets, and the embedded
+default's DAG (dry run)."""
+
+import json
+import re
+
+import pandas as pd
+import pytest
+
+from conftest import REPO, snakemake, tiny_config, write_config
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_model, tmp_path_factory):
+    work = tmp_path_factory.mktemp("wf")
+    cfg = write_config(tiny_config(tiny_model, work / "results"), work / "tiny.yaml")
+    first = snakemake(work, "--cores", "2", "--configfile", str(cfg))
+    return work, cfg, first
+
+
+def test_tiny_workflow_end_to_end(tiny_run):
+    work, cfg, r = tiny_run
+    assert r.returncode == 0, r.stderr[-4000:]
+    run = work / "results" / "tiny"
+    for f in ["masks.csv", "best_mask.json", "summary.json", "summary.md", "base/model.safetensors",
+              "deploy/model.safetensors", "deploy/train.json"]:
+        assert (run / f).is_file(), f
+    for name in ("books", "food", "films"):
+        rec = json.loads((run / "finetune" / name / "train.json").read_text())
+        assert rec["datasets"] == [name] and rec["train_loss"] and rec["data_sha256"][name]
+        assert (run / "benchmarks" / "finetune" / f"{name}.tsv").is_file()
+    for name in ("phones", "books", "food", "films"):
+        assert {p.name for p in (run / "data" / name).iterdir()} >= {"train.parquet", "val.parquet", "test.parquet", "meta.json"}
+
+    masks = pd.read_csv(run / "masks.csv", dtype={"bitstring": str})
+    assert len(masks) == 7 and set(masks["mask"]) == {
+        "books", "food", "films", "books+food", "books+films", "films+food", "books+films+food"}
+    assert masks["bitstring"].str.len().eq(3).all() and (masks["n"] == 15).all()
+    assert masks["rank"].tolist() == list(range(1, 8))
+    assert len(list((run / "merge_eval").glob("*.json"))) == 7
+
+    best = json.loads((run / "best_mask.json").read_text())
+    assert best["mask"] == masks["mask"][0] and best["masks_scored"] == 7
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["selected_mixture"] == best["datasets"]
+    assert set(summary["test"]) == {"base", "merged_best", "deployed"}
+    assert all(m["n"] == 15 for m in summary["test"].values())
+    deploy = json.loads((run / "deploy" / "train.json").read_text())
+    assert deploy["datasets"] == best["datasets"] and deploy["examples"] == 20 * len(best["datasets"])
+    assert "Selected mixture" in (run / "summary.md").read_text()
+
+
+def test_second_run_does_nothing(tiny_run):
+    work, cfg, first = tiny_run
+    assert first.returncode == 0
+    before = {p: p.stat().st_mtime_ns for p in (work / "results").rglob("*") if p.is_file()}
+    r = snakemake(work, "--cores", "2", "--configfile", str(cfg))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "Nothing to be done" in r.stdout + r.stderr
+    after = {p: p.stat().st_mtime_ns for p in (work / "results").rglob("*") if p.is_file()}
+    assert after == before
+
+
+def test_bad_config_fails_at_parse_time_with_one_line(tiny_model, tmp_path):
+    cfg = tiny_config(tiny_model, tmp_path / "results")
+    cfg["train"]["lr"] = "fast"
+    r = snakemake(tmp_path, "-n", "--configfile", str(write_config(cfg, tmp_path / "bad.yaml")))
+    assert r.returncode != 0
+    lines = [l for l in (r.stdout + r.stderr).splitlines() if "merge2mix: error" in l]
+    assert lines == ["merge2mix: error: config: train.lr: 'fast' is not of type 'number'"]
+
+
+def test_embedded_default_dag(tmp_path):
+    r = snakemake(tmp_path, "-n", "--configfile", str(REPO / "config.yaml"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = r.stdout + r.stderr
+    counts = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", out, re.M)}
+    assert counts["prepare_data"] == 7 and counts["finetune"] == 6 and counts["merge_eval"] == 63
+    assert counts["select_mixture"] == 1 and counts["deploy"] == 1 and counts["evaluate"] == 1
+
+
+def test_cli_check_and_show(tiny_run, capsys):
+    from merge2mix.cli import main
+
+    work, cfg, first = tiny_run
+    assert main(["check", str(cfg)]) == 0
+    assert "target phones, 3 candidates, 7 masks" in capsys.readouterr().out
+    assert main(["show", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    best = json.loads((work / "results" / "tiny" / "best_mask.json").read_text())
+    assert f"selected mixture:  {' + '.join(best['datasets'])}" in out
+    bad = work / "bad.yaml"
+    bad.write_text("target: [\n")
+    assert main(["check", str(bad)]) == 1
+    assert "not valid YAML" in capsys.readouterr().err
