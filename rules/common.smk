@@ -54,3 +54,8 @@ def mask_checkpoints(wildcards):
 
 def mask_bits(wildcards):
     return bitstring(wildcards.mask, PLAN.candidates)
+
+
+def budget_bytes():
+    gb = CFG["merge"]["memory_budget_gb"]
+    return None if gb is None else int(gb * 1e9)

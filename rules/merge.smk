@@ -15,6 +15,9 @@ rule merge_eval:
         task=TASK,
         batch_size=CFG["eval"]["batch_size"],
         device=DEVICE,
+        mode=CFG["merge"]["mode"],
+        pool=PLAN.candidates,
+        budget=budget_bytes(),
     threads: CFG["threads"]["merge_eval"]
     resources:
         gpu=1,
@@ -36,4 +39,7 @@ rule merge_eval:
             batch_size=params.batch_size,
             device=params.device,
             threads=threads,
+            mode=params.mode,
+            pool=params.pool,
+            budget_bytes=params.budget,
         )

@@ -93,3 +93,43 @@ def test_cli_check_and_show(tiny_run, capsys):
     bad.write_text("target: [\n")
     assert main(["check", str(bad)]) == 1
     assert "not valid YAML" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_killed_phase_resumes_and_naive_path_agrees(tiny_run, tiny_model, tmp_path):
+    """Kill the merge_eval phase (one process per job: the naive path) with SIGKILL, resume with the
+    fast path: finished masks are kept as they were, and masks.csv equals the uninterrupted run's."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import REPO
+
+    work, _, first = tiny_run
+    assert first.returncode == 0
+    cfg = write_config(tiny_config(tiny_model, tmp_path / "results"), tmp_path / "tiny.yaml")
+    assert snakemake(tmp_path, "--cores", "2", "--configfile", str(cfg), "--until", "finetune").returncode == 0
+    out = tmp_path / "results" / "tiny" / "merge_eval"
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
+           "--cores", "2", "--configfile", str(cfg), "--workflow-profile", "none", "--until", "select_mixture"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO / "workflow")})
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list(out.glob("*.json"))) < 2:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = {p.name: (p.stat().st_mtime_ns, p.read_text()) for p in out.glob("*.json")}
+    assert 2 <= len(done) < 7, "the kill should land mid-phase"
+    for _, text in done.values():
+        json.loads(text)  # complete files only: results are written atomically
+    assert snakemake(tmp_path, "--unlock", "--configfile", str(cfg)).returncode == 0
+    r = snakemake(tmp_path, "--cores", "2", "--configfile", str(cfg), "--rerun-incomplete")
+    assert r.returncode == 0, r.stderr[-3000:]
+    for name, (mtime, text) in done.items():
+        assert (out / name).stat().st_mtime_ns == mtime and (out / name).read_text() == text  # not redone
+    ours = pd.read_csv(tmp_path / "results" / "tiny" / "masks.csv", dtype={"bitstring": str})
+    ref = pd.read_csv(work / "results" / "tiny" / "masks.csv", dtype={"bitstring": str})
+    pd.testing.assert_frame_equal(ours, ref)

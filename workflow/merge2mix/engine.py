@@ -1,9 +1,17 @@
 """Score subset masks: average the members' fine-tuned weights and evaluate on the target val split.
 
 One process may score many masks (Snakemake `run:` jobs with --force-use-threads execute in the main
-process): theta_0's model skeleton, the tokenised target split and every checkpoint are loaded once
-and kept in a lock-guarded, module-level cache keyed by file identity (path, size, mtime), so a
-changed file is re-read. With one process per job the same code simply loads what it needs.
+process), so this module keeps a lock-guarded, module-level cache keyed by file identity (path, size,
+mtime; a changed file is re-read): theta_0's model, the tokenised split, and a `Pool` of fine-tunes.
+
+Two ways to merge, chosen automatically from the memory the pool needs (and logged):
+- "memory": every fine-tune is held as one flat fp32 vector; the model's merged tensors are views into
+  one flat buffer, and running sums of sorted-name prefixes are kept (LRU), so a mask whose prefix was
+  seen costs one vector add plus one divide written straight into the model. The additions happen in
+  the same order as the naive average (first + second + ... in sorted-name order, fp32), so the result
+  is bit-for-bit `merge.average`'s.
+- "stream": nothing but the model is held; each tensor is read member by member from the safetensors
+  files (`safe_open`, file closed after each read) and accumulated, so peak memory stays near one model.
 """
 
 from __future__ import annotations
@@ -11,17 +19,21 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections import OrderedDict
 
 import pandas as pd
+import torch
+from safetensors import safe_open
 
 from . import families, runtime
 from .errors import CheckpointError
 from .io import atomic_write_json
-from .merge import average, check_compatible, load_weights
+from .merge import check_compatible, load_weights
 
 log = runtime.log
-_LOCK = threading.RLock()  # one model skeleton per base: scoring is serialised (torch uses the cores anyway)
+_LOCK = threading.RLock()  # one model per base: scoring is serialised (torch uses the cores anyway)
 _CACHE: dict = {}
+MODES = ("auto", "memory", "stream")
 
 
 def _file_id(path) -> tuple:
@@ -43,9 +55,163 @@ def clear_cache() -> None:
         _CACHE.clear()
 
 
-def _model(fam, base_dir, device):
-    key = ("model", _file_id(os.path.join(base_dir, "model.safetensors")), str(device))
-    return _cached(key, lambda: fam.load_model(base_dir, device))
+def available_memory() -> int:
+    """Bytes of memory available now (MemAvailable on Linux; physical pages elsewhere)."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+class Pool:
+    """theta_0's model plus the fine-tunes merged into it (see the module docstring)."""
+
+    def __init__(self, fam, base_dir: str, device, mode: str = "auto", pool: list[str] | None = None,
+                 budget_bytes: int | None = None):
+        if mode not in MODES:
+            raise ValueError(f"merge mode '{mode}' (one of {', '.join(MODES)})")
+        self.fam, self.device = fam, torch.device(device)
+        pool_size = len(pool) if pool else 1
+        self.last_member = max(pool) if pool else None  # in sorted-name order
+        self.model = fam.load_model(base_dir, self.device)
+        live = self.model.state_dict(keep_vars=True)
+        self.live = live
+        self.shapes = {k: tuple(t.shape) for k, t in live.items()}
+        self.keys = [k for k, t in live.items() if fam.is_merged(k, t)]
+        self.unmerged = {k: t.detach() for k, t in live.items() if k not in self.keys}  # int buffers
+        self.numel = sum(live[k].numel() for k in self.keys)
+        self.direct = all(live[k].dtype == torch.float32 for k in self.keys)
+        vec = self.numel * 4
+        budget = budget_bytes if budget_bytes is not None else available_memory() // 2
+        # memory mode needs the N fine-tunes, the model's flat buffer and >= N running sums
+        need = (2 * pool_size + 1) * vec
+        if mode == "auto":
+            mode = "memory" if need <= budget else "stream"
+        self.mode = mode
+        # Running sums of sorted-name prefixes: every prefix of every mask if the budget allows
+        # (then each mask costs one add + one divide, whatever order the masks come in), else LRU.
+        n_prefixes = 2 ** (pool_size - 1) - 1  # masks of >= 2 members not ending in the last member
+        self.max_sums = max(pool_size, min(n_prefixes, (budget - (pool_size + 1) * vec) // vec))
+        self.rows: dict = {}
+        self.sums: OrderedDict = OrderedDict()
+        self.free: list = []  # buffers of evicted sums, reused: fresh pages cost page faults
+        if mode == "memory":
+            # The merged tensors become views into one flat fp32 buffer (for fp32 models), so a
+            # merge is written into the model by the final divide, with no further copy.
+            self.flat = torch.empty(self.numel, dtype=torch.float32, device=self.device)
+            self.views, off = {}, 0
+            for k in self.keys:
+                t, n = live[k], live[k].numel()
+                view = self.flat[off : off + n].view(t.shape)
+                view.copy_(t.detach())
+                if t.dtype == torch.float32:
+                    t.data = view
+                self.views[k] = view
+                off += n
+        log.info("merge mode %s (%s): %d fine-tunes x %.1f MB fp32; memory mode needs %.2f GB, budget %.2f GB%s",
+                 mode, "chosen" if mode != "auto" else "auto", pool_size, vec / 1e6, need / 1e9, budget / 1e9,
+                 f"; up to {self.max_sums} prefix sums cached" if mode == "memory" else "")
+
+    # -- memory mode ------------------------------------------------------------------------
+    def _row(self, name: str, path: str) -> torch.Tensor:
+        fid = _file_id(path)
+        if fid not in self.rows:
+            sd = load_weights(path)
+            check_compatible(self.shapes, {k: tuple(v.shape) for k, v in sd.items()}, f"{name} ({path})")
+            self._check_unmerged(sd, name, path)
+            self.rows[fid] = torch.cat([sd[k].reshape(-1).to(self.device, torch.float32) for k in self.keys])
+        return self.rows[fid]
+
+    def _sum_into_flat(self, members: list[tuple[str, str]]) -> None:
+        """flat = (sum of the members' vectors, added in sorted-name order) / k, reusing cached prefix
+        sums ((r1 + r2) + r3 ...: the same fp32 operations as the naive average, so bit-identical).
+        A mask ending in the last pool member can never be another mask's prefix: its final add goes
+        straight into the model's buffer; other masks' sums are cached for their extensions."""
+        k = len(members)
+        ids = tuple(_file_id(p) for _, p in members)
+        start = k
+        while start > 1 and ids[:start] not in self.sums:
+            start -= 1
+        acc = self.sums[ids[:start]] if start > 1 else self._row(*members[0])
+        last_is_leaf = members[-1][0] == self.last_member
+        done = False
+        for i in range(max(start, 1), k):
+            row = self._row(*members[i])
+            if i == k - 1 and last_is_leaf:
+                torch.add(acc, row, out=self.flat)
+                self.flat.div_(k)
+                done = True
+                break
+            buf = self.free.pop() if self.free else torch.empty_like(acc)
+            acc = torch.add(acc, row, out=buf)
+            self.sums[ids[: i + 1]] = acc
+        if not done:
+            if k > 1:
+                self.sums.move_to_end(ids)
+            torch.div(acc, k, out=self.flat)
+        while len(self.sums) > self.max_sums:  # evict least recently used; their buffers are reused
+            self.free.append(self.sums.popitem(last=False)[1])
+
+    # -- stream mode ------------------------------------------------------------------------
+    def _stream(self, members: list[tuple[str, str]]) -> None:
+        """Tensor by tensor: read each member's tensor, accumulate into the model's own tensor."""
+        for name, path in members:
+            try:
+                with safe_open(path, framework="pt") as f:
+                    shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+                    check_compatible(self.shapes, shapes, f"{name} ({path})")
+                    self._check_unmerged({k: f.get_tensor(k) for k in self.unmerged}, name, path)
+            except FileNotFoundError:
+                raise CheckpointError(f"checkpoint {path}: file not found") from None
+            except CheckpointError:
+                raise
+            except Exception as e:
+                raise CheckpointError(f"checkpoint {path}: not a readable safetensors file ({e})") from None
+        for k in self.keys:
+            target = self.live[k].data
+            acc = target if target.dtype == torch.float32 else None
+            for i, (name, path) in enumerate(members):
+                with safe_open(path, framework="pt") as f:  # closed right away: no mmap kept resident
+                    t = f.get_tensor(k)
+                if not torch.isfinite(t).all():
+                    raise CheckpointError(f"checkpoint {path}: tensor '{k}' contains NaN or inf")
+                t = t.to(self.device, torch.float32)
+                if i == 0:
+                    acc = t if acc is None else acc.copy_(t)
+                else:
+                    acc.add_(t)
+                del t
+            acc.div_(len(members))
+            if acc is not target:
+                target.copy_(acc)
+
+    def _check_unmerged(self, sd: dict, name: str, path: str) -> None:
+        for k, t in self.unmerged.items():
+            if not torch.equal(sd[k].to(t.device), t):
+                raise CheckpointError(f"checkpoint {name} ({path}): non-mergeable tensor '{k}' differs from the base model")
+
+    def merge(self, checkpoints: dict[str, str]):
+        """Load the average of `checkpoints` (name -> safetensors path) into the model; return it."""
+        if not checkpoints:
+            raise CheckpointError("merge: a mask over zero datasets has no average")
+        members = [(n, checkpoints[n]) for n in sorted(checkpoints)]
+        if self.mode == "stream":
+            self._stream(members)
+            return self.model
+        self._sum_into_flat(members)
+        if not self.direct:  # fp16/bf16 models: cast the fp32 mean into the parameters
+            for k in self.keys:
+                self.live[k].data.copy_(self.views[k])
+        return self.model
+
+
+def _pool(fam, base_dir, device, mode, pool, budget_bytes):
+    key = ("pool", _file_id(os.path.join(base_dir, "model.safetensors")), str(device), mode, tuple(pool), budget_bytes)
+    return _cached(key, lambda: Pool(fam, base_dir, device, mode, list(pool), budget_bytes))
 
 
 def _split(fam, base_dir, path, task):
@@ -53,33 +219,18 @@ def _split(fam, base_dir, path, task):
     return _cached(key, lambda: fam.encode(fam.load_tokenizer(base_dir), pd.read_parquet(path), task["labels"], task["max_length"]))
 
 
-def _weights(path):
-    return _cached(("weights", _file_id(path)), lambda: load_weights(path))
-
-
-def merged_model(fam, base_dir: str, checkpoints: dict[str, str], device):
-    """theta_0's architecture holding the average of the given checkpoints (call under _LOCK)."""
-    model = _model(fam, base_dir, device)
-    ref = model.state_dict()
-    sds = []
-    for name in sorted(checkpoints):
-        sd = _weights(checkpoints[name])
-        check_compatible(ref, sd, f"{name} ({checkpoints[name]})")
-        sds.append(sd)
-    model.load_state_dict(average(sds, fam.is_merged))
-    return model
-
-
 def score(*, base_dir: str, checkpoints: dict[str, str], split_path: str, task: dict, batch_size: int,
-          device: str = "auto", threads: int = 1) -> dict:
-    """Metrics of the merged model of `checkpoints` on the split at `split_path`."""
+          device: str = "auto", threads: int = 1, mode: str = "auto", pool: list[str] | None = None,
+          budget_bytes: int | None = None) -> dict:
+    """`pool`: every candidate name (sizes the memory plan); default: the names in `checkpoints`."""
     from .evaluate import evaluate
 
     with _LOCK:
         dev = runtime.setup(threads, device)
         fam = families.get(task["type"])
+        merger = _pool(fam, base_dir, dev, mode, pool or sorted(checkpoints), budget_bytes)
         t0 = time.perf_counter()
-        model = merged_model(fam, base_dir, checkpoints, dev)
+        model = merger.merge(checkpoints)
         t1 = time.perf_counter()
         metrics = evaluate(model, _split(fam, base_dir, split_path, task), fam.forward, batch_size, dev)
         t2 = time.perf_counter()

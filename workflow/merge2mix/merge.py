@@ -50,17 +50,16 @@ def file_sha256(path, chunk: int = 1 << 20) -> str:
 
 
 def check_compatible(reference: dict, other: dict, name: str) -> None:
-    """Same tensor names and shapes, or a one-line CheckpointError naming `name`."""
+    """Same tensor names and shapes (values: tensors or shape tuples), or a one-line CheckpointError naming `name`."""
     if reference.keys() != other.keys():
         missing = sorted(reference.keys() - other.keys())
         extra = sorted(other.keys() - reference.keys())
         what = f"missing {missing[:3]}" if missing else f"unexpected {extra[:3]}"
         raise CheckpointError(f"checkpoint {name}: architecture does not match the base model ({what})")
     for k, v in reference.items():
-        if other[k].shape != v.shape:
-            raise CheckpointError(
-                f"checkpoint {name}: tensor '{k}' has shape {tuple(other[k].shape)}, base has {tuple(v.shape)}"
-            )
+        want, got = tuple(getattr(v, "shape", v)), tuple(getattr(other[k], "shape", other[k]))
+        if got != want:
+            raise CheckpointError(f"checkpoint {name}: tensor '{k}' has shape {got}, base has {want}")
 
 
 def average(state_dicts: list[dict], merged=lambda name, t: t.is_floating_point()) -> dict:
@@ -72,8 +71,8 @@ def average(state_dicts: list[dict], merged=lambda name, t: t.is_floating_point(
     out = {}
     for k, t in first.items():
         if merged(k, t):
-            acc = torch.zeros_like(t, dtype=torch.float32)
-            for sd in state_dicts:
+            acc = t.to(torch.float32, copy=True)  # first + second + ... in this order, in fp32
+            for sd in state_dicts[1:]:
                 acc += sd[k].to(torch.float32)
             out[k] = (acc / len(state_dicts)).to(t.dtype)
         else:

@@ -1,0 +1,273 @@
+"""Benchmark of the merge-and-evaluate phase (issue "A merge-and-evaluate fan-out ..."). Prints ratios
+measured in one run, side by side with their baselines, and writes them to bench/results/.
+
+    python bench/merge_eval.py                       # the embedded default, 2 cores
+    python bench/merge_eval.py --config my.yaml --cores 8 --naive-masks 4
+
+P1  wall time of the whole merge_eval phase as Snakemake runs it (all 2^N - 1 jobs + select_mixture,
+    Snakemake start-up included) / the in-process kernel time (merge + forward of every mask in one
+    warm process). Beside it: the naive figure, one process per job (no workflow profile).
+P2  merge kernel per mask: the engine's exact prefix-sum path vs an in-memory Gray-code running sum
+    (the incremental reference; not bit-exact) and vs recomputing each mean from the files.
+P5  peak resident memory of a merging process above its import floor (torch + transformers imported),
+    in units of one model (fp32), for the stream path (what auto picks when the pool does not fit) and
+    the memory path, on a BERT-base-shaped random model (440 MB) so fixed costs do not hide the ratio.
+
+The fine-tunes come from results/<run>/ (computed first if missing); the phase runs on a copy of them
+under bench/_work/, so the results a user has are never touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "workflow"))
+
+from merge2mix import config as config_mod  # noqa: E402  (light: no torch)
+
+
+def snakemake(args, cwd, check=True):
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), *args]
+    t0 = time.perf_counter()
+    r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if check and r.returncode != 0:
+        sys.exit(f"snakemake failed ({' '.join(args)}):\n{r.stderr[-3000:]}")
+    return wall, r
+
+
+def prepare_work(cfg_path: Path, cores: int) -> tuple[Path, Path, config_mod.Plan]:
+    cfg = config_mod.load(cfg_path)
+    plan = config_mod.Plan(cfg)
+    print(f"[bench] fine-tunes for {plan.run_dir} (computed now if missing) ...", flush=True)
+    snakemake(["--cores", str(cores), "--configfile", str(cfg_path), "--until", "finetune"], REPO)
+    work = REPO / "bench" / "_work"
+    shutil.rmtree(work, ignore_errors=True)
+    src = REPO / plan.run_dir
+    dst = work / "results" / cfg["run"]
+    for part in ("base", "data", "finetune"):
+        shutil.copytree(src / part, dst / part, copy_function=shutil.copy2)  # mtimes kept: nothing reruns
+    raw = {**json.loads(json.dumps(cfg)), "results_dir": str(work / "results")}
+    for ds in raw["datasets"].values():
+        if "local" in ds:
+            ds["local"]["path"] = str((REPO / ds["local"]["path"]).resolve())
+    import yaml
+
+    wcfg = work / "config.yaml"
+    wcfg.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return work, wcfg, config_mod.Plan(config_mod.load(wcfg))
+
+
+def phase(work, wcfg, plan, cores, profile: bool, masks=None):
+    """Delete the given masks' results (all by default) and time Snakemake recomputing them."""
+    out = work / "results" / plan.cfg["run"] / "merge_eval"
+    masks = masks or plan.masks
+    for m in masks:
+        (out / f"{m}.json").unlink(missing_ok=True)
+    args = ["--cores", str(cores), "--configfile", str(wcfg), "--rerun-triggers", "mtime"]
+    if profile:
+        args += ["--until", "select_mixture"]
+        targets = []
+    else:
+        args += ["--workflow-profile", "none", "--scheduler", "greedy"]
+        targets = [str(out / f"{m}.json") for m in masks]
+    _, dry = snakemake([*args, "-n", *targets], work)
+    planned = {l.split()[0]: int(l.split()[1]) for l in dry.stdout.splitlines() if len(l.split()) == 2 and l.split()[1].isdigit()}
+    assert planned.get("merge_eval") == len(masks) and "finetune" not in planned, planned
+    wall, _ = snakemake([*args, *targets], work)
+    return wall
+
+
+def kernel(plan, threads):
+    """In one warm process: per mask, merge + forward (what a mask costs once everything is loaded)."""
+    import torch
+
+    from merge2mix import engine, families, runtime
+    from merge2mix.evaluate import evaluate
+
+    cfg, task = plan.cfg, plan.cfg["task"]
+    run = REPO / plan.run_dir
+    base_dir = str(run / "base")
+    ckpt = {n: str(run / "finetune" / n / "model.safetensors") for n in plan.candidates}
+    dev = runtime.setup(threads, cfg["device"])
+    fam = families.get(task["type"])
+    pool = engine.Pool(fam, base_dir, dev, "memory", plan.candidates)
+    split = engine._split(fam, base_dir, str(run / "data" / plan.target / "val.parquet"), task)
+    for n in plan.candidates:  # load every fine-tune once (the one-off cost, not the kernel)
+        pool._row(n, ckpt[n])
+    order = list(plan.masks)
+    random.Random(0).shuffle(order)  # Snakemake's order is whatever becomes ready first
+    merge_s = fwd_s = 0.0
+    for m in order:
+        t0 = time.perf_counter()
+        model = pool.merge({n: ckpt[n] for n in m.split("+")})
+        t1 = time.perf_counter()
+        evaluate(model, split, fam.forward, cfg["eval"]["batch_size"], dev)
+        t2 = time.perf_counter()
+        merge_s, fwd_s = merge_s + t1 - t0, fwd_s + t2 - t1
+
+    # P2 references, on the same vectors.
+    rows = torch.stack([pool._row(n, ckpt[n]) for n in plan.candidates])
+    n = len(plan.candidates)
+    out = torch.empty_like(rows[0])
+    s = torch.zeros_like(rows[0])
+    g_prev, t0 = 0, time.perf_counter()
+    for i in range(1, 2**n):  # Gray code: each mask differs from the last by one dataset
+        g = i ^ (i >> 1)
+        j = (g ^ g_prev).bit_length() - 1
+        s.add_(rows[j]) if g & (1 << j) else s.sub_(rows[j])
+        torch.div(s, bin(g).count("1"), out=out)
+        g_prev = g
+    gray_s = time.perf_counter() - t0
+
+    from merge2mix.merge import average, load_weights
+
+    t0 = time.perf_counter()
+    sample = order[: min(len(order), 12)]
+    for m in sample:
+        sd = average([load_weights(ckpt[x]) for x in sorted(m.split("+"))])
+        pool.model.load_state_dict(sd)
+    files_s = (time.perf_counter() - t0) / len(sample) * len(order)
+    return {"masks": len(order), "merge_s": merge_s, "forward_s": fwd_s, "kernel_s": merge_s + fwd_s,
+            "gray_code_merge_s": gray_s, "from_files_merge_s_extrapolated": files_s,
+            "model_fp32_bytes": pool.numel * 4}
+
+
+def make_p5_pool(root: Path, n: int) -> Path:
+    """A BERT-base-shaped random model (~110 M parameters, 440 MB fp32) and n perturbed copies: a model
+    whose size dominates the process's fixed costs, so the ratio says what it would for a large one."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from merge2mix.merge import save_weights
+
+    if (root / f"ft{n - 1}.safetensors").exists():
+        return root
+    root.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(BertConfig(num_labels=2))
+    model.save_pretrained(root / "base")
+    base = model.state_dict()
+    for i in range(n):
+        save_weights({k: v + 0.01 * torch.randn_like(v) if v.is_floating_point() else v for k, v in base.items()},
+                     root / f"ft{i}.safetensors")
+    return root
+
+
+def vm_hwm() -> int:
+    """Peak resident set of this process (bytes). Not ru_maxrss: that survives exec, so a child would
+    inherit its parent's peak."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def rss_child(mode: str, root: str, n: int, threads: int):
+    """Run in a subprocess: peak RSS of building the pool and merging all n, then 2 of them."""
+    import torch  # noqa: F401  (the import floor)
+    import transformers  # noqa: F401
+    from transformers import BertForSequenceClassification  # noqa: F401
+
+    floor = vm_hwm()
+    from merge2mix import engine, families, runtime
+
+    dev = runtime.setup(threads, "cpu")
+    fam = families.get("text_classification")
+    pool = engine.Pool(fam, f"{root}/base", dev, mode, [f"ft{i}" for i in range(n)])
+    files = {f"ft{i}": f"{root}/ft{i}.safetensors" for i in range(n)}
+    pool.merge(files)
+    pool.merge(dict(list(files.items())[:2]))
+    peak = vm_hwm()
+    print(json.dumps({"floor_bytes": floor, "peak_bytes": peak, "model_fp32_bytes": pool.numel * 4, "n": n}))
+
+
+def rss(mode, root, n, threads):
+    r = subprocess.run([sys.executable, __file__, "--rss-child", mode, "--p5-dir", str(root), "--p5-n", str(n),
+                        "--threads", str(threads)], capture_output=True, text=True, cwd=REPO)
+    if r.returncode:
+        sys.exit(r.stderr[-2000:])
+    d = json.loads(r.stdout.strip().splitlines()[-1])
+    d["peak_over_floor_in_models"] = round((d["peak_bytes"] - d["floor_bytes"]) / d["model_fp32_bytes"], 2)
+    return d
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--config", default=str(REPO / "config.yaml"))
+    ap.add_argument("--cores", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2, help="torch threads of the in-process kernel")
+    ap.add_argument("--naive-masks", type=int, default=6, help="masks run one process per job (extrapolated)")
+    ap.add_argument("--out", default=None)
+    ap.add_argument("--p5-n", type=int, default=6, help="fine-tunes in the peak-memory measurement")
+    ap.add_argument("--p5-dir", default=str(REPO / "bench" / "_work" / "p5"), help=argparse.SUPPRESS)
+    ap.add_argument("--rss-child", default=None, help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.rss_child:
+        return rss_child(a.rss_child, a.p5_dir, a.p5_n, a.threads)
+
+    cfg_path = Path(a.config).resolve()
+    work, wcfg, wplan = prepare_work(cfg_path, a.cores)
+    plan = config_mod.Plan(config_mod.load(cfg_path))
+    print(f"[bench] {len(plan.masks)} masks; phase through Snakemake (workflow profile) ...", flush=True)
+    fast_wall = phase(work, wcfg, wplan, a.cores, profile=True)
+    k = min(a.naive_masks, len(plan.masks))
+    print(f"[bench] naive: {k} masks one process per job ...", flush=True)
+    naive_wall = phase(work, wcfg, wplan, a.cores, profile=False, masks=random.Random(1).sample(plan.masks, k))
+    naive_per_job = naive_wall / k
+    print("[bench] in-process kernel and merge references ...", flush=True)
+    kr = kernel(plan, a.threads)
+    print("[bench] peak memory (stream, memory) on a BERT-base-shaped pool ...", flush=True)
+    p5 = make_p5_pool(Path(a.p5_dir), a.p5_n)
+    mem = {m: rss(m, p5, a.p5_n, a.threads) for m in ("stream", "memory")}
+
+    n_masks = kr["masks"]
+    res = {
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "cores_used": a.cores, "python": platform.python_version()},
+        "config": str(cfg_path.relative_to(REPO)) if cfg_path.is_relative_to(REPO) else str(cfg_path),
+        "candidates": len(plan.candidates), "masks": n_masks,
+        "phase_wall_s": round(fast_wall, 2),
+        "kernel_s": round(kr["kernel_s"], 2), "kernel_merge_s": round(kr["merge_s"], 2), "kernel_forward_s": round(kr["forward_s"], 2),
+        "P1_phase_over_kernel": round(fast_wall / kr["kernel_s"], 3),
+        "naive_per_job_s": round(naive_per_job, 2),
+        "naive_phase_estimate_s": round(naive_per_job * n_masks, 1),
+        "naive_over_kernel": round(naive_per_job * n_masks / kr["kernel_s"], 2),
+        "merge_per_mask_ms": round(1000 * kr["merge_s"] / n_masks, 2),
+        "gray_code_per_mask_ms": round(1000 * kr["gray_code_merge_s"] / n_masks, 2),
+        "from_files_per_mask_ms": round(1000 * kr["from_files_merge_s_extrapolated"] / n_masks, 2),
+        "P2_engine_over_gray_code": round(kr["merge_s"] / kr["gray_code_merge_s"], 2),
+        "P2_from_files_over_engine": round(kr["from_files_merge_s_extrapolated"] / kr["merge_s"], 2),
+        "model_fp32_MB": round(kr["model_fp32_bytes"] / 1e6, 1),
+        "P5_model_fp32_MB": round(mem["stream"]["model_fp32_bytes"] / 1e6, 1), "P5_n": a.p5_n,
+        "P5_stream_peak_over_floor_models": mem["stream"]["peak_over_floor_in_models"],
+        "memory_mode_peak_over_floor_models": mem["memory"]["peak_over_floor_in_models"],
+        "targets": {"P1": "<= 1.25", "P2": "engine/gray <= 2 and files/engine >= 3", "P5": "stream <= 2"},
+    }
+    print()
+    print(f"P1  phase {res['phase_wall_s']} s / kernel {res['kernel_s']} s = {res['P1_phase_over_kernel']}"
+          f"   (naive one-process-per-job: {res['naive_per_job_s']} s/job -> {res['naive_over_kernel']}x the kernel)")
+    print(f"P2  merge per mask: engine {res['merge_per_mask_ms']} ms, Gray-code {res['gray_code_per_mask_ms']} ms "
+          f"(ratio {res['P2_engine_over_gray_code']}), from files {res['from_files_per_mask_ms']} ms "
+          f"(files/engine {res['P2_from_files_over_engine']})")
+    print(f"P5  peak RSS above import floor: stream {res['P5_stream_peak_over_floor_models']} models, "
+          f"memory {res['memory_mode_peak_over_floor_models']} models ({a.p5_n} fine-tunes of {res['P5_model_fp32_MB']} MB)")
+    out = Path(a.out) if a.out else REPO / "bench" / "results" / f"merge_eval-{plan.cfg['run']}-{'cuda' if plan.cfg['device'] == 'cuda' else 'cpu'}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=2) + "\n")
+    print(f"\nwritten: {out.relative_to(REPO) if out.is_relative_to(REPO) else out}")
+
+
+if __name__ == "__main__":
+    main()

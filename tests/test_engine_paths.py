@@ -1,0 +1,67 @@
+"""Every merge path of the engine is bit-for-bit the naive average, for every mask of a 4-model pool."""
+
+import random
+from itertools import combinations
+
+import pytest
+import torch
+
+from merge2mix import engine, families
+from merge2mix.errors import CheckpointError
+from merge2mix.merge import average, load_weights, save_weights
+
+FAM = families.get("text_classification")
+NAMES = ["a", "b", "c", "d"]
+MASKS = [m for k in range(1, 5) for m in combinations(NAMES, k)]
+
+
+@pytest.fixture(scope="module")
+def pool_files(tiny_model, tmp_path_factory):
+    root = tmp_path_factory.mktemp("pool")
+    FAM.init_base(str(tiny_model), str(root / "base"), ["negative", "positive"], seed=0)
+    base = load_weights(root / "base" / "model.safetensors")
+    files = {}
+    for i, n in enumerate(NAMES):
+        g = torch.Generator().manual_seed(i + 1)
+        sd = {k: v + 0.01 * torch.randn(v.shape, generator=g) if v.is_floating_point() else v for k, v in base.items()}
+        files[n] = str(root / f"{n}.safetensors")
+        save_weights(sd, files[n])
+    return str(root / "base"), files
+
+
+@pytest.mark.parametrize("mode, max_sums", [("memory", None), ("memory", 1), ("stream", None)])
+def test_every_mask_equals_the_naive_average(pool_files, mode, max_sums):
+    base_dir, files = pool_files
+    pool = engine.Pool(FAM, base_dir, "cpu", mode=mode, pool=NAMES)
+    if max_sums:
+        pool.max_sums = max_sums  # a tiny prefix cache: reuse and eviction both happen
+    order = list(MASKS) * 2
+    random.Random(0).shuffle(order)
+    for mask in order:
+        merged = pool.merge({n: files[n] for n in mask}).state_dict()
+        naive = average([load_weights(files[n]) for n in sorted(mask)])
+        for k, v in naive.items():
+            assert torch.equal(merged[k], v), (mode, mask, k)
+    assert len(pool.sums) <= pool.max_sums
+
+
+def test_auto_mode_follows_the_budget(pool_files):
+    base_dir, _ = pool_files
+    assert engine.Pool(FAM, base_dir, "cpu", mode="auto", pool=NAMES, budget_bytes=10**12).mode == "memory"
+    assert engine.Pool(FAM, base_dir, "cpu", mode="auto", pool=NAMES, budget_bytes=10).mode == "stream"
+
+
+@pytest.mark.parametrize("mode", ["memory", "stream"])
+def test_bad_members_are_named(pool_files, tmp_path, mode):
+    base_dir, files = pool_files
+    pool = engine.Pool(FAM, base_dir, "cpu", mode=mode, pool=NAMES)
+    sd = load_weights(files["a"])
+    sd["classifier.bias"] = torch.zeros(3)
+    save_weights(sd, tmp_path / "odd.safetensors")
+    with pytest.raises(CheckpointError, match=r"checkpoint odd .*'classifier\.bias' has shape \(3,\), base has \(2,\)"):
+        pool.merge({"a": files["a"], "odd": str(tmp_path / "odd.safetensors")})
+    (tmp_path / "cut.safetensors").write_bytes(open(files["b"], "rb").read()[:1000])
+    with pytest.raises(CheckpointError, match=r"cut\.safetensors: not a readable safetensors"):
+        pool.merge({"cut": str(tmp_path / "cut.safetensors")})
+    with pytest.raises(CheckpointError, match="zero datasets"):
+        pool.merge({})
