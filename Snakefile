@@ -1,6 +1,7 @@
 # merge2mix: Merge to Mix (arXiv 2505.16066) as a workflow.
 #   config -> prepare_data -> init_model -> finetune (one per candidate) -> merge_eval (one per mask)
 #          -> select_mixture -> deploy -> evaluate
+#   evidence: mixture_finetune (all_data, singles; every mask with oracle: true) -> methods, correlation
 # Parse time stays light: nothing here imports torch.
 from snakemake.utils import min_version
 
@@ -20,6 +21,7 @@ include: "rules/finetune.smk"
 include: "rules/merge.smk"
 include: "rules/select.smk"
 include: "rules/deploy.smk"
+include: "rules/evidence.smk"
 
 
 rule all:

@@ -1,4 +1,5 @@
 # Config validation and the helpers rules use. Light: merge2mix.config imports no torch.
+import json
 import sys
 
 sys.path.insert(0, f"{workflow.basedir}/workflow")  # run from a checkout even without `pip install -e .`
@@ -29,10 +30,32 @@ wildcard_constraints:
 localrules:
     all,
     select_mixture,
+    baseline_masks,
 
 
 def final_outputs():
-    return [f"{R}/masks.csv", f"{R}/best_mask.json", f"{R}/summary.json", f"{R}/summary.md"]
+    out = [f"{R}/masks.csv", f"{R}/best_mask.json", f"{R}/summary.json", f"{R}/summary.md", f"{R}/methods.csv"]
+    if CFG["oracle"]:
+        out.append(f"{R}/correlation.json")
+    return out
+
+
+def oracle_results():
+    """Every mask's mixture fine-tune, when the oracle is on (2^N - 1 fine-tunes)."""
+    return expand(f"{R}/oracle/{{mask}}.json", mask=PLAN.masks) if CFG["oracle"] else []
+
+
+def mixture_inputs(wildcards):
+    """A mask's train splits; a singleton scores its existing per-dataset fine-tune instead of training."""
+    names = parse_key(wildcards.mask)
+    unknown = [n for n in names if n not in PLAN.candidates]
+    if unknown:
+        raise ValueError(f"mask '{wildcards.mask}': not candidates: {', '.join(unknown)}")
+    files = {f"train_{n}": f"{R}/data/{n}/train.parquet" for n in names}
+    files |= {f"meta_{n}": f"{R}/data/{n}/meta.json" for n in names}
+    if len(names) == 1:
+        files["single"] = f"{R}/finetune/{names[0]}/model.safetensors"
+    return files
 
 
 def mask_results():
@@ -59,3 +82,28 @@ def mask_bits(wildcards):
 def budget_bytes():
     gb = CFG["merge"]["memory_budget_gb"]
     return None if gb is None else int(gb * 1e9)
+
+
+def evidence_mixtures():
+    """Mixture fine-tunes every run scores: each candidate alone, all of them, and every mask with the oracle."""
+    masks = PLAN.masks if CFG["oracle"] else [*PLAN.candidates, PLAN.full_mask]
+    return expand(f"{R}/oracle/{{mask}}.json", mask=sorted(set(masks)))
+
+
+def similarity_table():
+    return [f"{R}/baselines/similarity.csv"] if CFG["baselines"]["similarity"] else []
+
+
+def baselines_on():
+    return CFG["baselines"]["similarity"] or CFG["baselines"]["random_seeds"] > 0
+
+
+def baseline_inputs(wildcards):
+    """The baselines' chosen mixtures are known only once selection and similarity ran (a checkpoint)."""
+    if not baselines_on():
+        return {}
+    choice_path = checkpoints.baseline_masks.get().output[0]
+    with open(choice_path) as fh:
+        choice = json.load(fh)
+    masks = {choice.get("similarity_topk"), choice.get("similarity_threshold"), *choice["random"]} - {None}
+    return {"choice": choice_path, "baseline_mixtures": expand(f"{R}/oracle/{{mask}}.json", mask=sorted(masks))}

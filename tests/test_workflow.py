@@ -13,7 +13,7 @@ from conftest import REPO, snakemake, tiny_config, write_config
 @pytest.fixture(scope="module")
 def tiny_run(tiny_model, tmp_path_factory):
     work = tmp_path_factory.mktemp("wf")
-    cfg = write_config(tiny_config(tiny_model, work / "results"), work / "tiny.yaml")
+    cfg = write_config(tiny_config(tiny_model, work / "results", oracle=True), work / "tiny.yaml")
     first = snakemake(work, "--cores", "2", "--configfile", str(cfg))
     return work, cfg, first
 
@@ -48,6 +48,47 @@ def test_tiny_workflow_end_to_end(tiny_run):
     deploy = json.loads((run / "deploy" / "train.json").read_text())
     assert deploy["datasets"] == best["datasets"] and deploy["examples"] == 20 * len(best["datasets"])
     assert "Selected mixture" in (run / "summary.md").read_text()
+
+
+def test_evidence_baselines_oracle_and_report(tiny_run):
+    work, cfg, r = tiny_run
+    assert r.returncode == 0, r.stderr[-4000:]
+    run = work / "results" / "tiny"
+    oracle = [json.loads(p.read_text()) for p in (run / "oracle").glob("*.json")]
+    assert len(oracle) == 7 and {o["size"] for o in oracle} == {1, 2, 3}
+    assert all(o["trained"] == (o["size"] > 1) for o in oracle)  # singletons reuse the per-dataset fine-tune
+    assert not list((run / "oracle").rglob("*.safetensors"))  # mixture checkpoints are not kept
+
+    methods = pd.read_csv(run / "methods.csv")
+    assert methods["method"].tolist() == ["pretrained", "single:books", "single:films", "single:food", "all_data",
+                                          "merge_to_mix", "similarity_topk", "similarity_threshold", "random", "oracle"]
+    m = methods.set_index("method")
+    best = json.loads((run / "best_mask.json").read_text())
+    summary = json.loads((run / "summary.json").read_text())
+    assert m.loc["merge_to_mix", "mixture"] == best["mask"]
+    assert m.loc["merge_to_mix", "accuracy"] == summary["test"]["deployed"]["accuracy"]
+    assert m.loc["merge_to_mix", "finetunes"] == 4 and m.loc["merge_to_mix", "merges"] == 7
+    assert m.loc["oracle", "finetunes"] == 7 and m.loc["random", "runs"] == 3
+    assert m.loc["merge_to_mix", "wall_s"] > 0 and m.loc["all_data", "wall_s"] > 0
+    # The deployment fine-tune is the picked mask's mixture fine-tune: same data, seed, hyper-parameters.
+    picked = next(o for o in oracle if o["mask"] == best["mask"])
+    assert picked["test_accuracy"] == summary["test"]["deployed"]["accuracy"]
+
+    choice = json.loads((run / "baselines" / "masks.json").read_text())
+    assert choice["k"] == len(best["datasets"]) and len(choice["random"]) == 3
+    sim = pd.read_csv(run / "baselines" / "similarity.csv")
+    assert sorted(sim["candidate"]) == ["books", "films", "food"] and sim["cosine"].between(-1, 1).all()
+
+    corr = json.loads((run / "correlation.json").read_text())
+    assert corr["masks"] == 7 and -1 <= corr["pearson_r"] <= 1 and corr["picked"] == best["mask"]
+    assert corr["regret"] == pytest.approx(corr["oracle_best_test_accuracy"] - corr["picked_test_accuracy"])
+    for png in ("methods", "accuracy_vs_size", "single_transfer", "merged_vs_finetuned"):
+        assert (run / "plots" / f"{png}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    rep = snakemake(work, "--report", str(work / "report.html"), "--configfile", str(cfg))
+    assert rep.returncode == 0, rep.stderr[-3000:]
+    html = (work / "report.html").read_text(errors="replace")
+    assert "merged_vs_finetuned.png" in html and "methods.png" in html
 
 
 def test_second_run_does_nothing(tiny_run):

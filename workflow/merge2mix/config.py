@@ -168,6 +168,7 @@ class Plan:
         self.candidates = cfg["candidates"]
         self.datasets = [self.target, *self.candidates]
         self.masks = [mask_key(m) for m in enumerate_masks(self.candidates)]
+        self.full_mask = mask_key(self.candidates)
 
     def path(self, *parts: str) -> str:
         return "/".join([self.run_dir, *parts])

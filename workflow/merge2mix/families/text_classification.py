@@ -80,3 +80,18 @@ def forward(model, batch):
     """Returns (loss, logits)."""
     out = model(**batch)
     return out.loss, out.logits
+
+
+@torch.inference_mode()
+def mean_embedding(model, encoded: Encoded, batch_size: int = 128, device="cpu") -> torch.Tensor:
+    """Mean over examples of the mask-aware mean-pooled last hidden state of the encoder (theta_0)."""
+    model.eval()
+    total, count = None, 0
+    for b in encoded.batches(batch_size, device):
+        b.pop("labels")
+        h = model(**b, output_hidden_states=True).hidden_states[-1]
+        m = b["attention_mask"].unsqueeze(-1).to(h.dtype)
+        pooled = (h * m).sum(1) / m.sum(1).clamp(min=1)
+        total = pooled.sum(0) if total is None else total + pooled.sum(0)
+        count += len(pooled)
+    return (total / count).float().cpu()

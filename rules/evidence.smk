@@ -1,0 +1,112 @@
+# Evidence: mixture fine-tunes scored on the target (the oracle, the all_data and single-dataset
+# baselines), the methods table, the merged-vs-fine-tuned correlation, and the report's figures.
+
+
+rule mixture_finetune:
+    # One job per mask: fine-tune theta_0 on the mixture, score on target val and test.
+    input:
+        unpack(mixture_inputs),
+        base=rules.init_model.output.weights,
+        val=f"{R}/data/{CFG['target']}/val.parquet",
+        test=f"{R}/data/{CFG['target']}/test.parquet",
+    output:
+        f"{R}/oracle/{{mask}}.json",
+    params:
+        base_dir=f"{R}/base",
+        work_dir=f"{R}/oracle/work/{{mask}}",
+        hp=CFG["train"],
+        task=TASK,
+        seed=CFG["seed"],
+        device=DEVICE,
+        batch_size=CFG["eval"]["batch_size"],
+    threads: CFG["threads"]["finetune"]
+    resources:
+        gpu=1,
+    log:
+        f"{R}/logs/mixture_finetune/{{mask}}.log",
+    benchmark:
+        f"{R}/benchmarks/mixture_finetune/{{mask}}.tsv"
+    script:
+        "../workflow/scripts/mixture_finetune.py"
+
+
+rule similarity:
+    # Cosine between theta_0's mean-pooled embeddings of each candidate's train split and the target's val split.
+    input:
+        base=rules.init_model.output.weights,
+        trains=candidate_files(f"{R}/data/{{name}}/train.parquet"),
+        val=f"{R}/data/{CFG['target']}/val.parquet",
+    output:
+        f"{R}/baselines/similarity.csv",
+    params:
+        candidates=PLAN.candidates,
+        base_dir=f"{R}/base",
+        task=TASK,
+        max_examples=CFG["baselines"]["similarity_max_examples"],
+        batch_size=CFG["eval"]["batch_size"],
+        device=DEVICE,
+        seed=CFG["seed"],
+    threads: CFG["threads"]["evaluate"]
+    resources:
+        gpu=1,
+    log:
+        f"{R}/logs/similarity.log",
+    benchmark:
+        f"{R}/benchmarks/similarity.tsv"
+    script:
+        "../workflow/scripts/similarity.py"
+
+
+checkpoint baseline_masks:
+    # The mixtures the similarity and random baselines fine-tune on; k = size of the Merge to Mix pick.
+    input:
+        best=rules.select_mixture.output.best,
+        similarity=similarity_table(),
+    output:
+        f"{R}/baselines/masks.json",
+    params:
+        candidates=PLAN.candidates,
+        random_seeds=CFG["baselines"]["random_seeds"],
+    log:
+        f"{R}/logs/baseline_masks.log",
+    script:
+        "../workflow/scripts/baseline_masks.py"
+
+
+rule methods:
+    input:
+        unpack(baseline_inputs),
+        summary=rules.evaluate.output.summary,
+        masks=rules.select_mixture.output.table,
+        merges=mask_results(),
+        mixtures=evidence_mixtures(),
+    output:
+        table=f"{R}/methods.csv",
+        bars=report(f"{R}/plots/methods.png", caption="../workflow/report/methods.rst", category="Evidence"),
+        sizes=report(f"{R}/plots/accuracy_vs_size.png", caption="../workflow/report/sizes.rst", category="Evidence"),
+        transfer=report(f"{R}/plots/single_transfer.png", caption="../workflow/report/transfer.rst", category="Evidence"),
+    params:
+        candidates=PLAN.candidates,
+        run_dir=R,
+        oracle=CFG["oracle"],
+    log:
+        f"{R}/logs/methods.log",
+    script:
+        "../workflow/scripts/methods.py"
+
+
+rule correlation:
+    # Only with `oracle: true`: needs a mixture fine-tune for every mask.
+    input:
+        masks=rules.select_mixture.output.table,
+        best=rules.select_mixture.output.best,
+        oracle=oracle_results(),
+    output:
+        json=f"{R}/correlation.json",
+        scatter=report(f"{R}/plots/merged_vs_finetuned.png", caption="../workflow/report/scatter.rst", category="Evidence"),
+    params:
+        seed=CFG["seed"],
+    log:
+        f"{R}/logs/correlation.log",
+    script:
+        "../workflow/scripts/correlation.py"

@@ -1,0 +1,75 @@
+"""Correlation, regret and the methods table on constructed inputs (checked against scipy)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from merge2mix import analysis
+from merge2mix.baselines import choose, random_subset
+
+
+def tables(merged_acc, oracle_val, oracle_test):
+    masks = [f"m{i}" for i in range(len(merged_acc))]
+    merged = pd.DataFrame({"mask": masks, "accuracy": merged_acc, "macro_f1": 0.5, "loss": 1.0, "size": 1})
+    oracle = pd.DataFrame({"mask": masks, "val_accuracy": oracle_val, "val_macro_f1": 0.5, "val_loss": 1.0,
+                           "test_accuracy": oracle_test, "test_macro_f1": 0.5, "size": 1})
+    return merged, oracle
+
+
+def test_coefficients_match_scipy():
+    rng = np.random.default_rng(0)
+    x = rng.random(20)
+    y = x + 0.3 * rng.random(20)
+    merged, oracle = tables(x, y, y)
+    c = analysis.correlation(merged, oracle, "m0", n_boot=200)
+    assert c["pearson_r"] == pytest.approx(stats.pearsonr(x, y)[0])
+    assert c["spearman_rho"] == pytest.approx(stats.spearmanr(x, y)[0])
+    assert c["kendall_tau"] == pytest.approx(stats.kendalltau(x, y)[0])
+    lo, hi = c["pearson_r_ci95"]
+    assert lo <= c["pearson_r"] <= hi
+
+
+def test_regret_and_agreement_on_a_constructed_case():
+    # merged favours m0; the oracle's val favours m2, whose test accuracy is 0.9; m0 scores 0.7 on test.
+    merged, oracle = tables([0.9, 0.5, 0.8, 0.1], [0.6, 0.5, 0.95, 0.2], [0.7, 0.5, 0.9, 0.3])
+    c = analysis.correlation(merged, oracle, "m0", n_boot=50)
+    assert c["merged_best"] == "m0" and c["oracle_best"] == "m2" and not c["top1_agreement"]
+    assert c["regret"] == pytest.approx(0.2)
+    assert c["max_test_accuracy"] == 0.9 and c["top5_overlap"] == 1.0
+    merged, oracle = tables([0.9, 0.5], [0.9, 0.5], [0.8, 0.4])
+    assert analysis.correlation(merged, oracle, "m0", n_boot=10)["regret"] == 0.0
+
+
+def test_missing_oracle_rows_are_an_error():
+    merged, oracle = tables([0.9, 0.5, 0.1], [0.6, 0.5, 0.2], [0.7, 0.5, 0.3])
+    with pytest.raises(ValueError, match="cover 2 of 3"):
+        analysis.correlation(merged, oracle.iloc[:2], "m0")
+
+
+def test_baseline_choices():
+    sim = pd.DataFrame({"candidate": ["b", "a", "c"], "cosine": [0.9, 0.8, 0.1]})
+    ch = choose(sim, ["a", "b", "c"], 2, 4)
+    assert ch["similarity_topk"] == "a+b" and ch["similarity_threshold"] == "a+b" and len(ch["random"]) == 4
+    assert all(len(m.split("+")) == 2 for m in ch["random"])
+    assert random_subset(["c", "a", "b"], 2, 7) == random_subset(["a", "b", "c"], 2, 7)  # order-free
+    assert "similarity_topk" not in choose(None, ["a", "b"], 1, 1)
+
+
+def test_methods_table_rows_and_costs():
+    mixtures = pd.DataFrame({"mask": ["a", "b", "a+b"], "val_accuracy": [0.6, 0.7, 0.8], "val_macro_f1": 0.5,
+                             "val_loss": 1.0, "size": [1, 1, 2], "test_accuracy": [0.55, 0.65, 0.75],
+                             "test_macro_f1": [0.5, 0.6, 0.7]})
+    summary = {"selected_mixture": ["b"], "test": {"base": {"accuracy": 0.5, "macro_f1": 0.33},
+                                                   "deployed": {"accuracy": 0.65, "macro_f1": 0.6}}}
+    secs = {("finetune", "a"): 10.0, ("finetune", "b"): 20.0, ("mixture", "a+b"): 30.0, ("merges", None): 1.5,
+            ("deploy", None): 20.0, ("similarity", None): 2.0}
+    t = analysis.methods_table(summary=summary, mixtures=mixtures, candidates=["a", "b"],
+                               choice={"k": 1, "random": ["a", "b"], "similarity_topk": "b", "similarity_threshold": "a+b"},
+                               oracle_on=True, seconds=lambda k, n: secs.get((k, n)))
+    t = t.set_index("method")
+    assert t.loc["merge_to_mix", "wall_s"] == 10 + 20 + 1.5 + 20
+    assert t.loc["oracle", "mixture"] == "a+b" and t.loc["oracle", "accuracy"] == 0.75 and t.loc["oracle", "wall_s"] == 60
+    assert t.loc["random", "accuracy"] == pytest.approx(0.6) and t.loc["random", "accuracy_sd"] == pytest.approx(np.std([0.55, 0.65], ddof=1))
+    assert t.loc["similarity_topk", "wall_s"] == 22 and t.loc["similarity_threshold", "wall_s"] == 32
+    assert t.loc["all_data", "mixture"] == "a+b"

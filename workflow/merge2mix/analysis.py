@@ -1,0 +1,139 @@
+"""Evidence: how well merged models stand in for mixture fine-tunes, and how the methods compare.
+Reads result files only (no torch).
+
+- correlation(): Pearson r, Spearman rho, Kendall tau between merged and mixture-fine-tuned target
+  val accuracy over masks, with paired bootstrap 95% intervals; top-1 / top-5 agreement; regret.
+- methods_table(): one row per method with target test metrics and its compute cost.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from .io import atomic_replace, atomic_write_json
+from .select import rank
+
+
+def load_results(paths) -> pd.DataFrame:
+    rows = []
+    for p in paths:
+        with open(p) as fh:
+            rows.append(json.load(fh))
+    return pd.DataFrame(rows)
+
+
+def _coefs(x, y) -> dict:
+    return {"pearson_r": stats.pearsonr(x, y)[0], "spearman_rho": stats.spearmanr(x, y)[0],
+            "kendall_tau": stats.kendalltau(x, y)[0]}
+
+
+def correlation(merged: pd.DataFrame, oracle: pd.DataFrame, picked: str, seed: int = 0, n_boot: int = 2000) -> dict:
+    """`merged`: masks.csv rows (mask, accuracy on val). `oracle`: one row per mask with val/test
+    accuracy of the mixture fine-tune. `picked`: the mask Merge to Mix selected."""
+    df = merged[["mask", "accuracy"]].merge(oracle[["mask", "val_accuracy", "test_accuracy"]], on="mask")
+    if len(df) != len(merged):
+        raise ValueError(f"oracle results cover {len(df)} of {len(merged)} masks")
+    x, y = df["accuracy"].to_numpy(float), df["val_accuracy"].to_numpy(float)
+    out = {"masks": len(df), **{k: float(v) for k, v in _coefs(x, y).items()}}
+    rng = np.random.default_rng(seed)
+    boots = {k: [] for k in ("pearson_r", "spearman_rho", "kendall_tau")}
+    for _ in range(n_boot):  # paired bootstrap over masks; degenerate resamples (constant) are skipped
+        i = rng.integers(0, len(df), len(df))
+        if np.ptp(x[i]) == 0 or np.ptp(y[i]) == 0:
+            continue
+        for k, v in _coefs(x[i], y[i]).items():
+            boots[k].append(v)
+    for k, vs in boots.items():
+        vs = np.asarray([v for v in vs if np.isfinite(v)])
+        out[f"{k}_ci95"] = [float(np.quantile(vs, 0.025)), float(np.quantile(vs, 0.975))] if len(vs) else None
+
+    # The oracle ranks masks by its own val accuracy, with the same tie-break as selection.
+    o = rank(oracle.rename(columns={"val_accuracy": "accuracy", "val_macro_f1": "macro_f1", "val_loss": "loss"}))
+    m = rank(merged)
+    oracle_best = o["mask"].iloc[0]
+    test = dict(zip(oracle["mask"], oracle["test_accuracy"]))
+    out |= {
+        "merged_best": m["mask"].iloc[0],
+        "oracle_best": oracle_best,
+        "top1_agreement": bool(m["mask"].iloc[0] == oracle_best),
+        "top5_overlap": len(set(m["mask"].head(5)) & set(o["mask"].head(5))) / min(5, len(df)),
+        "picked_in_oracle_top5": bool(picked in set(o["mask"].head(5))),
+        "picked": picked,
+        "picked_test_accuracy": float(test[picked]),
+        "oracle_best_test_accuracy": float(test[oracle_best]),
+        "max_test_accuracy": float(max(test.values())),
+        "regret": float(test[oracle_best] - test[picked]),
+        "regret_definition": "test accuracy of the oracle's val-best mixture fine-tune minus that of the mask Merge to Mix picked",
+    }
+    return out
+
+
+def bench_seconds(path) -> float | None:
+    """Wall seconds from a Snakemake benchmark: file (None when the job did not run here)."""
+    try:
+        return float(pd.read_csv(path, sep="\t")["s"].iloc[0])
+    except (FileNotFoundError, KeyError, IndexError, ValueError):
+        return None
+
+
+def methods_table(*, summary: dict, mixtures: pd.DataFrame, candidates: list[str], choice: dict | None,
+                  oracle_on: bool, seconds) -> pd.DataFrame:
+    """Target test metrics of each method and what it cost.
+
+    `mixtures`: every mixture fine-tune result (oracle/<mask>.json rows). `seconds(kind, name)` gives
+    the wall time of one job ('finetune', name) / ('mixture', mask) / ('deploy' | 'merges' | 'similarity', None)."""
+    n = len(candidates)
+    full = "+".join(sorted(candidates))
+    by_mask = mixtures.set_index("mask")
+
+    def fit_s(mask):  # a singleton's mixture fine-tune is the per-dataset fine-tune
+        return seconds("finetune", mask) if "+" not in mask else seconds("mixture", mask)
+
+    def row(method, mask, finetunes, merges, wall, runs=None):
+        r = by_mask.loc[mask]
+        out = {"method": method, "mixture": mask, "accuracy": r["test_accuracy"], "accuracy_sd": None,
+               "macro_f1": r["test_macro_f1"], "runs": 1, "finetunes": finetunes, "merges": merges, "wall_s": wall}
+        return out
+
+    base, deployed = summary["test"]["base"], summary["test"]["deployed"]
+    rows = [{"method": "pretrained", "mixture": "", "accuracy": base["accuracy"], "accuracy_sd": None,
+             "macro_f1": base["macro_f1"], "runs": 1, "finetunes": 0, "merges": 0, "wall_s": 0.0}]
+    rows += [row(f"single:{c}", c, 1, 0, fit_s(c)) for c in sorted(candidates)]
+    rows.append(row("all_data", full, 1, 0, fit_s(full)))
+    finetune_s = [seconds("finetune", c) for c in candidates]
+    m2m_s = None if None in finetune_s else sum(finetune_s) + (seconds("merges", None) or 0) + (seconds("deploy", None) or 0)
+    rows.append({"method": "merge_to_mix", "mixture": "+".join(summary["selected_mixture"]), "accuracy": deployed["accuracy"],
+                 "accuracy_sd": None, "macro_f1": deployed["macro_f1"], "runs": 1, "finetunes": n + 1,
+                 "merges": 2**n - 1, "wall_s": m2m_s})
+    if choice:
+        sim_s = seconds("similarity", None) or 0
+        for name in ("similarity_topk", "similarity_threshold"):
+            if name in choice:
+                m = choice[name]
+                w = fit_s(m)
+                rows.append(row(name, m, 1, 0, None if w is None else w + sim_s))
+        if choice.get("random"):
+            accs = [by_mask.loc[m, "test_accuracy"] for m in choice["random"]]
+            f1s = [by_mask.loc[m, "test_macro_f1"] for m in choice["random"]]
+            ws = [fit_s(m) for m in choice["random"]]
+            rows.append({"method": "random", "mixture": " | ".join(choice["random"]), "accuracy": float(np.mean(accs)),
+                         "accuracy_sd": float(np.std(accs, ddof=1)) if len(accs) > 1 else None,
+                         "macro_f1": float(np.mean(f1s)), "runs": len(accs), "finetunes": 1, "merges": 0,
+                         "wall_s": None if None in ws else float(np.mean(ws))})
+    if oracle_on:
+        o = rank(mixtures.rename(columns={"val_accuracy": "accuracy", "val_macro_f1": "macro_f1", "val_loss": "loss"}))
+        ws = [fit_s(m) for m in mixtures["mask"]]
+        rows.append(row("oracle", o["mask"].iloc[0], 2**n - 1, 0, None if None in ws else float(sum(ws))))
+    return pd.DataFrame(rows)
+
+
+def write_methods(df: pd.DataFrame, path) -> None:
+    atomic_replace(lambda tmp: df.to_csv(tmp, index=False), path)
+
+
+def write_correlation(result: dict, path) -> None:
+    atomic_write_json(result, path)

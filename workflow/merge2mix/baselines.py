@@ -1,0 +1,59 @@
+"""Baselines that choose a mixture without merging: similarity to the target, and random subsets.
+
+similarity: cosine between the mean-pooled theta_0 embedding of each candidate's train split and of
+the target's val split. `similarity_topk` takes the k most similar candidates, k = the size of the
+Merge to Mix selection; `similarity_threshold` takes every candidate at least as similar as the mean
+of the candidates' similarities. random: for seeds 0..R-1, k candidates drawn uniformly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pandas as pd
+
+from .io import atomic_replace, atomic_write_json
+from .masks import mask_key
+
+
+def similarities(*, base_dir: str, train_paths: dict[str, str], target_val: str, task: dict, max_examples: int,
+                 batch_size: int, device: str, threads: int, seed: int, out_csv: str) -> pd.DataFrame:
+    import torch
+
+    from . import families, runtime
+
+    dev = runtime.setup(threads, device, seed)
+    fam = families.get(task["type"])
+    model, tok = fam.load_model(base_dir, dev), fam.load_tokenizer(base_dir)
+
+    def emb(path):
+        df = pd.read_parquet(path)
+        df = df.sample(n=min(len(df), max_examples), random_state=seed) if len(df) > max_examples else df
+        return fam.mean_embedding(model, fam.encode(tok, df, task["labels"], task["max_length"]), batch_size, dev)
+
+    target = emb(target_val)
+    rows = [{"candidate": n, "cosine": float(torch.nn.functional.cosine_similarity(emb(p), target, dim=0))}
+            for n, p in train_paths.items()]
+    df = pd.DataFrame(rows).sort_values(["cosine", "candidate"], ascending=[False, True]).reset_index(drop=True)
+    atomic_replace(lambda tmp: df.to_csv(tmp, index=False), out_csv)
+    return df
+
+
+def random_subset(candidates: list[str], k: int, seed: int) -> list[str]:
+    rng = np.random.default_rng(int.from_bytes(hashlib.sha256(f"random-baseline:{seed}".encode()).digest()[:4], "little"))
+    return sorted(rng.choice(sorted(candidates), size=k, replace=False).tolist())
+
+
+def choose(sim: pd.DataFrame | None, candidates: list[str], k: int, random_seeds: int) -> dict:
+    """The masks each baseline fine-tunes on (no similarity keys when `sim` is None)."""
+    out = {"k": k, "random": [mask_key(random_subset(candidates, k, s)) for s in range(random_seeds)]}
+    if sim is not None:
+        out["similarity_topk"] = mask_key(sim.head(k)["candidate"].tolist())
+        out["similarity_threshold"] = mask_key(sim[sim["cosine"] >= sim["cosine"].mean()]["candidate"].tolist())
+        out["similarity"] = dict(zip(sim["candidate"], sim["cosine"].round(6)))
+    return out
+
+
+def write_choice(choice: dict, path) -> None:
+    atomic_write_json(choice, path)

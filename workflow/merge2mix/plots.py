@@ -1,0 +1,79 @@
+"""Figures for the report (matplotlib, PNG). Each function takes tables, writes one file."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from .io import atomic_replace  # noqa: E402
+
+
+def _save(fig, path):
+    atomic_replace(lambda tmp: fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight"), path)
+    plt.close(fig)
+
+
+def merged_vs_finetuned(df, picked: str, corr: dict, path) -> None:
+    """df: mask, accuracy (merged, val), val_accuracy (mixture fine-tune), size."""
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    sc = ax.scatter(df["accuracy"], df["val_accuracy"], c=df["size"], cmap="viridis", s=28, alpha=0.8)
+    fig.colorbar(sc, ax=ax, label="datasets in the mixture", ticks=sorted(df["size"].unique()))
+    p = df[df["mask"] == picked]
+    ax.scatter(p["accuracy"], p["val_accuracy"], s=160, facecolors="none", edgecolors="red", linewidths=2, label=f"picked: {picked}")
+    lo = min(df["accuracy"].min(), df["val_accuracy"].min())
+    hi = max(df["accuracy"].max(), df["val_accuracy"].max())
+    ax.plot([lo, hi], [lo, hi], ls=":", c="grey", lw=1)
+    ax.set_xlabel("merged model: target val accuracy")
+    ax.set_ylabel("mixture fine-tune: target val accuracy")
+    ax.set_title(f"r = {corr['pearson_r']:.2f}, rho = {corr['spearman_rho']:.2f}, tau = {corr['kendall_tau']:.2f}")
+    ax.legend(loc="lower right", fontsize=8)
+    _save(fig, path)
+
+
+def methods_bar(df, path) -> None:
+    fig, ax = plt.subplots(figsize=(7, 0.35 * len(df) + 1.2))
+    colors = ["tab:red" if m == "merge_to_mix" else "tab:grey" if m.startswith("single:") else "tab:blue" for m in df["method"]]
+    ax.barh(df["method"], df["accuracy"], color=colors)
+    for y, v in enumerate(df["accuracy"]):
+        ax.text(v, y, f" {v:.3f}", va="center", fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("target test accuracy")
+    ax.set_xlim(0, min(1.0, df["accuracy"].max() * 1.15))
+    _save(fig, path)
+
+
+def accuracy_vs_size(masks, oracle, path) -> None:
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    ax.scatter(masks["size"], masks["accuracy"], s=18, alpha=0.6, label="merged (val)")
+    ax.plot(*zip(*masks.groupby("size")["accuracy"].mean().items()), c="tab:blue")
+    if oracle is not None and len(oracle):
+        ax.scatter(oracle["size"] + 0.1, oracle["val_accuracy"], s=18, alpha=0.6, c="tab:orange", label="fine-tuned (val)")
+        ax.plot(*zip(*oracle.groupby("size")["val_accuracy"].mean().items()), c="tab:orange")
+    ax.set_xlabel("datasets in the mixture")
+    ax.set_ylabel("target val accuracy")
+    ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def transfer_heatmap(masks, mixtures, candidates, path) -> None:
+    """Each candidate alone -> target: merged-singleton val (= its fine-tune), fine-tune val and test."""
+    import numpy as np
+
+    cands = sorted(candidates)
+    m = masks.set_index("mask")
+    x = mixtures.set_index("mask")
+    rows = {"fine-tune, target val": [x.loc[c, "val_accuracy"] for c in cands],
+            "fine-tune, target test": [x.loc[c, "test_accuracy"] for c in cands],
+            "merge rank (of all masks)": [m.loc[c, "rank"] for c in cands]}
+    data = np.array([rows["fine-tune, target val"], rows["fine-tune, target test"]], dtype=float)
+    fig, ax = plt.subplots(figsize=(1.1 * len(cands) + 2, 2.6))
+    im = ax.imshow(data, cmap="RdYlGn", vmin=max(0.0, data.min() - 0.05), vmax=min(1.0, data.max() + 0.05), aspect="auto")
+    for (i, j), v in np.ndenumerate(data):
+        ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=8)
+    ax.set_xticks(range(len(cands)), [f"{c}\n(rank {r})" for c, r in zip(cands, rows["merge rank (of all masks)"])], fontsize=8)
+    ax.set_yticks(range(2), ["target val", "target test"])
+    ax.set_title("single-dataset transfer to the target (accuracy)")
+    fig.colorbar(im, ax=ax)
+    _save(fig, path)

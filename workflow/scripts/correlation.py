@@ -1,0 +1,18 @@
+import json
+
+import pandas as pd
+
+from merge2mix import analysis, jobs, plots
+
+
+def main(inp, out, seed):
+    masks = pd.read_csv(inp.masks, dtype={"bitstring": str})
+    oracle = analysis.load_results(inp.oracle)
+    with open(inp.best) as fh:
+        picked = json.load(fh)["mask"]
+    corr = analysis.correlation(masks, oracle, picked, seed=seed)
+    analysis.write_correlation(corr, out.json)
+    plots.merged_vs_finetuned(masks.merge(oracle[["mask", "val_accuracy"]], on="mask"), picked, corr, out.scatter)
+
+
+jobs.run(main, snakemake.log[0], inp=snakemake.input, out=snakemake.output, seed=snakemake.params.seed)
