@@ -11,11 +11,12 @@ CORES ?= all
 CONFIG ?= config.yaml
 TORCH_VERSION ?= 2.13.0
 PYTEST_ARGS ?=
+SNAKE_ARGS ?=
 
 BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: run test setup clean-venv
+.PHONY: run evidence report test setup clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv --system-site-packages $(VENV)
@@ -31,8 +32,16 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml envs/assets.txt
 setup: $(VENV)/.installed
 
 run: setup
-	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG)
+	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG) $(SNAKE_ARGS)
+	@$(MAKE) --no-print-directory report
 	@$(BIN)/merge2mix show $(CONFIG)
+
+# The same, plus the oracle: every mixture fine-tuned (2^N - 1 fine-tunes) -> correlation.json.
+evidence:
+	@$(MAKE) --no-print-directory run SNAKE_ARGS="--config oracle=true"
+
+report: setup
+	$(BIN)/snakemake --quiet all --configfile $(CONFIG) $(SNAKE_ARGS) --report $$($(BIN)/merge2mix run-dir $(CONFIG))/report.html
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -6,7 +6,7 @@ sys.path.insert(0, f"{workflow.basedir}/workflow")  # run from a checkout even w
 
 from merge2mix.config import Plan, model_source, validate
 from merge2mix.errors import Merge2MixError
-from merge2mix.masks import bitstring, parse_key
+from merge2mix.masks import parse_key
 
 try:
     CFG = validate(config)
@@ -75,8 +75,6 @@ def mask_checkpoints(wildcards):
     return {n: f"{R}/finetune/{n}/model.safetensors" for n in names}
 
 
-def mask_bits(wildcards):
-    return bitstring(wildcards.mask, PLAN.candidates)
 
 
 def budget_bytes():
@@ -107,3 +105,17 @@ def baseline_inputs(wildcards):
         choice = json.load(fh)
     masks = {choice.get("similarity_topk"), choice.get("similarity_threshold"), *choice["random"]} - {None}
     return {"choice": choice_path, "baseline_mixtures": expand(f"{R}/oracle/{{mask}}.json", mask=sorted(masks))}
+
+
+# Cluster resources grow with each retry (profiles/slurm sets retries): a job killed for time or
+# memory comes back with more. Ignored on a workstation unless --resources names them.
+def finetune_runtime(wildcards, attempt):
+    return 120 * attempt
+
+
+def finetune_mem_mb(wildcards, attempt):
+    return 8000 * attempt
+
+
+def merge_runtime(wildcards, attempt):
+    return 20 * attempt

@@ -18,6 +18,8 @@ rule deploy:
     threads: CFG["threads"]["finetune"]
     resources:
         gpu=1,
+        runtime=finetune_runtime,
+        mem_mb=finetune_mem_mb,
     log:
         f"{R}/logs/deploy.log",
     benchmark:
@@ -48,6 +50,8 @@ rule evaluate:
     threads: CFG["threads"]["evaluate"]
     resources:
         gpu=1,
+        runtime=finetune_runtime,
+        mem_mb=finetune_mem_mb,
     log:
         f"{R}/logs/evaluate.log",
     script:

@@ -22,6 +22,8 @@ rule mixture_finetune:
     threads: CFG["threads"]["finetune"]
     resources:
         gpu=1,
+        runtime=finetune_runtime,
+        mem_mb=finetune_mem_mb,
     log:
         f"{R}/logs/mixture_finetune/{{mask}}.log",
     benchmark:
@@ -49,6 +51,8 @@ rule similarity:
     threads: CFG["threads"]["evaluate"]
     resources:
         gpu=1,
+        runtime=finetune_runtime,
+        mem_mb=finetune_mem_mb,
     log:
         f"{R}/logs/similarity.log",
     benchmark:

@@ -32,6 +32,8 @@ rule finetune:
     threads: CFG["threads"]["finetune"]
     resources:
         gpu=1,
+        runtime=finetune_runtime,
+        mem_mb=finetune_mem_mb,
     log:
         f"{R}/logs/finetune/{{name}}.log",
     benchmark:

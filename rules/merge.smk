@@ -10,17 +10,17 @@ rule merge_eval:
     output:
         f"{R}/merge_eval/{{mask}}.json",
     params:
-        bits=mask_bits,
         base_dir=f"{R}/base",
         task=TASK,
         batch_size=CFG["eval"]["batch_size"],
         device=DEVICE,
         mode=CFG["merge"]["mode"],
-        pool=PLAN.candidates,
         budget=budget_bytes(),
     threads: CFG["threads"]["merge_eval"]
     resources:
         gpu=1,
+        runtime=merge_runtime,
+        mem_mb=finetune_mem_mb,
     log:
         f"{R}/logs/merge_eval/{{mask}}.log",
     run:
@@ -30,7 +30,6 @@ rule merge_eval:
             engine.merge_eval,
             log[0],
             key=wildcards.mask,
-            bits=params.bits,
             out_json=output[0],
             base_dir=params.base_dir,
             checkpoints={n: input[n] for n in parse_key(wildcards.mask)},
@@ -40,6 +39,6 @@ rule merge_eval:
             device=params.device,
             threads=threads,
             mode=params.mode,
-            pool=params.pool,
+            pool=PLAN.candidates,  # not a param: adding a candidate must not rerun existing masks
             budget_bytes=params.budget,
         )

@@ -61,7 +61,7 @@ def test_engine_scores_the_average_of_the_mask(world):
     engine.clear_cache()
     ck = world["ckpts"]
     out = world["root"] / "me" / "books+food.json"
-    rec = engine.merge_eval(key="books+food", bits="11", out_json=str(out), base_dir=world["base"], checkpoints=ck,
+    rec = engine.merge_eval(key="books+food", out_json=str(out), base_dir=world["base"], checkpoints=ck,
                             split_path=world["data"]["phones"]["val"], task=TASK, batch_size=16, device="cpu")
     assert json.loads(out.read_text())["accuracy"] == rec["accuracy"]
     assert rec["datasets"] == ["books", "food"] and rec["size"] == 2 and rec["n"] == 15

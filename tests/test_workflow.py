@@ -7,7 +7,7 @@ import re
 import pandas as pd
 import pytest
 
-from conftest import REPO, snakemake, tiny_config, write_config
+from conftest import FIXTURES, REPO, snakemake, tiny_config, write_config
 
 
 @pytest.fixture(scope="module")
@@ -174,3 +174,17 @@ def test_killed_phase_resumes_and_naive_path_agrees(tiny_run, tiny_model, tmp_pa
     ours = pd.read_csv(tmp_path / "results" / "tiny" / "masks.csv", dtype={"bitstring": str})
     ref = pd.read_csv(work / "results" / "tiny" / "masks.csv", dtype={"bitstring": str})
     pd.testing.assert_frame_equal(ours, ref)
+
+
+def test_adding_a_candidate_reruns_one_finetune_and_only_new_masks(tiny_run, tiny_model):
+    work, cfg_path, first = tiny_run
+    assert first.returncode == 0
+    cfg = tiny_config(tiny_model, work / "results", oracle=True)
+    cfg["datasets"]["toys"] = {**cfg["datasets"]["books"], "local": {"path": str(FIXTURES / "toys.csv")}}
+    bigger = write_config(cfg, work / "bigger.yaml")
+    r = snakemake(work, "-n", "--cores", "2", "--configfile", str(bigger))
+    assert r.returncode == 0, r.stderr[-3000:]
+    counts = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", r.stdout + r.stderr, re.M)}
+    assert counts["prepare_data"] == 1 and counts["finetune"] == 1, counts
+    assert counts["merge_eval"] == 8, counts  # 15 masks now, 7 of them already scored
+    assert "init_model" not in counts

@@ -2,6 +2,7 @@
 
     merge2mix check [CONFIG]     validate a config (same checks as the workflow, one line per error)
     merge2mix show  [CONFIG]     print the selected mixture and where the results are
+    merge2mix run-dir [CONFIG]   print the config's results folder (results/<run>)
 """
 
 from __future__ import annotations
@@ -37,7 +38,21 @@ def _show(args) -> int:
           f"{', '.join(s['candidates'])}; best of {s['masks_scored']} merged models on target val)")
     for name, m in s["test"].items():
         print(f"test accuracy:     {m['accuracy']:.4f}  macro-F1 {m['macro_f1']:.4f}  ({name})")
-    print(f"results:           {run}/  (masks.csv, best_mask.json, summary.md)")
+    methods = run / "methods.csv"
+    if methods.is_file():
+        import pandas as pd
+
+        m = pd.read_csv(methods).set_index("method")
+        others = [f"{k} {m.loc[k, 'accuracy']:.4f}" for k in ("all_data", "similarity_topk", "random", "oracle") if k in m.index]
+        print(f"baselines (test):  {', '.join(others)}")
+    report = run / "report.html"
+    print(f"results:           {run}/  (masks.csv, best_mask.json, summary.md, methods.csv"
+          f"{', report.html' if report.is_file() else ''})")
+    return 0
+
+
+def _run_dir(args) -> int:
+    print(config_mod.Plan(config_mod.load(args.config)).run_dir)
     return 0
 
 
@@ -45,7 +60,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="merge2mix", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     for name, fn, help_ in [("check", _check, "validate a config file"),
-                            ("show", _show, "print the selected mixture of a finished run")]:
+                            ("show", _show, "print the selected mixture of a finished run"),
+                            ("run-dir", _run_dir, "print the results folder of a config")]:
         sp = sub.add_parser(name, help=help_)
         sp.add_argument("config", nargs="?", default="config.yaml", help="config file (default: config.yaml)")
         sp.set_defaults(fn=fn)

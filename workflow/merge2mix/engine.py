@@ -238,11 +238,11 @@ def score(*, base_dir: str, checkpoints: dict[str, str], split_path: str, task: 
     return metrics
 
 
-def merge_eval(*, key: str, bits: str, out_json: str, **kw) -> dict:
+def merge_eval(*, key: str, out_json: str, **kw) -> dict:
     """Score one mask and write its result JSON (the unit of caching: one file per mask)."""
     t0 = time.perf_counter()
     metrics = score(**kw)
-    record = {"mask": key, "datasets": sorted(kw["checkpoints"]), "bitstring": bits, "size": len(kw["checkpoints"]),
+    record = {"mask": key, "datasets": sorted(kw["checkpoints"]), "size": len(kw["checkpoints"]),
               **metrics, "wall_s": round(time.perf_counter() - t0, 4)}
     atomic_write_json(record, out_json)
     log.info("mask %s: accuracy %.4f macro_f1 %.4f (%d examples)", key, record["accuracy"], record["macro_f1"], record["n"])

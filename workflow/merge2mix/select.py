@@ -11,17 +11,20 @@ import json
 import pandas as pd
 
 from .io import atomic_replace, atomic_write_json
+from .masks import bitstring
 
 COLUMNS = ["mask", "bitstring", "size", "datasets", "accuracy", "macro_f1", "loss", "n", "rank"]
 TIE_BREAK = "accuracy desc, macro_f1 desc, loss asc, size asc, mask asc"
 
 
-def gather(result_paths) -> pd.DataFrame:
+def gather(result_paths, candidates) -> pd.DataFrame:
+    """The bitstring is computed here, from the current candidate order: per-mask results do not
+    depend on the candidate list, so adding a candidate leaves them valid."""
     rows = []
     for p in result_paths:
         with open(p) as fh:
             r = json.load(fh)
-        rows.append({**r, "datasets": "+".join(r["datasets"])})
+        rows.append({**r, "datasets": "+".join(r["datasets"]), "bitstring": bitstring(r["mask"], candidates)})
     return rank(pd.DataFrame(rows))
 
 
@@ -34,7 +37,7 @@ def rank(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def select(result_paths, candidates, out_csv: str, out_best: str) -> dict:
-    df = gather(result_paths)
+    df = gather(result_paths, candidates)
     atomic_replace(lambda tmp: df[COLUMNS].to_csv(tmp, index=False), out_csv)
     top = df.iloc[0]
     best = {

@@ -1,0 +1,63 @@
+"""The tiny workflow submitted to a real single-node Slurm cluster through profiles/slurm.
+
+Brings the cluster up with tests/slurm/slurm-up.sh (installs Debian's Slurm packages when missing;
+needs root), runs the workflow with --executor slurm, checks outputs and sacct, tears the daemons
+down by PID. Skipped, with the reason, where Slurm cannot be installed or run.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import REPO, tiny_config, write_config
+
+pytestmark = pytest.mark.slow
+SLURM = REPO / "tests" / "slurm"
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    if sys.platform != "linux" or os.geteuid() != 0 or not shutil.which("apt-get") and not shutil.which("slurmctld"):
+        pytest.skip("Slurm test needs Linux, root and apt-get (or Slurm already installed)")
+    pytest.importorskip("snakemake_executor_plugin_slurm", reason="pip install snakemake-executor-plugin-slurm (Python >= 3.11)")
+    up = subprocess.run(["bash", str(SLURM / "slurm-up.sh")], capture_output=True, text=True, timeout=600,
+                        env={**os.environ, "SLURM_FAKE_GPUS": "1"})
+    if up.returncode == 3:
+        pytest.skip(f"Slurm cannot be set up here: {up.stderr.strip()}")
+    assert up.returncode == 0, up.stdout + up.stderr
+    yield
+    subprocess.run(["bash", str(SLURM / "slurm-down.sh")], capture_output=True, timeout=120)
+
+
+def test_tiny_workflow_on_slurm(cluster, tiny_model, tmp_path):
+    cfg = tiny_config(tiny_model, tmp_path / "results", baselines={"similarity": False, "random_seeds": 0},
+                      threads={"finetune": 1, "merge_eval": 1, "evaluate": 1})
+    cfg_path = write_config(cfg, tmp_path / "tiny.yaml")
+    since = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.time() - 5))
+    cmd = ["timeout", "-k", "10", "1200", sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
+           "--directory", str(tmp_path), "--configfile", str(cfg_path), "--profile", str(REPO / "profiles" / "slurm"),
+           "--default-resources", "slurm_partition=debug", "slurm_account=ci", "runtime=30", "mem_mb=1500",
+           "--slurm-init-seconds-before-status-checks", "2", "--jobs", "4", "--latency-wait", "5"]
+    r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO / "workflow")})
+    assert r.returncode == 0, (r.stdout + r.stderr)[-5000:]
+    run = tmp_path / "results" / "tiny"
+    for f in ("masks.csv", "best_mask.json", "summary.json", "methods.csv"):
+        assert (run / f).is_file(), f
+    assert len(list((run / "merge_eval").glob("*.json"))) == 7
+    assert json.loads((run / "best_mask.json").read_text())["masks_scored"] == 7
+
+    acct = subprocess.run(["sacct", "-X", "-n", "--parsable2", "-S", since, "-o", "JobID,State,ReqTRES,Comment"],
+                          capture_output=True, text=True, check=True).stdout
+    rows = [line.split("|") for line in acct.splitlines() if line]
+    by_rule: dict[str, list] = {}
+    for job_id, state, tres, comment in rows:
+        by_rule.setdefault(comment.removeprefix("rule_").split("_wildcards")[0], []).append((state, tres))
+    assert len(by_rule.get("finetune", [])) == 3 and len(by_rule.get("merge_eval", [])) == 7, by_rule.keys()
+    for rule in ("finetune", "merge_eval"):
+        assert all(state == "COMPLETED" for state, _ in by_rule[rule]), by_rule[rule]
+    assert all("gres/gpu" in tres for _, tres in by_rule["finetune"])  # a GPU rule asked Slurm for a GPU
