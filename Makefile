@@ -38,7 +38,7 @@ run: setup
 
 # The same, plus the oracle: every mixture fine-tuned (2^N - 1 fine-tunes) -> correlation.json.
 evidence:
-	@$(MAKE) --no-print-directory run SNAKE_ARGS="--config oracle=true"
+	@$(MAKE) --no-print-directory run SNAKE_ARGS="--config oracle=True"
 
 report: setup
 	$(BIN)/snakemake --quiet all --configfile $(CONFIG) $(SNAKE_ARGS) --report $$($(BIN)/merge2mix run-dir $(CONFIG))/report.html

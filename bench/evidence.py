@@ -34,7 +34,7 @@ def main():
     ap.add_argument("--cores", default="2")
     a = ap.parse_args()
     plan = config_mod.Plan(config_mod.load(a.config))
-    cmd = [sys.executable, "-m", "snakemake", "--cores", str(a.cores), "--configfile", a.config, "--config", "oracle=true"]
+    cmd = [sys.executable, "-m", "snakemake", "--cores", str(a.cores), "--configfile", a.config, "--config", "oracle=True"]
     t0 = time.time()
     r = subprocess.run(cmd, cwd=REPO)
     wall = time.time() - t0

@@ -63,6 +63,8 @@ def _one_line(err: jsonschema.ValidationError) -> str:
         return f"config: {where}: give exactly one of {', '.join(options)}"
     if err.validator == "additionalProperties":
         return f"config: {where}: {err.message} (allowed: {', '.join(sorted(err.schema.get('properties', {})))})"
+    if err.validator == "type" and err.validator_value == "boolean" and str(err.instance).lower() in ("true", "false"):
+        return f"config: {where}: {err.message} (on the command line write --config {where}={str(err.instance).capitalize()})"
     return f"config: {where}: {err.message}"
 
 
