@@ -65,3 +65,26 @@ def test_bad_members_are_named(pool_files, tmp_path, mode):
         pool.merge({"cut": str(tmp_path / "cut.safetensors")})
     with pytest.raises(CheckpointError, match="zero datasets"):
         pool.merge({})
+
+
+@pytest.mark.parametrize("mode", ["memory", "stream"])
+def test_a_checkpoint_changed_after_training_is_refused(pool_files, tmp_path, mode):
+    import json
+    import shutil
+
+    base_dir, files = pool_files
+    ft = tmp_path / mode / "ft"
+    ft.mkdir(parents=True)
+    shutil.copy(files["a"], ft / "model.safetensors")
+    from merge2mix.merge import file_sha256
+
+    (ft / "train.json").write_text(json.dumps({"weights_sha256": file_sha256(ft / "model.safetensors")}))
+    engine.clear_cache()
+    pool = engine.Pool(FAM, base_dir, "cpu", mode=mode, pool=NAMES)
+    pool.merge({"a": str(ft / "model.safetensors")})  # matches: fine
+    sd = load_weights(files["b"])
+    save_weights(sd, ft / "model.safetensors")  # replaced after training
+    engine.clear_cache()
+    pool = engine.Pool(FAM, base_dir, "cpu", mode=mode, pool=NAMES)
+    with pytest.raises(CheckpointError, match=r"sha256 differs from the one recorded at training"):
+        pool.merge({"a": str(ft / "model.safetensors")})

@@ -3,6 +3,7 @@ default's DAG (dry run)."""
 
 import json
 import re
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -188,3 +189,44 @@ def test_adding_a_candidate_reruns_one_finetune_and_only_new_masks(tiny_run, tin
     assert counts["prepare_data"] == 1 and counts["finetune"] == 1, counts
     assert counts["merge_eval"] == 8, counts  # 15 masks now, 7 of them already scored
     assert "init_model" not in counts
+
+
+def _hashes(root):
+    import hashlib
+
+    return {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()}
+
+
+def _bad_inputs(tmp: Path):
+    """(name, edit of the tiny config, expected one-line message) — run against a finished run."""
+    empty = tmp / "empty.csv"
+    empty.write_text("review,stars\n")
+    one = tmp / "one_class.csv"
+    one.write_text("review,stars\n" + "".join(f"the toy was good {i},pos\n" for i in range(20)))
+    toys = {"local": {"path": str(FIXTURES / "toys.csv")}, "columns": {"text": "review", "label": "stars"},
+            "label_map": {"neg": "negative", "pos": "positive"}}
+    return [
+        ("unknown key", lambda c: c.update(learning_rate=1), "config: <top level>: Additional properties are not allowed ('learning_rate'"),
+        ("no candidates", lambda c: c.update(candidates=[]), "config: candidates: no candidate dataset"),
+        ("missing model", lambda c: c.update(model={"name_or_path": str(tmp / "nope")}), "config: model.name_or_path: no such directory"),
+        ("path escapes results", lambda c: c.update(run="../../etc"), "config: run: '../../etc' does not match"),
+        ("labels differ", lambda c: c["datasets"].update(toys={**toys, "label_map": {}}), "dataset toys: labels ['neg', 'pos'] are not task labels"),
+        ("wrong column", lambda c: c["datasets"].update(toys={**toys, "columns": {"text": "body", "label": "stars"}}), "dataset toys: no column 'body' for text"),
+        ("empty dataset", lambda c: c["datasets"].update(toys={**toys, "local": {"path": str(empty)}}), "dataset toys: no rows left"),
+        ("one class", lambda c: c["datasets"].update(toys={**toys, "local": {"path": str(one)}}), "dataset toys: only one class"),
+    ]
+
+
+def test_bad_input_fails_with_one_line_and_keeps_earlier_results(tiny_run, tiny_model, tmp_path):
+    work, _, first = tiny_run
+    assert first.returncode == 0
+    before = _hashes(work / "results")
+    for name, edit, message in _bad_inputs(tmp_path):
+        cfg = tiny_config(tiny_model, work / "results", oracle=True)
+        edit(cfg)
+        r = snakemake(work, "--cores", "2", "--configfile", str(write_config(cfg, tmp_path / "bad.yaml")))
+        out = r.stdout + r.stderr
+        assert r.returncode != 0, name
+        assert any(l.startswith("merge2mix: error: ") and message in l for l in out.splitlines()), (name, out[-2000:])
+    after = _hashes(work / "results")
+    assert {p: h for p, h in after.items() if p in before} == before  # nothing computed earlier changed

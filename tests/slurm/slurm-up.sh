@@ -67,6 +67,8 @@ JobAcctGatherFrequency=30
 JobCompType=jobcomp/none
 # keep the plugin's --comment rule_<name> in sacct (the test maps jobs to rules with it)
 AccountingStoreFlags=job_comment
+# record GPU requests in sacct (not tracked by default)
+AccountingStorageTRES=gres/gpu
 $gres_types
 NodeName=localhost NodeAddr=127.0.0.1 CPUs=$CPUS RealMemory=$MEM State=UNKNOWN$gres_node
 PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP

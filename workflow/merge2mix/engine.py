@@ -16,6 +16,7 @@ Two ways to merge, chosen automatically from the memory the pool needs (and logg
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -28,7 +29,7 @@ from safetensors import safe_open
 from . import families, runtime
 from .errors import CheckpointError
 from .io import atomic_write_json
-from .merge import check_compatible, load_weights
+from .merge import check_compatible, file_sha256, load_weights
 
 log = runtime.log
 _LOCK = threading.RLock()  # one model per base: scoring is serialised (torch uses the cores anyway)
@@ -65,6 +66,22 @@ def available_memory() -> int:
     except OSError:
         pass
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def verify_checkpoint(path: str) -> None:
+    """A fine-tune's train.json (written next to it) records its sha256: check it before merging, so
+    a file changed or damaged after training is never averaged in. Cached per file identity."""
+    fid = _file_id(path)
+    if ("verified", fid) in _CACHE:
+        return
+    record = os.path.join(os.path.dirname(path), "train.json")
+    if os.path.isfile(record):
+        with open(record) as fh:
+            want = json.load(fh).get("weights_sha256")
+        if want and file_sha256(path) != want:
+            raise CheckpointError(f"checkpoint {path}: sha256 differs from the one recorded at training in {record} "
+                                  "(changed or damaged since; delete it to retrain)")
+    _CACHE[("verified", fid)] = True
 
 
 class Pool:
@@ -120,6 +137,7 @@ class Pool:
     def _row(self, name: str, path: str) -> torch.Tensor:
         fid = _file_id(path)
         if fid not in self.rows:
+            verify_checkpoint(path)
             sd = load_weights(path)
             check_compatible(self.shapes, {k: tuple(v.shape) for k, v in sd.items()}, f"{name} ({path})")
             self._check_unmerged(sd, name, path)
@@ -160,6 +178,7 @@ class Pool:
     def _stream(self, members: list[tuple[str, str]]) -> None:
         """Tensor by tensor: read each member's tensor, accumulate into the model's own tensor."""
         for name, path in members:
+            verify_checkpoint(path)
             try:
                 with safe_open(path, framework="pt") as f:
                     shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}

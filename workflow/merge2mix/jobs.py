@@ -18,6 +18,7 @@ from .errors import Merge2MixError
 
 def run(fn, log_path=None, **kwargs):
     runtime.job_logging(log_path)
+    runtime.claim_gpu()  # before torch touches CUDA
     try:
         return fn(**kwargs)
     except Merge2MixError as e:

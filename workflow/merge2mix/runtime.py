@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import random
+import shutil
+import subprocess
+import tempfile
+import time
 
 log = logging.getLogger("merge2mix")
 
@@ -45,3 +50,44 @@ def job_logging(log_path: str | None) -> None:
     log.handlers[:] = handlers
     log.setLevel(logging.INFO)
     log.propagate = False
+
+
+_GPU_LOCK = None  # the open slot file: the claim lasts as long as the process
+
+
+def gpu_count() -> int:
+    """GPUs on this machine, without initialising CUDA (MERGE2MIX_FAKE_GPUS overrides, for tests)."""
+    if "MERGE2MIX_FAKE_GPUS" in os.environ:
+        return int(os.environ["MERGE2MIX_FAKE_GPUS"])
+    if not shutil.which("nvidia-smi"):
+        return 0
+    r = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True)
+    return sum(line.startswith("GPU ") for line in r.stdout.splitlines()) if r.returncode == 0 else 0
+
+
+def claim_gpu(poll_s: float = 0.5) -> int | None:
+    """Give this job a GPU of its own. Snakemake counts `gpu=1` against --resources but never says
+    which device, so concurrent jobs would all land on GPU 0: each job takes the first free slot
+    lock (flock, released when the process ends) and sets CUDA_VISIBLE_DEVICES. Not done where the
+    device is already chosen (CUDA_VISIBLE_DEVICES set, e.g. by SLURM) or with fewer than 2 GPUs."""
+    global _GPU_LOCK
+    if "CUDA_VISIBLE_DEVICES" in os.environ or "SLURM_JOB_ID" in os.environ:
+        return None
+    n = gpu_count()
+    if n < 2:
+        return None
+    slots = os.path.join(os.environ.get("MERGE2MIX_GPU_LOCKS", tempfile.gettempdir()), "merge2mix-gpu-slots")
+    os.makedirs(slots, exist_ok=True)
+    while True:
+        for i in range(n):
+            fh = open(os.path.join(slots, f"{i}.lock"), "w")
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                fh.close()
+                continue
+            _GPU_LOCK = fh
+            os.environ["CUDA_VISIBLE_DEVICES"] = str(i)
+            log.info("GPU slot %d of %d (CUDA_VISIBLE_DEVICES=%d)", i, n, i)
+            return i
+        time.sleep(poll_s)  # more GPU jobs than GPUs: --resources gpu=<n> prevents this
