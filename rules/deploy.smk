@@ -12,6 +12,8 @@ rule deploy:
         candidates=PLAN.candidates,
         base_dir=f"{R}/base",
         hp=CFG["train"],
+        work_dir=f"{R}/work/deploy",
+        checkpoint_every=CFG["checkpoint_every_steps"],
         task=TASK,
         seed=CFG["seed"],
         device=DEVICE,

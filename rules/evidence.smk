@@ -13,7 +13,8 @@ rule mixture_finetune:
         f"{R}/oracle/{{mask}}.json",
     params:
         base_dir=f"{R}/base",
-        work_dir=f"{R}/oracle/work/{{mask}}",
+        work_dir=f"{R}/work/mixture/{{mask}}",
+        checkpoint_every=CFG["checkpoint_every_steps"],
         hp=CFG["train"],
         task=TASK,
         seed=CFG["seed"],

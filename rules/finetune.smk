@@ -26,6 +26,8 @@ rule finetune:
     params:
         base_dir=f"{R}/base",
         hp=CFG["train"],
+        work_dir=f"{R}/work/finetune/{{name}}",
+        checkpoint_every=CFG["checkpoint_every_steps"],
         task=TASK,
         seed=CFG["seed"],
         device=DEVICE,

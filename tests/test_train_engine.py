@@ -86,3 +86,42 @@ def test_engine_refuses_a_checkpoint_of_another_architecture(world, tmp_path):
 def test_unloadable_model_is_one_line(tmp_path):
     with pytest.raises(CheckpointError, match=r"model '.*nomodel': cannot be loaded"):
         FAM.init_base(str(tmp_path / "nomodel"), str(tmp_path / "out"), TASK["labels"], seed=0)
+
+
+def test_a_killed_finetune_resumes_bit_identical(world, tmp_path, monkeypatch):
+    """Interrupt training after step 17 (checkpoints every 5 steps), rerun: it resumes from step 15
+    and ends with the same weights and loss curve as an uninterrupted run."""
+    base = dict(base_dir=world["base"], train_paths={"books": world["data"]["books"]["train"]}, hp=HP, task=TASK,
+                seed=0, device="cpu")
+    ref = finetune(out_weights=str(tmp_path / "ref.safetensors"), out_json=str(tmp_path / "ref.json"), **base)
+
+    real_clip, calls = torch.nn.utils.clip_grad_norm_, {"n": 0}
+
+    def dying_clip(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 18:
+            raise KeyboardInterrupt  # as if killed mid-step
+        return real_clip(*a, **k)
+
+    work = tmp_path / "work"
+    kw = dict(out_weights=str(tmp_path / "w.safetensors"), out_json=str(tmp_path / "w.json"), work_dir=str(work),
+              checkpoint_every=5, **base)
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", dying_clip)
+    with pytest.raises(KeyboardInterrupt):
+        finetune(**kw)
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", real_clip)
+    assert (work / "latest").read_text().strip() == "step-15" and not (tmp_path / "w.safetensors").exists()
+    rec = finetune(**kw)
+    assert rec["resumed_from_step"] == 15
+    assert rec["weights_sha256"] == ref["weights_sha256"] and rec["train_loss"] == ref["train_loss"]
+    assert not work.exists()  # the state is removed once the fine-tune is done
+
+
+def test_diverging_training_stops_with_a_clear_error(world, tmp_path):
+    from merge2mix.errors import Merge2MixError
+
+    with pytest.raises(Merge2MixError, match=r"fine-tune books: loss became (nan|inf) at step \d+ \(lower train\.lr\?\)"):
+        finetune(base_dir=world["base"], train_paths={"books": world["data"]["books"]["train"]},
+                 out_weights=str(tmp_path / "x.safetensors"), out_json=str(tmp_path / "x.json"),
+                 hp={**HP, "lr": 1e30, "max_grad_norm": 1e30}, task=TASK, seed=0, device="cpu")
+    assert not (tmp_path / "x.safetensors").exists()

@@ -8,6 +8,7 @@ singleton (single-dataset baselines). A singleton's mixture fine-tune *is* that 
 from __future__ import annotations
 
 import os
+import shutil
 import time
 
 from . import engine
@@ -17,13 +18,15 @@ from .train import finetune
 
 def mixture_scores(*, mask: str, base_dir: str, train_paths: dict[str, str], single_checkpoint: str | None,
                    val_path: str, test_path: str, hp: dict, task: dict, seed: int, device: str, threads: int,
-                   batch_size: int, work_dir: str, out_json: str, data_meta: dict) -> dict:
+                   batch_size: int, work_dir: str, out_json: str, data_meta: dict,
+                   checkpoint_every: int | None = None) -> dict:
     t0 = time.time()
     trained = single_checkpoint is None
     if trained:
         weights = os.path.join(work_dir, "model.safetensors")
         rec = finetune(base_dir=base_dir, train_paths=train_paths, out_weights=weights, out_json=os.path.join(work_dir, "train.json"),
-                       hp=hp, task=task, seed=seed, device=device, threads=threads, data_meta=data_meta)
+                       hp=hp, task=task, seed=seed, device=device, threads=threads, data_meta=data_meta,
+                       work_dir=os.path.join(work_dir, "state"), checkpoint_every=checkpoint_every)
         steps = rec["steps"]
     else:
         weights, steps = single_checkpoint, None
@@ -36,5 +39,5 @@ def mixture_scores(*, mask: str, base_dir: str, train_paths: dict[str, str], sin
               "wall_s": round(time.time() - t0, 2)}
     atomic_write_json(record, out_json)
     if trained:  # the metrics are the result; 2^N - 1 checkpoints would be gigabytes
-        os.unlink(weights)
+        shutil.rmtree(work_dir, ignore_errors=True)
     return record

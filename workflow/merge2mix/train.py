@@ -7,13 +7,14 @@ the shuffle, seeded dropout, deterministic algorithms.
 from __future__ import annotations
 
 import math
+import os
 import time
 
 import pandas as pd
 import torch
 from tqdm import tqdm
 
-from . import families, runtime
+from . import families, resume, runtime
 from .errors import Merge2MixError
 from .io import atomic_write_json
 from .merge import save_weights
@@ -29,7 +30,11 @@ def mixture_frame(train_paths: dict[str, str]) -> pd.DataFrame:
 
 
 def finetune(*, base_dir: str, train_paths: dict[str, str], out_weights: str, out_json: str, hp: dict,
-             task: dict, seed: int, device: str = "auto", threads: int = 1, data_meta: dict | None = None) -> dict:
+             task: dict, seed: int, device: str = "auto", threads: int = 1, data_meta: dict | None = None,
+             work_dir: str | None = None, checkpoint_every: int | None = None) -> dict:
+    """Fine-tune theta_0 on the union of `train_paths`. With `work_dir` and `checkpoint_every`, the
+    full training state is saved every that many steps and a rerun resumes from it, ending
+    bit-identical (on CPU) to an uninterrupted run."""
     t0 = time.time()
     dev = runtime.setup(threads, device, seed)
     if dev.type == "cpu":
@@ -53,26 +58,39 @@ def finetune(*, base_dir: str, train_paths: dict[str, str], out_weights: str, ou
         opt, lambda s: (s + 1) / max(1, warm) if s < warm else max(0.0, (total - s) / max(1, total - warm))
     )
     gen = torch.Generator().manual_seed(seed)
-    losses, step = [], 0
+    losses, step, order, pos, resumed = [], 0, None, 0, None
+    fingerprint = {"datasets": sorted(train_paths), "data": data_meta or {}, "hp": hp, "seed": seed, "task": task,
+                   "base": os.path.getsize(os.path.join(base_dir, "model.safetensors")), "device": dev.type}
+    state = resume.load(work_dir, fingerprint, dev) if work_dir else None
+    if state:
+        resume.restore(state, model=model, opt=opt, sched=sched, gen=gen, device=dev)
+        losses, step, order, pos = state["losses"], state["step"], state["tensors"]["data.order"], state["pos"]
+        resumed = step
+        log.info("resuming from the state saved at step %d of %d (%s)", step, total, work_dir)
     model.train()
+    name = "+".join(sorted(train_paths))
     log.info("fine-tune on %s: %d examples, %d steps, device %s", ",".join(sorted(train_paths)), len(data), total, dev)
-    with tqdm(total=total, desc=f"finetune {'+'.join(sorted(train_paths))}", unit="step", mininterval=2) as bar:
+    with tqdm(total=total, initial=step, desc=f"finetune {name}", unit="step", mininterval=2) as bar:
         while step < total:
-            for b in data.batches(bs, dev, order=torch.randperm(len(data), generator=gen)):
-                loss, _ = fam.forward(model, b)
-                if not torch.isfinite(loss):
-                    raise Merge2MixError(f"fine-tune {'+'.join(sorted(train_paths))}: loss became {float(loss)} at step {step} (lower train.lr?)")
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), hp["max_grad_norm"])
-                opt.step()
-                sched.step()
-                losses.append(round(float(loss.detach()), 6))
-                step += 1
-                bar.update(1)
-                bar.set_postfix(loss=f"{losses[-1]:.3f}")
-                if step >= total:
-                    break
+            if order is None or pos >= steps_per_epoch:  # a new epoch: a fresh seeded shuffle
+                order, pos = torch.randperm(len(data), generator=gen), 0
+            b = data.batch(order[pos * bs : (pos + 1) * bs].tolist(), dev)
+            pos += 1
+            loss, _ = fam.forward(model, b)
+            if not torch.isfinite(loss):
+                raise Merge2MixError(f"fine-tune {name}: loss became {float(loss.detach())} at step {step} (lower train.lr?)")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), hp["max_grad_norm"])
+            opt.step()
+            sched.step()
+            losses.append(round(float(loss.detach()), 6))
+            step += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{losses[-1]:.3f}")
+            if work_dir and checkpoint_every and step % checkpoint_every == 0 and step < total:
+                resume.save(work_dir, step, model=model, opt=opt, sched=sched, gen=gen, order=order, pos=pos,
+                            losses=losses, fingerprint=fingerprint)
     sha = save_weights(model.state_dict(), out_weights, {"datasets": sorted(train_paths), "seed": seed})
     record = {
         "datasets": sorted(train_paths),
@@ -88,7 +106,10 @@ def finetune(*, base_dir: str, train_paths: dict[str, str], out_weights: str, ou
         "train_loss": losses,
         "final_loss_mean_last10": sum(losses[-10:]) / len(losses[-10:]),
         "wall_time_s": round(time.time() - t0, 2),
+        "resumed_from_step": resumed,
     }
     atomic_write_json(record, out_json)
+    if work_dir:
+        resume.clear(work_dir)
     log.info("done in %.1fs, mean loss of last 10 steps %.4f", record["wall_time_s"], record["final_loss_mean_last10"])
     return record

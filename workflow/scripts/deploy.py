@@ -16,5 +16,6 @@ jobs.run(
     base_dir=snakemake.params.base_dir, train_paths={n: trains[n] for n in chosen},
     out_weights=snakemake.output.weights, out_json=snakemake.output.record, hp=snakemake.params.hp,
     task=snakemake.params.task, seed=snakemake.params.seed, device=snakemake.params.device,
-    threads=snakemake.threads, data_meta={n: metas[n] for n in chosen},
+    threads=snakemake.threads, work_dir=snakemake.params.work_dir, checkpoint_every=snakemake.params.checkpoint_every,
+    data_meta={n: metas[n] for n in chosen},
 )

@@ -10,5 +10,6 @@ jobs.run(
     base_dir=snakemake.params.base_dir, train_paths={snakemake.wildcards.name: snakemake.input.train},
     out_weights=snakemake.output.weights, out_json=snakemake.output.record, hp=snakemake.params.hp,
     task=snakemake.params.task, seed=snakemake.params.seed, device=snakemake.params.device,
-    threads=snakemake.threads, data_meta={meta["name"]: meta["content_sha256"]},
+    threads=snakemake.threads, work_dir=snakemake.params.work_dir, checkpoint_every=snakemake.params.checkpoint_every,
+    data_meta={meta["name"]: meta["content_sha256"]},
 )

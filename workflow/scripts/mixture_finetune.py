@@ -16,5 +16,5 @@ jobs.run(
     single_checkpoint=snakemake.input.get("single"), val_path=snakemake.input.val, test_path=snakemake.input.test,
     hp=snakemake.params.hp, task=snakemake.params.task, seed=snakemake.params.seed, device=snakemake.params.device,
     threads=snakemake.threads, batch_size=snakemake.params.batch_size, work_dir=snakemake.params.work_dir,
-    out_json=snakemake.output[0], data_meta=metas,
+    out_json=snakemake.output[0], data_meta=metas, checkpoint_every=snakemake.params.checkpoint_every,
 )
