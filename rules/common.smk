@@ -18,6 +18,8 @@ except Merge2MixError as e:
     sys.exit(1)
 
 R = PLAN.run_dir
+# Fine-tunes shared by every run under results_dir (merge2mix.store); share_finetunes: false turns it off.
+STORE = f"{CFG['results_dir'].rstrip('/')}/store/finetune" if CFG["share_finetunes"] else None
 TASK = CFG["task"]
 DEVICE = CFG["device"]
 

@@ -14,6 +14,7 @@ rule deploy:
         hp=CFG["train"],
         work_dir=f"{R}/work/deploy",
         checkpoint_every=CFG["checkpoint_every_steps"],
+        store=STORE,
         task=TASK,
         seed=CFG["seed"],
         device=DEVICE,

@@ -28,6 +28,7 @@ rule finetune:
         hp=CFG["train"],
         work_dir=f"{R}/work/finetune/{{name}}",
         checkpoint_every=CFG["checkpoint_every_steps"],
+        store=STORE,
         task=TASK,
         seed=CFG["seed"],
         device=DEVICE,

@@ -230,3 +230,18 @@ def test_bad_input_fails_with_one_line_and_keeps_earlier_results(tiny_run, tiny_
         assert any(l.startswith("merge2mix: error: ") and message in l for l in out.splitlines()), (name, out[-2000:])
     after = _hashes(work / "results")
     assert {p: h for p, h in after.items() if p in before} == before  # nothing computed earlier changed
+
+
+def test_two_targets_over_one_pool_fine_tune_each_dataset_once(tiny_run, tiny_model):
+    work, _, first = tiny_run
+    assert first.returncode == 0
+    cfg = tiny_config(tiny_model, work / "results", run="tiny-books", target="books")
+    r = snakemake(work, "--cores", "2", "--configfile", str(write_config(cfg, work / "books.yaml")), "--until", "finetune")
+    assert r.returncode == 0, r.stderr[-3000:]
+    runs = {name: json.loads((work / "results" / "tiny-books" / "finetune" / name / "train.json").read_text())
+            for name in ("phones", "food", "films")}
+    assert "reused_from_store" not in runs["phones"]  # a new dataset for this pool: trained
+    for name in ("food", "films"):  # fine-tuned for the phones target already: reused
+        assert runs[name]["reused_from_store"].startswith(str(work / "results" / "store" / "finetune"))
+        first_run = json.loads((work / "results" / "tiny" / "finetune" / name / "train.json").read_text())
+        assert runs[name]["weights_sha256"] == first_run["weights_sha256"]

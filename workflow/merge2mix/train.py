@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from . import families, resume, runtime
+from . import families, resume, runtime, store
 from .errors import Merge2MixError
 from .io import atomic_write_json
 from .merge import save_weights
@@ -112,4 +112,18 @@ def finetune(*, base_dir: str, train_paths: dict[str, str], out_weights: str, ou
     if work_dir:
         resume.clear(work_dir)
     log.info("done in %.1fs, mean loss of last 10 steps %.4f", record["wall_time_s"], record["final_loss_mean_last10"])
+    return record
+
+
+def finetune_stored(*, store_dir: str | None, **kw) -> dict:
+    """`finetune`, but reused from the content-addressed store when the same fine-tune exists there."""
+    if not store_dir:
+        return finetune(**kw)
+    k = store.key(base_weights=os.path.join(kw["base_dir"], "model.safetensors"), data_sha256=kw.get("data_meta") or {},
+                  hp=kw["hp"], seed=kw["seed"], task=kw["task"])
+    hit = store.fetch(store_dir, k, kw["out_weights"], kw["out_json"])
+    if hit:
+        return hit
+    record = finetune(**kw)
+    store.put(store_dir, k, kw["out_weights"], record)
     return record

@@ -1,7 +1,7 @@
 import json
 
 from merge2mix import jobs
-from merge2mix.train import finetune
+from merge2mix.train import finetune_stored
 
 with open(snakemake.input.best) as fh:
     chosen = json.load(fh)["datasets"]
@@ -12,7 +12,7 @@ for path in snakemake.input.metas:
     metas[m["name"]] = m["content_sha256"]
 trains = dict(zip(snakemake.params.candidates, snakemake.input.trains))
 jobs.run(
-    finetune, snakemake.log[0],
+    finetune_stored, snakemake.log[0], store_dir=snakemake.params.store,
     base_dir=snakemake.params.base_dir, train_paths={n: trains[n] for n in chosen},
     out_weights=snakemake.output.weights, out_json=snakemake.output.record, hp=snakemake.params.hp,
     task=snakemake.params.task, seed=snakemake.params.seed, device=snakemake.params.device,

@@ -1,0 +1,61 @@
+"""A content-addressed store of fine-tunes, shared by every run under one results_dir.
+
+A fine-tune is determined by theta_0's bytes, the training data's content, the hyper-parameters, the
+seed and the task, not by which target it will serve: two configs with different targets over the
+same pool fine-tune each dataset once. The key hashes exactly those; a hit is verified against its
+recorded sha256 and hard-linked (or copied) into the job's declared outputs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+
+from . import runtime
+from .io import atomic_replace, atomic_write_json
+from .merge import file_sha256
+
+log = runtime.log
+
+
+def key(*, base_weights: str, data_sha256: dict, hp: dict, seed: int, task: dict) -> str:
+    ident = {"base": file_sha256(base_weights), "data": sorted(data_sha256.values()), "hp": hp, "seed": seed,
+             "task": task, "format": 1}
+    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def _place(src: str, dst: str) -> None:
+    def link(tmp):
+        os.unlink(tmp)
+        try:
+            os.link(src, tmp)  # no copy of gigabytes when the store is on the same filesystem
+        except OSError:
+            shutil.copyfile(src, tmp)
+
+    atomic_replace(link, dst)
+
+
+def fetch(store_dir: str, k: str, out_weights: str, out_json: str) -> dict | None:
+    """Put a stored fine-tune in place of training; None if absent or damaged."""
+    w, j = os.path.join(store_dir, k, "model.safetensors"), os.path.join(store_dir, k, "train.json")
+    if not (os.path.isfile(w) and os.path.isfile(j)):
+        return None
+    with open(j) as fh:
+        record = json.load(fh)
+    if file_sha256(w) != record.get("weights_sha256"):
+        log.warning("store entry %s is damaged (sha256 mismatch); training again", k)
+        return None
+    _place(w, out_weights)
+    record["reused_from_store"] = os.path.join(store_dir, k)
+    atomic_write_json(record, out_json)
+    log.info("reused fine-tune %s from the store (same theta_0, data, hyper-parameters, seed)", k)
+    return record
+
+
+def put(store_dir: str, k: str, weights: str, record: dict) -> None:
+    d = os.path.join(store_dir, k)
+    os.makedirs(d, exist_ok=True)
+    _place(weights, os.path.join(d, "model.safetensors"))
+    atomic_write_json(record, os.path.join(d, "train.json"))
