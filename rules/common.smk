@@ -4,11 +4,13 @@ import sys
 
 sys.path.insert(0, f"{workflow.basedir}/workflow")  # run from a checkout even without `pip install -e .`
 
-from merge2mix.config import Plan, model_source, validate
+from merge2mix.config import Plan, check_file, model_source, validate
 from merge2mix.errors import Merge2MixError
 from merge2mix.masks import parse_key
 
 try:
+    for path in workflow.configfiles:
+        check_file(path)
     CFG = validate(config)
     PLAN = Plan(CFG)
     MODEL_SOURCE = model_source(CFG)

@@ -60,7 +60,8 @@ BAD = [
     (("target",), DELETE, r"'target' is a required property"),
     (("candidates",), ["airline", "ghost"], r"candidates: 'ghost' is not a key of datasets"),
     (("candidates",), ["apple", "airline"], r"candidates: the target 'apple' cannot also be a candidate"),
-    (("candidates",), [], r"candidates: no candidate dataset"),
+    (("candidates",), [], r"candidates: 0 candidate\(s\); a mixture needs at least 2"),
+    (("candidates",), ["airline"], r"candidates: 1 candidate\(s\); a mixture needs at least 2"),
     (("max_candidates",), 3, r"6 candidates means 63 masks; exhaustive search is capped at max_candidates=3"),
     (("datasets", "airline"), {"local": {"path": "/no/such.csv"}}, r"datasets\.airline\.local\.path: no such file"),
     (("datasets", "airline"), {}, r"datasets\.airline: give exactly one of package, hf, local"),
@@ -97,6 +98,23 @@ def test_load_reports_yaml_errors_and_missing_files(tmp_path):
     p.write_text("")
     with pytest.raises(ConfigError, match="empty or not a mapping"):
         config.load(p)
+
+
+def test_duplicate_keys_are_refused(tmp_path):
+    p = tmp_path / "dup.yaml"
+    p.write_text((REPO / "config.yaml").read_text().replace(
+        "  rt_movies:   {package: {loader: rotten_tomatoes}}",
+        "  rt_movies:   {package: {loader: rotten_tomatoes}}\n  airline:     {package: {loader: rotten_tomatoes}}"))
+    with pytest.raises(ConfigError, match=r"dup\.yaml line \d+: duplicate key 'airline'"):
+        config.load(p)
+
+
+def test_hub_id_while_offline_is_refused_at_parse_time(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    cfg = config.validate(edit(("model",), {"name_or_path": "some-org/not-cached"}))
+    with pytest.raises(ConfigError, match=r"model\.name_or_path: 'some-org/not-cached' is a Hub id that is not in the local"):
+        config.model_source(cfg)
 
 
 def test_package_model_and_hub_ids_resolve():

@@ -207,7 +207,10 @@ def _bad_inputs(tmp: Path):
             "label_map": {"neg": "negative", "pos": "positive"}}
     return [
         ("unknown key", lambda c: c.update(learning_rate=1), "config: <top level>: Additional properties are not allowed ('learning_rate'"),
-        ("no candidates", lambda c: c.update(candidates=[]), "config: candidates: no candidate dataset"),
+        ("one candidate", lambda c: c.update(candidates=["books"]), "config: candidates: 1 candidate(s); a mixture needs at least 2"),
+        # Snakemake reads --configfile itself, before the workflow runs: its own message (one line).
+        ("malformed YAML", "target: [phones\n", "Config file is not valid JSON or YAML"),
+        ("duplicate key", "run: tiny\nrun: other\n", "line 2: duplicate key 'run'"),
         ("missing model", lambda c: c.update(model={"name_or_path": str(tmp / "nope")}), "config: model.name_or_path: no such directory"),
         ("path escapes results", lambda c: c.update(run="../../etc"), "config: run: '../../etc' does not match"),
         ("labels differ", lambda c: c["datasets"].update(toys={**toys, "label_map": {}}), "dataset toys: labels ['neg', 'pos'] are not task labels"),
@@ -222,12 +225,18 @@ def test_bad_input_fails_with_one_line_and_keeps_earlier_results(tiny_run, tiny_
     assert first.returncode == 0
     before = _hashes(work / "results")
     for name, edit, message in _bad_inputs(tmp_path):
-        cfg = tiny_config(tiny_model, work / "results", oracle=True)
-        edit(cfg)
-        r = snakemake(work, "--cores", "2", "--configfile", str(write_config(cfg, tmp_path / "bad.yaml")))
+        bad = tmp_path / "bad.yaml"
+        if isinstance(edit, str):
+            bad.write_text(edit)
+        else:
+            cfg = tiny_config(tiny_model, work / "results", oracle=True)
+            edit(cfg)
+            write_config(cfg, bad)
+        r = snakemake(work, "--cores", "2", "--configfile", str(bad))
         out = r.stdout + r.stderr
         assert r.returncode != 0, name
-        assert any(l.startswith("merge2mix: error: ") and message in l for l in out.splitlines()), (name, out[-2000:])
+        ours = name != "malformed YAML"
+        assert any(message in l and (l.startswith("merge2mix: error: ") or not ours) for l in out.splitlines()), (name, out[-2000:])
     after = _hashes(work / "results")
     assert {p: h for p, h in after.items() if p in before} == before  # nothing computed earlier changed
 

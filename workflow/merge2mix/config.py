@@ -95,8 +95,8 @@ def _check_semantics(cfg: dict) -> None:
             raise ConfigError(f"config: candidates: '{c}' is not a key of datasets")
     if cfg["target"] in cands:
         raise ConfigError(f"config: candidates: the target '{cfg['target']}' cannot also be a candidate")
-    if not cands:
-        raise ConfigError("config: candidates: no candidate dataset (need at least 1 besides the target)")
+    if len(cands) < 2:
+        raise ConfigError(f"config: candidates: {len(cands)} candidate(s); a mixture needs at least 2 to choose from")
     if len(cands) > cfg["max_candidates"]:
         raise ConfigError(
             f"config: candidates: {len(cands)} candidates means {2 ** len(cands) - 1} masks; "
@@ -143,12 +143,46 @@ def model_source(cfg: dict) -> str:
     looks_local = src.startswith((".", "/", "~")) or os.path.isdir(os.path.expanduser(src))
     if looks_local and not os.path.isdir(os.path.expanduser(src)):
         raise ConfigError(f"config: model.name_or_path: no such directory: {src}")
-    return os.path.expanduser(src) if looks_local else src
+    if looks_local:
+        return os.path.expanduser(src)
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        from huggingface_hub import try_to_load_from_cache  # only for Hub ids, only when offline
+
+        if not isinstance(try_to_load_from_cache(src, "config.json", revision=m["revision"]), str):
+            raise ConfigError(f"config: model.name_or_path: '{src}' is a Hub id that is not in the local Hugging Face "
+                              "cache, and HF_HUB_OFFLINE is set (download it first, or give a local directory)")
+    return src
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys (plain YAML loading keeps the last one silently, so a
+    second `airline:` entry would quietly replace the first)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise ConfigError(f"config: line {key_node.start_mark.line + 1}: duplicate key '{key}'")
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def check_file(path) -> None:
+    """What Snakemake's own YAML reading lets through: duplicate keys. Names the file and line."""
+    try:
+        with open(path) as fh:
+            yaml.load(fh, Loader=_UniqueKeyLoader)
+    except ConfigError as e:
+        raise ConfigError(str(e).replace("config: ", f"config: {path} ", 1)) from None
+    except (OSError, yaml.YAMLError):
+        pass  # Snakemake reports unreadable or malformed files itself
 
 
 def load(path: str | os.PathLike) -> dict:
     """Read a YAML config file and validate it (used by the CLI and tests; Snakemake reads YAML itself)."""
     try:
+        check_file(path) if os.path.isfile(path) else None
         with open(path) as fh:
             raw = yaml.safe_load(fh)
     except FileNotFoundError:
