@@ -254,3 +254,47 @@ def test_two_targets_over_one_pool_fine_tune_each_dataset_once(tiny_run, tiny_mo
         assert runs[name]["reused_from_store"].startswith(str(work / "results" / "store" / "finetune"))
         first_run = json.loads((work / "results" / "tiny" / "finetune" / name / "train.json").read_text())
         assert runs[name]["weights_sha256"] == first_run["weights_sha256"]
+
+
+@pytest.mark.slow
+def test_killed_finetune_resumes_in_the_workflow(tiny_model, tmp_path):
+    """SIGKILL the workflow while a fine-tune is mid-way (after its first saved state), resume with
+    --rerun-incomplete: the fine-tune continues from its state and ends bit-identical."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    def cfg_for(d):
+        c = tiny_config(tiny_model, d / "results", candidates=["books", "food"], share_finetunes=False,
+                        baselines={"similarity": False, "random_seeds": 0}, checkpoint_every_steps=20)
+        c["train"] = {**c["train"], "max_steps": 400}
+        return write_config(c, d / "c.yaml")
+
+    ref_dir, kill_dir = tmp_path / "ref", tmp_path / "kill"
+    ref_dir.mkdir(), kill_dir.mkdir()
+    until = ["--until", "finetune"]
+    assert snakemake(ref_dir, "--cores", "2", "--configfile", str(cfg_for(ref_dir)), *until).returncode == 0
+    cfg = cfg_for(kill_dir)
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(kill_dir),
+           "--cores", "2", "--configfile", str(cfg), *until]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO / "workflow")})
+    states = kill_dir / "results" / "tiny" / "work" / "finetune"
+    deadline = time.time() + 300
+    while time.time() < deadline and not list(states.glob("*/latest")):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert list(states.glob("*/latest")), "no training state was saved before the kill"
+    assert snakemake(kill_dir, "--unlock", "--configfile", str(cfg)).returncode == 0
+    r = snakemake(kill_dir, "--cores", "2", "--configfile", str(cfg), "--rerun-incomplete", *until)
+    assert r.returncode == 0, r.stderr[-3000:]
+    resumed = []
+    for name in ("books", "food"):
+        rec = json.loads((kill_dir / "results" / "tiny" / "finetune" / name / "train.json").read_text())
+        ref = json.loads((ref_dir / "results" / "tiny" / "finetune" / name / "train.json").read_text())
+        assert rec["weights_sha256"] == ref["weights_sha256"] and rec["train_loss"] == ref["train_loss"]
+        resumed.append(rec["resumed_from_step"])
+    assert any(s for s in resumed), resumed  # at least the killed one continued from its state
