@@ -19,6 +19,13 @@ sys.path.insert(0, str(REPO / "workflow"))
 WORDS = sorted({w for f in FIXTURES.iterdir() for w in re.findall(r"[a-z]+", f.read_text())})
 
 
+def pytest_collection_modifyitems(config, items):
+    """Slurm tests last: once Slurm's client is installed, the SLURM executor plugin runs
+    `scontrol show config` at every Snakemake start, which waits ~10 s when no controller answers
+    (the test tears its cluster down), so every later workflow test would pay that."""
+    items.sort(key=lambda item: item.get_closest_marker("slurm") is not None)
+
+
 def build_tiny_bert(out_dir: Path, seed: int = 0) -> Path:
     """A 2-layer, 32-wide random BERT and a WordPiece tokenizer over the fixtures' words."""
     import torch

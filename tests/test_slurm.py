@@ -16,7 +16,7 @@ import pytest
 
 from conftest import REPO, tiny_config, write_config
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.slurm]
 SLURM = REPO / "tests" / "slurm"
 
 
