@@ -106,6 +106,7 @@ class Pool:
         budget = budget_bytes if budget_bytes is not None else available_memory() // 2
         # memory mode needs the N fine-tunes, the model's flat buffer and >= N running sums
         need = (2 * pool_size + 1) * vec
+        requested = mode
         if mode == "auto":
             mode = "memory" if need <= budget else "stream"
         self.mode = mode
@@ -130,7 +131,7 @@ class Pool:
                 self.views[k] = view
                 off += n
         log.info("merge mode %s (%s): %d fine-tunes x %.1f MB fp32; memory mode needs %.2f GB, budget %.2f GB%s",
-                 mode, "chosen" if mode != "auto" else "auto", pool_size, vec / 1e6, need / 1e9, budget / 1e9,
+                 mode, "picked automatically" if requested == "auto" else "set in the config", pool_size, vec / 1e6, need / 1e9, budget / 1e9,
                  f"; up to {self.max_sums} prefix sums cached" if mode == "memory" else "")
 
     # -- memory mode ------------------------------------------------------------------------
