@@ -51,10 +51,7 @@ def oracle_results():
 
 def mixture_inputs(wildcards):
     """A mask's train splits; a singleton scores its existing per-dataset fine-tune instead of training."""
-    names = parse_key(wildcards.mask)
-    unknown = [n for n in names if n not in PLAN.candidates]
-    if unknown:
-        raise ValueError(f"mask '{wildcards.mask}': not candidates: {', '.join(unknown)}")
+    names = mask_members(wildcards)
     files = {f"train_{n}": f"{R}/data/{n}/train.parquet" for n in names}
     files |= {f"meta_{n}": f"{R}/data/{n}/meta.json" for n in names}
     if len(names) == 1:
@@ -70,12 +67,18 @@ def candidate_files(pattern):
     return expand(pattern, name=PLAN.candidates)
 
 
-def mask_checkpoints(wildcards):
-    """The fine-tunes of the mask's datasets only, so adding a dataset leaves existing masks cached."""
+def mask_members(wildcards):
+    """The mask's dataset names; every one must be a candidate."""
     names = parse_key(wildcards.mask)
     unknown = [n for n in names if n not in PLAN.candidates]
     if unknown:
         raise ValueError(f"mask '{wildcards.mask}': not candidates: {', '.join(unknown)}")
+    return names
+
+
+def mask_checkpoints(wildcards):
+    """The fine-tunes of the mask's datasets only, so adding a dataset leaves existing masks cached."""
+    names = mask_members(wildcards)
     return {n: f"{R}/finetune/{n}/model.safetensors" for n in names}
 
 

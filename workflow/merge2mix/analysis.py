@@ -31,6 +31,11 @@ def _coefs(x, y) -> dict:
             "kendall_tau": stats.kendalltau(x, y)[0]}
 
 
+def rank_mixtures(mixtures: pd.DataFrame) -> pd.DataFrame:
+    """Mixture fine-tunes ranked by their own target val metrics, with selection's tie-break."""
+    return rank(mixtures.rename(columns={"val_accuracy": "accuracy", "val_macro_f1": "macro_f1", "val_loss": "loss"}))
+
+
 def correlation(merged: pd.DataFrame, oracle: pd.DataFrame, picked: str, seed: int = 0, n_boot: int = 2000) -> dict:
     """`merged`: masks.csv rows (mask, accuracy on val). `oracle`: one row per mask with val/test
     accuracy of the mixture fine-tune. `picked`: the mask Merge to Mix selected."""
@@ -51,8 +56,7 @@ def correlation(merged: pd.DataFrame, oracle: pd.DataFrame, picked: str, seed: i
         vs = np.asarray([v for v in vs if np.isfinite(v)])
         out[f"{k}_ci95"] = [float(np.quantile(vs, 0.025)), float(np.quantile(vs, 0.975))] if len(vs) else None
 
-    # The oracle ranks masks by its own val accuracy, with the same tie-break as selection.
-    o = rank(oracle.rename(columns={"val_accuracy": "accuracy", "val_macro_f1": "macro_f1", "val_loss": "loss"}))
+    o = rank_mixtures(oracle)
     m = rank(merged)
     oracle_best = o["mask"].iloc[0]
     test = dict(zip(oracle["mask"], oracle["test_accuracy"]))
@@ -93,7 +97,7 @@ def methods_table(*, summary: dict, mixtures: pd.DataFrame, candidates: list[str
     def fit_s(mask):  # a singleton's mixture fine-tune is the per-dataset fine-tune
         return seconds("finetune", mask) if "+" not in mask else seconds("mixture", mask)
 
-    def row(method, mask, finetunes, merges, wall, runs=None):
+    def row(method, mask, finetunes, merges, wall):
         r = by_mask.loc[mask]
         out = {"method": method, "mixture": mask, "accuracy": r["test_accuracy"], "accuracy_sd": None,
                "macro_f1": r["test_macro_f1"], "runs": 1, "finetunes": finetunes, "merges": merges, "wall_s": wall}
@@ -125,7 +129,7 @@ def methods_table(*, summary: dict, mixtures: pd.DataFrame, candidates: list[str
                          "macro_f1": float(np.mean(f1s)), "runs": len(accs), "finetunes": 1, "merges": 0,
                          "wall_s": None if None in ws else float(np.mean(ws))})
     if oracle_on:
-        o = rank(mixtures.rename(columns={"val_accuracy": "accuracy", "val_macro_f1": "macro_f1", "val_loss": "loss"}))
+        o = rank_mixtures(mixtures)
         ws = [fit_s(m) for m in mixtures["mask"]]
         rows.append(row("oracle", o["mask"].iloc[0], 2**n - 1, 0, None if None in ws else float(sum(ws))))
     return pd.DataFrame(rows)

@@ -168,13 +168,19 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
+def _read(path):
+    """YAML with duplicate keys refused, the file named in the message."""
+    with open(path) as fh:
+        try:
+            return yaml.load(fh, Loader=_UniqueKeyLoader)
+        except ConfigError as e:
+            raise ConfigError(str(e).replace("config: ", f"config: {path} ", 1)) from None
+
+
 def check_file(path) -> None:
     """What Snakemake's own YAML reading lets through: duplicate keys. Names the file and line."""
     try:
-        with open(path) as fh:
-            yaml.load(fh, Loader=_UniqueKeyLoader)
-    except ConfigError as e:
-        raise ConfigError(str(e).replace("config: ", f"config: {path} ", 1)) from None
+        _read(path)
     except (OSError, yaml.YAMLError):
         pass  # Snakemake reports unreadable or malformed files itself
 
@@ -182,9 +188,7 @@ def check_file(path) -> None:
 def load(path: str | os.PathLike) -> dict:
     """Read a YAML config file and validate it (used by the CLI and tests; Snakemake reads YAML itself)."""
     try:
-        check_file(path) if os.path.isfile(path) else None
-        with open(path) as fh:
-            raw = yaml.safe_load(fh)
+        raw = _read(path)
     except FileNotFoundError:
         raise ConfigError(f"config: file not found: {path}") from None
     except yaml.YAMLError as e:
