@@ -3,7 +3,13 @@
 A fine-tune is determined by theta_0's bytes, the training data's content, the hyper-parameters, the
 seed and the task, not by which target it will serve: two configs with different targets over the
 same pool fine-tune each dataset once. The key hashes exactly those; a hit is verified against its
-recorded sha256 and hard-linked (or copied) into the job's declared outputs.
+recorded sha256 and copied into the job's declared outputs.
+
+Never a hard link from the store into an output: Snakemake touches every output after its job, so two
+declared outputs sharing an inode (a run's finetune/<d> and a deploy of the mixture {d}, both fetched
+or one put and one fetched) would make one look freshly updated whenever the other finishes, and
+everything downstream of it would rerun. The store itself may share the inode of the output it came
+from (`put`): the store is not an output, so only its own mtime moves.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ def key(*, base_weights: str, data_sha256: dict, hp: dict, seed: int, task: dict
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:32]
 
 
-def _place(src: str, dst: str) -> None:
+def _link_or_copy(src: str, dst: str) -> None:
     def link(tmp):
         os.unlink(tmp)
         try:
@@ -35,6 +41,11 @@ def _place(src: str, dst: str) -> None:
             shutil.copyfile(src, tmp)
 
     atomic_replace(link, dst)
+
+
+def _copy(src: str, dst: str) -> None:
+    # shutil.copyfile uses the kernel's copy (copy_file_range/sendfile): a reflink on btrfs/XFS.
+    atomic_replace(lambda tmp: shutil.copyfile(src, tmp), dst)
 
 
 def fetch(store_dir: str, k: str, out_weights: str, out_json: str) -> dict | None:
@@ -47,7 +58,7 @@ def fetch(store_dir: str, k: str, out_weights: str, out_json: str) -> dict | Non
     if file_sha256(w) != record.get("weights_sha256"):
         log.warning("store entry %s is damaged (sha256 mismatch); training again", k)
         return None
-    _place(w, out_weights)
+    _copy(w, out_weights)
     record["reused_from_store"] = os.path.join(store_dir, k)
     atomic_write_json(record, out_json)
     log.info("reused fine-tune %s from the store (same theta_0, data, hyper-parameters, seed)", k)
@@ -57,5 +68,5 @@ def fetch(store_dir: str, k: str, out_weights: str, out_json: str) -> dict | Non
 def put(store_dir: str, k: str, weights: str, record: dict) -> None:
     d = os.path.join(store_dir, k)
     os.makedirs(d, exist_ok=True)
-    _place(weights, os.path.join(d, "model.safetensors"))
+    _link_or_copy(weights, os.path.join(d, "model.safetensors"))
     atomic_write_json(record, os.path.join(d, "train.json"))
