@@ -125,4 +125,6 @@ def finetune_mem_mb(wildcards, attempt):
 
 
 def merge_runtime(wildcards, attempt):
-    return 20 * attempt
+    # Minutes. A mask is seconds of work once the pool is loaded; under SLURM masks are grouped
+    # (profiles/slurm) and a group's runtime is the sum of its masks', so keep this modest.
+    return 5 * attempt
