@@ -137,56 +137,6 @@ def test_cli_check_and_show(tiny_run, capsys):
     assert "not valid YAML" in capsys.readouterr().err
 
 
-@pytest.mark.slow
-def test_killed_phase_resumes_and_naive_path_agrees(tiny_run, tiny_model, tmp_path):
-    """Kill the merge_eval phase (one process per job: the naive path) with SIGKILL, resume with the
-    fast path: finished masks are kept as they were, and masks.csv equals the uninterrupted run's."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    from conftest import REPO
-
-    work, _, first = tiny_run
-    assert first.returncode == 0
-    cfg = write_config(tiny_config(tiny_model, tmp_path / "results"), tmp_path / "tiny.yaml")
-    assert snakemake(tmp_path, "--cores", "2", "--configfile", str(cfg), "--until", "finetune").returncode == 0
-    out = tmp_path / "results" / "tiny" / "merge_eval"
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
-           "--cores", "2", "--configfile", str(cfg), "--workflow-profile", "none", "--until", "select_mixture"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-                            env={**os.environ, "PYTHONPATH": str(REPO / "workflow")})
-    deadline = time.time() + 300
-    while time.time() < deadline and len(list(out.glob("*.json"))) < 3:
-        time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    # A job killed after its file appeared but before Snakemake recorded it as finished is still
-    # marked incomplete (.snakemake/incomplete/<base64 of the path>) and rightly rerun: not "done".
-    import base64
-
-    marks = tmp_path / ".snakemake" / "incomplete"
-    pending = {os.path.abspath(tmp_path / base64.urlsafe_b64decode(m.name).decode())
-               for m in marks.rglob("*") if m.is_file()} if marks.exists() else set()
-    done = {p.name: (p.stat().st_mtime_ns, p.read_text()) for p in out.glob("*.json") if str(p) not in pending}
-    assert 2 <= len(done) < 7, "the kill should land mid-phase"
-    for _, text in done.values():
-        json.loads(text)  # complete files only: results are written atomically
-    assert snakemake(tmp_path, "--unlock", "--configfile", str(cfg)).returncode == 0
-    r = snakemake(tmp_path, "--cores", "2", "--configfile", str(cfg), "--rerun-incomplete")
-    assert r.returncode == 0, r.stderr[-3000:]
-    redone = [n for n, (mtime, text) in done.items()
-              if (out / n).stat().st_mtime_ns != mtime or (out / n).read_text() != text]
-    assert not redone, (redone, sorted(pending), r.stdout[-4000:] + r.stderr[-6000:])
-    again = snakemake(tmp_path, "-n", "--cores", "2", "--configfile", str(cfg))
-    assert "Nothing to be done" in again.stdout + again.stderr, again.stdout[-3000:]
-    ours = pd.read_csv(tmp_path / "results" / "tiny" / "masks.csv", dtype={"bitstring": str})
-    ref = pd.read_csv(work / "results" / "tiny" / "masks.csv", dtype={"bitstring": str})
-    pd.testing.assert_frame_equal(ours, ref)
-
-
 def test_adding_a_candidate_reruns_one_finetune_and_only_new_masks(tiny_run, tiny_model):
     work, cfg_path, first = tiny_run
     assert first.returncode == 0
@@ -267,44 +217,85 @@ def test_two_targets_over_one_pool_fine_tune_each_dataset_once(tiny_run, tiny_mo
 
 
 @pytest.mark.slow
-def test_killed_finetune_resumes_in_the_workflow(tiny_model, tmp_path):
-    """SIGKILL the workflow while a fine-tune is mid-way (after its first saved state), resume with
-    --rerun-incomplete: the fine-tune continues from its state and ends bit-identical."""
+def test_killed_anywhere_resumes_to_the_same_results(tiny_run, tiny_model, tmp_path):
+    """SIGKILL the whole workflow three times -- right after a fine-tune's first training checkpoint,
+    in the middle of the merge_eval phase (one process per job: the naive path), between
+    select_mixture's two outputs -- and rerun with --rerun-incomplete each time. The killed fine-tune
+    resumes from its checkpoint and ends bit-identical to the uninterrupted run's; nothing that had
+    finished is redone; masks.csv (fast path after naive) and the summary equal the uninterrupted
+    run's; afterwards a dry run has nothing to do."""
+    import base64
+    import hashlib
     import os
     import signal
     import subprocess
     import sys
     import time
 
-    def cfg_for(d):
-        c = tiny_config(tiny_model, d / "results", candidates=["books", "food"], share_finetunes=False,
-                        baselines={"similarity": False, "random_seeds": 0}, checkpoint_every_steps=20)
-        c["train"] = {**c["train"], "max_steps": 400}
-        return write_config(c, d / "c.yaml")
+    work, _, first = tiny_run
+    assert first.returncode == 0
+    cfg = write_config(tiny_config(tiny_model, tmp_path / "results", checkpoint_every_steps=10), tmp_path / "tiny.yaml")
+    run, ref = tmp_path / "results" / "tiny", work / "results" / "tiny"
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
+           "--cores", "2", "--configfile", str(cfg), "--rerun-incomplete"]  # 2 cores as the reference: threads change float sums
+    env = {**os.environ, "PYTHONPATH": str(REPO / "workflow")}
 
-    ref_dir, kill_dir = tmp_path / "ref", tmp_path / "kill"
-    ref_dir.mkdir(), kill_dir.mkdir()
-    until = ["--until", "finetune"]
-    assert snakemake(ref_dir, "--cores", "2", "--configfile", str(cfg_for(ref_dir)), *until).returncode == 0
-    cfg = cfg_for(kill_dir)
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(kill_dir),
-           "--cores", "2", "--configfile", str(cfg), *until]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-                            env={**os.environ, "PYTHONPATH": str(REPO / "workflow")})
-    states = kill_dir / "results" / "tiny" / "work" / "finetune"
-    deadline = time.time() + 300
-    while time.time() < deadline and not list(states.glob("*/latest")):
-        time.sleep(0.05)
+    def unlock():
+        assert snakemake(tmp_path, "--unlock", "--configfile", str(cfg)).returncode == 0
+
+    def killed_at(point, *args):  # a failpoint SIGKILLs Snakemake's process group from inside a job
+        p = subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=900, start_new_session=True,
+                           env={**env, "MERGE2MIX_FAILPOINTS": f"{point}=kill"})
+        assert p.returncode == -9, (p.returncode, p.stderr[-3000:])
+        unlock()
+
+    def finished_outputs():
+        # A job killed after its file appeared but before Snakemake recorded it as finished is still
+        # marked incomplete (.snakemake/incomplete/<base64 of the path>) and rightly rerun: not finished.
+        marks = tmp_path / ".snakemake" / "incomplete"
+        pending = {os.path.abspath(tmp_path / base64.urlsafe_b64decode(m.name).decode())
+                   for m in marks.rglob("*") if m.is_file()} if marks.exists() else set()
+        files = [*run.glob("finetune/*/model.safetensors"), *run.glob("merge_eval/*.json")]
+        return {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in files if str(p) not in pending}
+
+    # 1. mid-finetune
+    killed_at("finetune.checkpoint_saved", "--until", "finetune")
+    assert list((run / "work").rglob("model.safetensors")), "the kill should leave a training checkpoint behind"
+    done = finished_outputs()
+    assert len(done) < 3
+
+    # 2. mid-merge_eval phase, naive path (--workflow-profile none: one process per mask job)
+    proc = subprocess.Popen(cmd + ["--workflow-profile", "none", "--until", "select_mixture"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 600
+    while time.time() < deadline and len(list(run.glob("merge_eval/*.json"))) < 3:
+        time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert list(states.glob("*/latest")), "no training state was saved before the kill"
-    assert snakemake(kill_dir, "--unlock", "--configfile", str(cfg)).returncode == 0
-    r = snakemake(kill_dir, "--cores", "2", "--configfile", str(cfg), "--rerun-incomplete", *until)
+    unlock()
+    done |= finished_outputs()
+    assert 3 + 2 <= len(done) < 3 + 7, "the kill should land mid-phase"
+
+    # 3. between select_mixture's outputs (fast path from here on)
+    killed_at("select.between_outputs")
+    assert (run / "masks.csv").exists() and not (run / "best_mask.json").exists()
+    done |= finished_outputs()
+    assert len(done) == 3 + 7
+
+    r = snakemake(tmp_path, "--cores", "2", "--configfile", str(cfg), "--rerun-incomplete")
     assert r.returncode == 0, r.stderr[-3000:]
-    resumed = []
-    for name in ("books", "food"):
-        rec = json.loads((kill_dir / "results" / "tiny" / "finetune" / name / "train.json").read_text())
-        ref = json.loads((ref_dir / "results" / "tiny" / "finetune" / name / "train.json").read_text())
-        assert rec["weights_sha256"] == ref["weights_sha256"] and rec["train_loss"] == ref["train_loss"]
-        resumed.append(rec["resumed_from_step"])
-    assert any(s for s in resumed), resumed  # at least the killed one continued from its state
+    redone = [p.name for p, (mtime, data) in done.items() if p.stat().st_mtime_ns != mtime or p.read_bytes() != data]
+    assert redone == [], redone
+    again = snakemake(tmp_path, "-n", "--cores", "2", "--configfile", str(cfg))
+    assert "Nothing to be done" in again.stdout + again.stderr, again.stdout[-3000:]
+
+    resumed = [json.loads(p.read_text()).get("resumed_from_step") for p in run.glob("finetune/*/train.json")]
+    assert 10 in resumed, resumed
+    for name in ("books", "films", "food"):  # bit-identical to the uninterrupted run, resumed or not
+        assert (hashlib.sha256((run / "finetune" / name / "model.safetensors").read_bytes()).digest()
+                == hashlib.sha256((ref / "finetune" / name / "model.safetensors").read_bytes()).digest()), name
+    pd.testing.assert_frame_equal(pd.read_csv(run / "masks.csv", dtype={"bitstring": str}),
+                                  pd.read_csv(ref / "masks.csv", dtype={"bitstring": str}))
+    ours, theirs = json.loads((run / "summary.json").read_text()), json.loads((ref / "summary.json").read_text())
+    for key in ("selected_mixture", "selected_bitstring", "selection_val_accuracy", "test"):
+        assert ours[key] == theirs[key], key

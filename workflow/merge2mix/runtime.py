@@ -7,6 +7,7 @@ import logging
 import os
 import random
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -91,3 +92,25 @@ def claim_gpu(poll_s: float = 0.5) -> int | None:
             log.info("GPU slot %d of %d (CUDA_VISIBLE_DEVICES=%d)", i, n, i)
             return i
         time.sleep(poll_s)  # more GPU jobs than GPUs: --resources gpu=<n> prevents this
+
+
+def failpoint(name: str) -> None:
+    """Fault injection for the recovery tests; does nothing unless MERGE2MIX_FAILPOINTS names `name`.
+
+    MERGE2MIX_FAILPOINTS="point=action,...". `kill`: SIGKILL this process's whole process group --
+    under a local Snakemake that is the workflow and every job, as a preempted or crashed node would
+    leave it. `fail-once`: raise the first time only; a marker file in MERGE2MIX_FAILPOINT_DIR (the
+    working directory by default) remembers it across processes and cluster jobs, so a retry passes.
+    """
+    spec = os.environ.get("MERGE2MIX_FAILPOINTS")
+    if not spec:
+        return
+    action = dict(item.split("=", 1) for item in spec.split(",") if "=" in item).get(name)
+    if action == "kill":
+        log.warning("failpoint %s: killing process group %d", name, os.getpgid(0))
+        os.killpg(os.getpgid(0), signal.SIGKILL)
+    elif action == "fail-once":
+        marker = os.path.join(os.environ.get("MERGE2MIX_FAILPOINT_DIR", "."), f"failpoint-{name}")
+        if not os.path.exists(marker):
+            open(marker, "w").close()
+            raise RuntimeError(f"failpoint {name}: injected failure (first attempt only)")

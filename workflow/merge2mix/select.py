@@ -10,6 +10,7 @@ import json
 
 import pandas as pd
 
+from . import runtime
 from .io import atomic_replace, atomic_write_json
 from .masks import bitstring
 
@@ -39,6 +40,7 @@ def rank(df: pd.DataFrame) -> pd.DataFrame:
 def select(result_paths, candidates, out_csv: str, out_best: str) -> dict:
     df = gather(result_paths, candidates)
     atomic_replace(lambda tmp: df[COLUMNS].to_csv(tmp, index=False), out_csv)
+    runtime.failpoint("select.between_outputs")  # recovery tests: one output written, one not
     top = df.iloc[0]
     best = {
         "mask": top["mask"],

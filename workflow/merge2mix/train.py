@@ -36,6 +36,7 @@ def finetune(*, base_dir: str, train_paths: dict[str, str], out_weights: str, ou
     full training state is saved every that many steps and a rerun resumes from it, ending
     bit-identical (on CPU) to an uninterrupted run."""
     t0 = time.time()
+    runtime.failpoint("finetune.start")
     dev = runtime.setup(threads, device, seed)
     if dev.type == "cpu":
         torch.use_deterministic_algorithms(True)
@@ -91,6 +92,7 @@ def finetune(*, base_dir: str, train_paths: dict[str, str], out_weights: str, ou
             if work_dir and checkpoint_every and step % checkpoint_every == 0 and step < total:
                 resume.save(work_dir, step, model=model, opt=opt, sched=sched, gen=gen, order=order, pos=pos,
                             losses=losses, fingerprint=fingerprint)
+                runtime.failpoint("finetune.checkpoint_saved")
     sha = save_weights(model.state_dict(), out_weights, {"datasets": sorted(train_paths), "seed": seed})
     record = {
         "datasets": sorted(train_paths),
