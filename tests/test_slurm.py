@@ -43,8 +43,13 @@ def test_tiny_workflow_on_slurm(cluster, tiny_model, tmp_path):
            "--directory", str(tmp_path), "--configfile", str(cfg_path), "--profile", str(REPO / "profiles" / "slurm"),
            "--default-resources", "slurm_partition=debug", "slurm_account=ci", "runtime=30", "mem_mb=1500",
            "--slurm-init-seconds-before-status-checks", "2", "--jobs", "4", "--latency-wait", "5"]
-    r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO / "workflow")})
+    # The first fine-tune to start fails once (a failpoint): the profile's retries must resubmit it.
+    env = {**os.environ, "PYTHONPATH": str(REPO / "workflow"), "MERGE2MIX_FAILPOINTS": "finetune.start=fail-once",
+           "MERGE2MIX_FAILPOINT_DIR": str(tmp_path)}
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
     assert r.returncode == 0, (r.stdout + r.stderr)[-5000:]
+    assert (tmp_path / "failpoint-finetune.start").exists()
+    assert "Error in rule finetune" in r.stdout + r.stderr  # the failure is reported, then retried
     run = tmp_path / "results" / "tiny"
     for f in ("masks.csv", "best_mask.json", "summary.json", "methods.csv"):
         assert (run / f).is_file(), f
@@ -56,11 +61,13 @@ def test_tiny_workflow_on_slurm(cluster, tiny_model, tmp_path):
     rows = [line.split("|") for line in acct.splitlines() if line]
     by_rule: dict[str, list] = {}
     for job_id, state, tres, comment in rows:
-        by_rule.setdefault(comment.removeprefix("rule_").split("_wildcards")[0], []).append((state, tres))
+        by_rule.setdefault(comment.removeprefix("rule_").split("_wildcards")[0], []).append((state, tres, comment))
+    finetunes = {c: sorted(st for st, _, c2 in by_rule["finetune"] if c2 == c) for _, _, c in by_rule["finetune"]}
+    assert len(finetunes) == 3 and all(states[0] == "COMPLETED" for states in finetunes.values()), finetunes
+    assert sum(len(states) for states in finetunes.values()) > 3, finetunes  # the failed attempt, resubmitted
+    assert any("FAILED" in states for states in finetunes.values()), finetunes
     # profiles/slurm bundles mask jobs (group "merge", up to 32 per submission): the 7 masks are one
     # Slurm job asking for one GPU, its masks run one after another.
     merges = by_rule.get("merge_merge_eval", [])
-    assert len(by_rule.get("finetune", [])) == 3 and len(merges) == 1 and "merge_eval" not in by_rule, by_rule
-    for rule in ("finetune", "merge_merge_eval"):
-        assert all(state == "COMPLETED" for state, _ in by_rule[rule]), by_rule[rule]
-    assert all("gres/gpu=1" in tres for _, tres in by_rule["finetune"] + merges), by_rule  # GPU rules asked for one
+    assert len(merges) == 1 and merges[0][0] == "COMPLETED" and "merge_eval" not in by_rule, by_rule
+    assert all("gres/gpu=1" in tres for _, tres, _ in by_rule["finetune"] + merges), by_rule  # GPU rules asked for one
