@@ -6,6 +6,7 @@ sys.path.insert(0, f"{workflow.basedir}/workflow")  # run from a checkout even w
 
 from merge2mix.config import Plan, check_file, model_source, validate
 from merge2mix.errors import Merge2MixError
+from merge2mix.hub import dataset_assets, model_asset
 from merge2mix.masks import parse_key
 
 try:
@@ -24,6 +25,9 @@ R = PLAN.run_dir
 STORE = f"{CFG['results_dir'].rstrip('/')}/store/finetune" if CFG["share_finetunes"] else None
 TASK = CFG["task"]
 DEVICE = CFG["device"]
+# Hub model / hf: datasets are fetched by localrules before the jobs that read them (merge2mix.hub).
+MODEL_ASSET = model_asset(MODEL_SOURCE, CFG["model"]["revision"])
+HF_DATASETS = dataset_assets(CFG["datasets"])
 
 
 wildcard_constraints:
@@ -33,8 +37,18 @@ wildcard_constraints:
 
 localrules:
     all,
+    fetch_model,
+    fetch_dataset,
     select_mixture,
     baseline_masks,
+
+
+def hub_model_record():
+    return [f"{R}/hub/model.json"] if MODEL_ASSET else []
+
+
+def hub_dataset_record(wildcards):
+    return [f"{R}/hub/data/{wildcards.name}.json"] if wildcards.name in HF_DATASETS else []
 
 
 def final_outputs():

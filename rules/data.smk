@@ -1,4 +1,19 @@
+rule fetch_dataset:
+    # Runs on the submit host (localrules): compute nodes may have no internet. prepare_data then
+    # reads the Hugging Face cache offline.
+    output:
+        f"{R}/hub/data/{{name}}.json",
+    params:
+        spec=lookup(dpath="datasets/{name}/hf", within=CFG),
+    log:
+        f"{R}/logs/fetch_dataset/{{name}}.log",
+    script:
+        "../workflow/scripts/fetch_dataset.py"
+
+
 rule prepare_data:
+    input:
+        hub=hub_dataset_record,
     output:
         train=f"{R}/data/{{name}}/train.parquet",
         val=f"{R}/data/{{name}}/val.parquet",

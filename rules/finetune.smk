@@ -1,5 +1,20 @@
+rule fetch_model:
+    # Runs on the submit host (localrules): compute nodes may have no internet. init_model then
+    # reads the Hugging Face cache offline.
+    output:
+        f"{R}/hub/model.json",
+    params:
+        asset=MODEL_ASSET,
+    log:
+        f"{R}/logs/fetch_model.log",
+    script:
+        "../workflow/scripts/fetch_model.py"
+
+
 rule init_model:
     # theta_0: the pretrained model with a seeded head, saved once so every fine-tune starts from it.
+    input:
+        hub=hub_model_record(),
     output:
         weights=f"{R}/base/model.safetensors",
         config=f"{R}/base/config.json",

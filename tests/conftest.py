@@ -87,8 +87,8 @@ def write_config(cfg: dict, path: Path) -> Path:
     return path
 
 
-def snakemake(workdir: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+def snakemake(workdir: Path, *args: str, timeout: int = 900, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run the repo's workflow from `workdir` (its own .snakemake/), the way a user would."""
-    env = {**os.environ, "PYTHONPATH": str(REPO / "workflow")}
+    env = {**(os.environ if env is None else env), "PYTHONPATH": str(REPO / "workflow")}
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir), *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)

@@ -1,5 +1,9 @@
-from merge2mix import jobs
-from merge2mix.data.prepare import prepare_dataset
+from merge2mix import hub
+
+hub.offline_for_compute_job()  # before datasets is imported: fetch_dataset put hf sources in the cache
+
+from merge2mix import jobs  # noqa: E402
+from merge2mix.data.prepare import prepare_dataset  # noqa: E402
 
 jobs.run(
     prepare_dataset, snakemake.log[0],
