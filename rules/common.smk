@@ -98,6 +98,12 @@ def mask_checkpoints(wildcards):
 
 
 
+def merge_precision():
+    e = CFG["eval"]
+    return {"precision": e["precision"], "check_examples": e["precision_check_examples"],
+            "min_agreement": e["precision_min_agreement"]}
+
+
 def budget_bytes():
     gb = CFG["merge"]["memory_budget_gb"]
     return None if gb is None else int(gb * 1e9)

@@ -125,3 +125,18 @@ def test_diverging_training_stops_with_a_clear_error(world, tmp_path):
                  out_weights=str(tmp_path / "x.safetensors"), out_json=str(tmp_path / "x.json"),
                  hp={**HP, "lr": 1e30, "max_grad_norm": 1e30}, task=TASK, seed=0, device="cpu")
     assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_low_precision_scoring_is_checked_against_fp32(world):
+    """bf16 autocast (CPU supports it too) is compared with fp32 on a sample and falls back when they
+    disagree; fp32 is the default off the GPU and is what the fp32 path computes."""
+    s = dict(split_path=world["data"]["phones"]["val"], task=TASK, batch_size=4, device="cpu", base_dir=world["base"],
+             checkpoints={"books": world["ckpts"]["books"], "food": world["ckpts"]["food"]})
+    fp32 = engine.score(**s)
+    assert fp32["precision"] == "fp32" and "precision_agreement" not in fp32  # auto on CPU = fp32
+    bf16 = engine.score(**s, precision={"precision": "bf16", "check_examples": 8, "min_agreement": 0.0})
+    assert bf16["precision"] == "bf16" and bf16["precision_check_n"] == 8 and 0.0 <= bf16["precision_agreement"] <= 1.0
+    assert abs(bf16["loss"] - fp32["loss"]) < 0.05  # close, not equal: bf16 keeps 8 mantissa bits
+    strict = engine.score(**s, precision={"precision": "bf16", "check_examples": 8, "min_agreement": 1.01})
+    assert strict["precision"] == "fp32" and "agreed with fp32" in strict["precision_note"]
+    assert (strict["accuracy"], strict["loss"]) == (fp32["accuracy"], fp32["loss"])  # the fallback is plain fp32

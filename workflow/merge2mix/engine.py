@@ -241,9 +241,11 @@ def _split(fam, base_dir, path, task):
 
 def score(*, base_dir: str, checkpoints: dict[str, str], split_path: str, task: dict, batch_size: int,
           device: str = "auto", threads: int = 1, mode: str = "auto", pool: list[str] | None = None,
-          budget_bytes: int | None = None) -> dict:
-    """`pool`: every candidate name (sizes the memory plan); default: the names in `checkpoints`."""
-    from .evaluate import evaluate
+          budget_bytes: int | None = None, precision: dict | None = None) -> dict:
+    """`pool`: every candidate name (sizes the memory plan); default: the names in `checkpoints`.
+    `precision`: {"precision": auto|fp32|bf16|fp16, "check_examples": k, "min_agreement": a}, see
+    evaluate.evaluate_checked; default fp32."""
+    from .evaluate import evaluate_checked
 
     with _LOCK:
         dev = runtime.setup(threads, device)
@@ -252,7 +254,8 @@ def score(*, base_dir: str, checkpoints: dict[str, str], split_path: str, task: 
         t0 = time.perf_counter()
         model = merger.merge(checkpoints)
         t1 = time.perf_counter()
-        metrics = evaluate(model, _split(fam, base_dir, split_path, task), fam.forward, batch_size, dev)
+        metrics = evaluate_checked(model, _split(fam, base_dir, split_path, task), fam.forward, batch_size, dev,
+                                   **(precision or {}))
         t2 = time.perf_counter()
     metrics["merge_s"], metrics["eval_s"] = round(t1 - t0, 4), round(t2 - t1, 4)
     return metrics
