@@ -1,9 +1,12 @@
 """How long Snakemake takes to build the DAG (a dry run) for N candidates, i.e. 2^N - 1 masks.
 
     python bench/dag_scale.py 8 10 12 14
+    python bench/dag_scale.py --baseline-rev 540a715 12 14   # the same dry runs on an older commit, side by side
 
 Uses the tiny in-repo dataset files under N names (no model is loaded: a dry run never runs a job).
-Writes bench/results/dag_scale.json.
+Prints, per N, the dry-run time, the time per 1,000 masks and, with --baseline-rev, baseline / current.
+Writes bench/results/dag_scale.json. Bring a Slurm controller up or uninstall Slurm's client first:
+with the client installed and no controller, the SLURM plugin adds ~10 s to every start.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import argparse
 import subprocess
 import sys
 import tempfile
@@ -34,19 +38,34 @@ def config(n: int, work: Path) -> Path:
     return p
 
 
-def main(ns):
-    out = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count()}, "runs": []}
+def dry_run(snakefile: Path, work: Path, cfg: Path) -> float:
+    t0 = time.perf_counter()
+    r = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--quiet", "--snakefile", str(snakefile),
+                        "--directory", str(work), "--configfile", str(cfg)], capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": str(snakefile.parent / "workflow")})
+    if r.returncode:
+        sys.exit(r.stderr[-2000:])
+    return time.perf_counter() - t0
+
+
+def main(ns, baseline_rev=None):
+    out = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count()}, "baseline_rev": baseline_rev, "runs": []}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
+        base = None
+        if baseline_rev:
+            base = work / "baseline"
+            base.mkdir()
+            archive = subprocess.run(["git", "-C", str(REPO), "archive", baseline_rev], capture_output=True, check=True).stdout
+            subprocess.run(["tar", "-x", "-C", str(base)], input=archive, check=True)
         for n in ns:
             cfg = config(n, work)
-            t0 = time.perf_counter()
-            r = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--quiet", "--snakefile", str(REPO / "Snakefile"),
-                                "--directory", str(work), "--configfile", str(cfg)], capture_output=True, text=True)
-            wall = time.perf_counter() - t0
-            if r.returncode:
-                sys.exit(r.stderr[-2000:])
-            row = {"candidates": n, "masks": 2**n - 1, "dry_run_s": round(wall, 2)}
+            wall = dry_run(REPO / "Snakefile", work / "cur", cfg)
+            row = {"candidates": n, "masks": 2**n - 1, "dry_run_s": round(wall, 2),
+                   "s_per_1000_masks": round(1000 * wall / (2**n - 1), 2)}
+            if base:
+                b = dry_run(base / "Snakefile", work / "base", cfg)
+                row |= {"baseline_dry_run_s": round(b, 2), "baseline_over_current": round(b / wall, 2)}
             out["runs"].append(row)
             print(row, flush=True)
     dest = REPO / "bench" / "results" / "dag_scale.json"
@@ -55,4 +74,8 @@ def main(ns):
 
 
 if __name__ == "__main__":
-    main([int(a) for a in sys.argv[1:]] or [8, 10, 12])
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("n", nargs="*", type=int, default=[8, 10, 12], help="numbers of candidates")
+    ap.add_argument("--baseline-rev", help="git revision to time side by side (e.g. before a DAG fix)")
+    a = ap.parse_args()
+    main(a.n, a.baseline_rev)

@@ -79,10 +79,13 @@ checkpoint baseline_masks:
 
 
 rule methods:
+    # Plain paths, not rules.<rule>.output: in a rule that also lists every mask, Snakemake 9.27 hashes
+    # that whole list once per listed file when the rule references other rules' outputs, which made a
+    # 16,383-mask dry run take minutes (bench/results/dag_scale.json).
     input:
         unpack(baseline_inputs),
-        summary=rules.evaluate.output.summary,
-        masks=rules.select_mixture.output.table,
+        summary=f"{R}/summary.json",
+        masks=f"{R}/masks.csv",
         merges=mask_results(),
         mixtures=evidence_mixtures(),
     output:
@@ -103,8 +106,8 @@ rule methods:
 rule correlation:
     # Only with `oracle: true`: needs a mixture fine-tune for every mask.
     input:
-        masks=rules.select_mixture.output.table,
-        best=rules.select_mixture.output.best,
+        masks=f"{R}/masks.csv",  # plain paths: see methods
+        best=f"{R}/best_mask.json",
         oracle=oracle_results(),
     output:
         json=f"{R}/correlation.json",
