@@ -140,3 +140,31 @@ def test_low_precision_scoring_is_checked_against_fp32(world):
     strict = engine.score(**s, precision={"precision": "bf16", "check_examples": 8, "min_agreement": 1.01})
     assert strict["precision"] == "fp32" and "agreed with fp32" in strict["precision_note"]
     assert (strict["accuracy"], strict["loss"]) == (fp32["accuracy"], fp32["loss"])  # the fallback is plain fp32
+
+
+def test_eval_batch_backs_off_on_gpu_out_of_memory(world, monkeypatch):
+    """A forward pass that runs out of GPU memory above 8 examples (simulated on CPU): `auto` halves
+    the batch until it fits, gives the same scores as batch 8, and later masks start from 8."""
+    import pandas as pd
+
+    from merge2mix import evaluate as ev
+
+    enc = FAM.encode(FAM.load_tokenizer(world["base"]), pd.read_parquet(world["data"]["phones"]["val"]),
+                     TASK["labels"], TASK["max_length"])
+    model = FAM.load_model(world["base"])
+    sizes = []
+
+    def tight_forward(m, b):
+        sizes.append(len(b["labels"]))
+        if len(b["labels"]) > 8:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return FAM.forward(m, b)
+
+    monkeypatch.setattr(ev, "_FITS", {})
+    got = ev.evaluate_checked(model, enc, tight_forward, "auto", "cpu")  # auto on CPU starts at 128
+    want = ev.evaluate_checked(model, enc, FAM.forward, 8, "cpu")
+    assert got["batch_size"] == 8 and {k: got[k] for k in ("accuracy", "loss", "n")} == {k: want[k] for k in ("accuracy", "loss", "n")}
+    assert ev._FITS == {"cpu": 8} and ev.resolve_batch_size("auto", "cpu") == 8
+    assert max(sizes) > 8  # it tried bigger batches first
+    with pytest.raises(torch.cuda.OutOfMemoryError):  # an explicit size backs off too, down to 1 at most
+        ev.evaluate_checked(model, enc, lambda m, b: (_ for _ in ()).throw(torch.cuda.OutOfMemoryError("oom")), 4, "cpu")

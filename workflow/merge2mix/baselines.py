@@ -18,10 +18,11 @@ from .masks import mask_key
 
 
 def similarities(*, base_dir: str, train_paths: dict[str, str], target_val: str, task: dict, max_examples: int,
-                 batch_size: int, device: str, threads: int, seed: int, out_csv: str) -> pd.DataFrame:
+                 batch_size: int | str, device: str, threads: int, seed: int, out_csv: str) -> pd.DataFrame:
     import torch
 
     from . import families, runtime
+    from .evaluate import with_oom_backoff
 
     dev = runtime.setup(threads, device, seed)
     fam = families.get(task["type"])
@@ -30,7 +31,8 @@ def similarities(*, base_dir: str, train_paths: dict[str, str], target_val: str,
     def emb(path):
         df = pd.read_parquet(path)
         df = df.sample(n=min(len(df), max_examples), random_state=seed) if len(df) > max_examples else df
-        return fam.mean_embedding(model, fam.encode(tok, df, task["labels"], task["max_length"]), batch_size, dev)
+        enc = fam.encode(tok, df, task["labels"], task["max_length"])
+        return with_oom_backoff(lambda bs: fam.mean_embedding(model, enc, bs, dev), batch_size, dev)[0]
 
     target = emb(target_val)
     rows = [{"candidate": n, "cosine": float(torch.nn.functional.cosine_similarity(emb(p), target, dim=0))}

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import torch
 
+from .runtime import log
+
+# Largest eval batch that fit, per device, learned in this process (eval.batch_size: auto).
+_FITS: dict[str, int] = {}
+
 
 @torch.inference_mode()
 def evaluate(model, encoded, forward, batch_size: int = 128, device="cpu", dtype=None, limit=None,
@@ -47,11 +52,47 @@ def resolve_precision(precision: str, device) -> str:
     return "bf16" if dev.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
 
 
+def resolve_batch_size(batch_size, device) -> int:
+    """`auto`: 512 on a GPU (halved on out-of-memory, see with_oom_backoff), 128 on CPU."""
+    if batch_size != "auto":
+        return int(batch_size)
+    dev = torch.device(device)
+    return _FITS.get(str(dev), 512 if dev.type == "cuda" else 128)
+
+
+def with_oom_backoff(run, batch_size, device):
+    """run(bs) with the resolved batch size; on CUDA out-of-memory, halve it and run again. Returns
+    (result, batch size used); with `auto`, later calls in this process start from what fit."""
+    bs = resolve_batch_size(batch_size, device)
+    while True:
+        try:
+            out = run(bs)
+        except torch.cuda.OutOfMemoryError:
+            if bs == 1:
+                raise
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            log.warning("eval batch %d ran out of GPU memory; trying %d", bs, bs // 2)
+            bs //= 2
+            continue
+        if batch_size == "auto":
+            _FITS[str(torch.device(device))] = bs
+        return out, bs
+
+
 def evaluate_checked(model, encoded, forward, batch_size, device, precision: str = "fp32",
                      check_examples: int = 256, min_agreement: float = 0.99) -> dict:
     """Evaluate in `precision`; for bf16/fp16, first compare its predictions with fp32's on the first
     `check_examples` examples, and score in fp32 instead when they agree on less than `min_agreement`
-    of them. The result records the precision used and the agreement (per model: deterministic)."""
+    of them. The result records the precision used and the agreement (per model: deterministic).
+    `batch_size`: an int or `auto`; backs off on GPU out-of-memory and records the size used."""
+    out, bs = with_oom_backoff(
+        lambda b: _checked(model, encoded, forward, b, device, precision, check_examples, min_agreement),
+        batch_size, device)
+    return {**out, "batch_size": bs}
+
+
+def _checked(model, encoded, forward, batch_size, device, precision, check_examples, min_agreement) -> dict:
     precision = resolve_precision(precision, device)
     if precision == "fp32":
         return {**evaluate(model, encoded, forward, batch_size, device), "precision": "fp32"}
