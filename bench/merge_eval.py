@@ -94,7 +94,7 @@ def kernel(plan, threads):
     import torch
 
     from merge2mix import engine, families, runtime
-    from merge2mix.evaluate import evaluate
+    from merge2mix.evaluate import evaluate, resolve_batch_size
 
     cfg, task = plan.cfg, plan.cfg["task"]
     run = REPO / plan.run_dir
@@ -108,12 +108,13 @@ def kernel(plan, threads):
         pool._row(n, ckpt[n])
     order = list(plan.masks)
     random.Random(0).shuffle(order)  # Snakemake's order is whatever becomes ready first
+    batch = resolve_batch_size(cfg["eval"]["batch_size"], dev)
     merge_s = fwd_s = 0.0
     for m in order:
         t0 = time.perf_counter()
         model = pool.merge({n: ckpt[n] for n in m.split("+")})
         t1 = time.perf_counter()
-        evaluate(model, split, fam.forward, cfg["eval"]["batch_size"], dev)
+        evaluate(model, split, fam.forward, batch, dev)
         t2 = time.perf_counter()
         merge_s, fwd_s = merge_s + t1 - t0, fwd_s + t2 - t1
 
