@@ -16,6 +16,16 @@ REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "tests" / "fixtures" / "data"
 sys.path.insert(0, str(REPO / "workflow"))
 
+# Snakemake imports every installed executor plugin at start, and the SLURM plugin runs
+# `scontrol show config` for its --help text: ~10 s whenever Slurm's client is installed but no
+# controller answers (a box where the Slurm test ran before). Workflow tests run with a stub
+# `scontrol` that fails at once; the Slurm test uses the real one (os.environ).
+_STUB = Path(__import__("tempfile").mkdtemp(prefix="merge2mix-stub-"))
+(_STUB / "scontrol").write_text("#!/bin/sh\nexit 1\n")
+(_STUB / "scontrol").chmod(0o755)
+WORKFLOW_ENV = {**os.environ, "PATH": f"{_STUB}{os.pathsep}{os.environ.get('PATH', '')}",
+                "PYTHONPATH": str(REPO / "workflow")}
+
 WORDS = sorted({w for f in FIXTURES.iterdir() for w in re.findall(r"[a-z]+", f.read_text())})
 
 
@@ -89,6 +99,6 @@ def write_config(cfg: dict, path: Path) -> Path:
 
 def snakemake(workdir: Path, *args: str, timeout: int = 900, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run the repo's workflow from `workdir` (its own .snakemake/), the way a user would."""
-    env = {**(os.environ if env is None else env), "PYTHONPATH": str(REPO / "workflow")}
+    env = {**(WORKFLOW_ENV if env is None else env), "PYTHONPATH": str(REPO / "workflow")}
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir), *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)

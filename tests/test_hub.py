@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from conftest import FIXTURES, snakemake, tiny_config, write_config
+from conftest import FIXTURES, WORKFLOW_ENV, snakemake, tiny_config, write_config
 from merge2mix import hub
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -23,7 +23,7 @@ def fake_hub_cache(home, repo_id, model_dir):
 
 
 def hub_env(home):
-    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env = {k: v for k, v in WORKFLOW_ENV.items() if k not in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")}
     return {**env, "HF_HOME": str(home), "HF_ENDPOINT": "http://127.0.0.1:9"}
 
 

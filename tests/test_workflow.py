@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import FIXTURES, REPO, snakemake, tiny_config, write_config
+from conftest import FIXTURES, REPO, WORKFLOW_ENV, snakemake, tiny_config, write_config
 
 
 @pytest.fixture(scope="module")
@@ -238,7 +238,7 @@ def test_killed_anywhere_resumes_to_the_same_results(tiny_run, tiny_model, tmp_p
     run, ref = tmp_path / "results" / "tiny", work / "results" / "tiny"
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
            "--cores", "2", "--configfile", str(cfg), "--rerun-incomplete"]  # 2 cores as the reference: threads change float sums
-    env = {**os.environ, "PYTHONPATH": str(REPO / "workflow")}
+    env = WORKFLOW_ENV
 
     def unlock():
         assert snakemake(tmp_path, "--unlock", "--configfile", str(cfg)).returncode == 0
