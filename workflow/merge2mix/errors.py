@@ -15,3 +15,8 @@ class DataError(Merge2MixError):
 
 class CheckpointError(Merge2MixError):
     pass
+
+
+def first_line(e: BaseException) -> str:
+    """An exception's message cut to its first line (the class name when it has none), for one-line errors."""
+    return str(e).splitlines()[0] if str(e) else type(e).__name__

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 
 from . import runtime
-from .errors import Merge2MixError
+from .errors import Merge2MixError, first_line
 from .io import atomic_write_json
 
 log = runtime.log
@@ -45,8 +45,8 @@ def fetch_model(asset: dict, out_json: str) -> dict:
     try:
         path = snapshot_download(asset["repo_id"], revision=asset["revision"])
     except Exception as e:  # network, auth, unknown repo: one line naming the model
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise HubError(f"model.name_or_path: could not fetch '{asset['repo_id']}' from the Hugging Face Hub: {first}") from None
+        raise HubError(f"model.name_or_path: could not fetch '{asset['repo_id']}' from the Hugging Face Hub: "
+                       f"{first_line(e)}") from None
     record = {**asset, "snapshot": path, "commit": os.path.basename(path)}
     atomic_write_json(record, out_json)
     log.info("model %s (revision %s) is in the local cache: %s", asset["repo_id"], asset["revision"] or "main", path)
@@ -54,14 +54,12 @@ def fetch_model(asset: dict, out_json: str) -> dict:
 
 
 def fetch_dataset(name: str, spec: dict, out_json: str) -> dict:
-    import datasets
+    from .data.prepare import load_hf
 
     try:
-        d = datasets.load_dataset(spec["path"], spec.get("name"), revision=spec.get("revision"),
-                                  split=spec.get("split", "train"), data_files=spec.get("data_files"))
+        d = load_hf(spec)
     except Exception as e:
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise HubError(f"dataset {name}: could not fetch hf source '{spec['path']}': {first}") from None
+        raise HubError(f"dataset {name}: could not fetch hf source '{spec['path']}': {first_line(e)}") from None
     record = {"dataset": name, **spec, "rows": d.num_rows, "fingerprint": d._fingerprint}
     atomic_write_json(record, out_json)
     log.info("dataset %s (%s) is in the local cache: %d rows", name, spec["path"], d.num_rows)

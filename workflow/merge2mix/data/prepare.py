@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import DataError
+from ..errors import DataError, first_line
 from ..io import atomic_write_json, atomic_write_parquet
 from . import packaged
 
@@ -68,17 +68,20 @@ def _read_local(name: str, spec: dict) -> pd.DataFrame:
         raise DataError(f"dataset {name}: cannot parse {path} as {fmt}: {str(e).splitlines()[0]}") from None
 
 
-def _read_hf(name: str, spec: dict) -> pd.DataFrame:
+def load_hf(spec: dict):
+    """A config `hf:` source as a datasets.Dataset (also what the fetch_dataset localrule calls, so the
+    offline prepare_data finds exactly that in the cache)."""
     import datasets  # heavy; only hf sources need it
 
+    return datasets.load_dataset(spec["path"], spec.get("name"), revision=spec.get("revision"),
+                                 split=spec.get("split", "train"), data_files=spec.get("data_files"))
+
+
+def _read_hf(name: str, spec: dict) -> pd.DataFrame:
     try:
-        d = datasets.load_dataset(
-            spec["path"], spec.get("name"), revision=spec.get("revision"),
-            split=spec.get("split", "train"), data_files=spec.get("data_files"),
-        )
+        d = load_hf(spec)
     except Exception as e:
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise DataError(f"dataset {name}: hf source '{spec['path']}' could not be loaded: {first}") from None
+        raise DataError(f"dataset {name}: hf source '{spec['path']}' could not be loaded: {first_line(e)}") from None
     return d.to_pandas()
 
 
