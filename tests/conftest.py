@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ sys.path.insert(0, str(REPO / "workflow"))
 # `scontrol show config` for its --help text: ~10 s whenever Slurm's client is installed but no
 # controller answers (a box where the Slurm test ran before). Workflow tests run with a stub
 # `scontrol` that fails at once; the Slurm test uses the real one (os.environ).
-_STUB = Path(__import__("tempfile").mkdtemp(prefix="merge2mix-stub-"))
+_STUB = Path(tempfile.mkdtemp(prefix="merge2mix-stub-"))
 (_STUB / "scontrol").write_text("#!/bin/sh\nexit 1\n")
 (_STUB / "scontrol").chmod(0o755)
 WORKFLOW_ENV = {**os.environ, "PATH": f"{_STUB}{os.pathsep}{os.environ.get('PATH', '')}",
