@@ -4,7 +4,7 @@ import sys
 
 sys.path.insert(0, f"{workflow.basedir}/workflow")  # run from a checkout even without `pip install -e .`
 
-from merge2mix.config import Plan, check_file, model_source, validate
+from merge2mix.config import MODALITY, PER_DATASET_LABELS, Plan, check_file, model_source, validate
 from merge2mix.errors import Merge2MixError
 from merge2mix.hub import dataset_assets, model_asset
 from merge2mix.masks import parse_key
@@ -25,6 +25,8 @@ R = PLAN.run_dir
 STORE = f"{CFG['results_dir'].rstrip('/')}/store/finetune" if CFG["share_finetunes"] else None
 TASK = CFG["task"]
 DEVICE = CFG["device"]
+# clip: every dataset has its own label space and a frozen zero-shot head (rule zero_shot_head).
+PER_DATASET_HEADS = TASK["type"] in PER_DATASET_LABELS
 # Hub model / hf: datasets are fetched by localrules before the jobs that read them (merge2mix.hub).
 MODEL_ASSET = model_asset(MODEL_SOURCE, CFG["model"]["revision"])
 HF_DATASETS = dataset_assets(CFG["datasets"])
@@ -51,6 +53,23 @@ def hub_dataset_record(wildcards):
     return [f"{R}/hub/data/{wildcards.name}.json"] if wildcards.name in HF_DATASETS else []
 
 
+def heads_of(names):
+    """{head_<name>: its zero-shot head file}, for families with per-dataset heads; else nothing."""
+    return {f"head_{n}": f"{R}/heads/{n}.safetensors" for n in names} if PER_DATASET_HEADS else {}
+
+
+def finetune_heads(wildcards):
+    return heads_of([wildcards.name])
+
+
+def candidate_heads(wildcards):
+    return heads_of(PLAN.candidates)
+
+
+def target_head(wildcards):
+    return heads_of([PLAN.target])
+
+
 def final_outputs():
     out = [f"{R}/masks.csv", f"{R}/best_mask.json", f"{R}/summary.json", f"{R}/summary.md", f"{R}/methods.csv"]
     if CFG["oracle"]:
@@ -70,7 +89,7 @@ def mixture_inputs(wildcards):
     files |= {f"meta_{n}": f"{R}/data/{n}/meta.json" for n in names}
     if len(names) == 1:
         files["single"] = f"{R}/finetune/{names[0]}/model.safetensors"
-    return files
+    return files | heads_of(sorted({*names, PLAN.target}))
 
 
 def mask_results():

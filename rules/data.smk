@@ -21,7 +21,7 @@ rule prepare_data:
         meta=f"{R}/data/{{name}}/meta.json",
     params:
         dataset=lookup(dpath="datasets/{name}", within=CFG),
-        labels=TASK["labels"],
+        labels=TASK.get("labels"),  # None: per-dataset classes (clip)
         splits=CFG["splits"],
         seed=CFG["seed"],
     log:

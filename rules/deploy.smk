@@ -1,6 +1,7 @@
 rule deploy:
     # Fine-tune theta_0 on the union of the selected datasets, with the same hyper-parameters.
     input:
+        unpack(candidate_heads),
         best=rules.select_mixture.output.best,
         base=rules.init_model.output.weights,
         trains=candidate_files(f"{R}/data/{{name}}/train.parquet"),
@@ -34,6 +35,7 @@ rule deploy:
 rule evaluate:
     # Target test metrics of: theta_0, the best merged model, the deployed model.
     input:
+        unpack(target_head),
         best=rules.select_mixture.output.best,
         base=rules.init_model.output.weights,
         checkpoints=candidate_files(f"{R}/finetune/{{name}}/model.safetensors"),

@@ -30,8 +30,26 @@ rule init_model:
         "../workflow/scripts/init_model.py"
 
 
+rule zero_shot_head:
+    # clip: one dataset's frozen head, the text tower's embeddings of its class names (task.templates).
+    input:
+        base=rules.init_model.output.weights,
+        meta=f"{R}/data/{{name}}/meta.json",
+    output:
+        f"{R}/heads/{{name}}.safetensors",
+    params:
+        base_dir=f"{R}/base",
+        templates=TASK.get("templates"),
+        device=DEVICE,
+    log:
+        f"{R}/logs/zero_shot_head/{{name}}.log",
+    script:
+        "../workflow/scripts/zero_shot_head.py"
+
+
 rule finetune:
     input:
+        unpack(finetune_heads),
         base=rules.init_model.output.weights,
         train=f"{R}/data/{{name}}/train.parquet",
         meta=f"{R}/data/{{name}}/meta.json",

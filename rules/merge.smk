@@ -5,6 +5,7 @@ rule merge_eval:
     # split loaded across jobs; otherwise each job is its own process and loads what it needs.
     input:
         unpack(mask_checkpoints),
+        unpack(target_head),
         base=rules.init_model.output.weights,
         val=f"{R}/data/{CFG['target']}/val.parquet",
     output:
@@ -43,4 +44,5 @@ rule merge_eval:
             mode=params.mode,
             pool=PLAN.candidates,  # not a param: adding a candidate must not rerun existing masks
             budget_bytes=params.budget,
+            heads=jobs.heads(input, [PLAN.target]),
         )

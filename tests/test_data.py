@@ -53,9 +53,9 @@ def test_labels_outside_the_task_are_refused():
     df = read_source("books", {"local": {"path": str(FIXTURES / "books.csv")}, **COLS})
     with pytest.raises(DataError, match=r"dataset books: labels \['neg', 'pos'\] are not task labels"):
         map_labels("books", df, {}, LABELS)
-    mapped = map_labels("books", df, LMAP, LABELS)
-    assert set(mapped["label"]) == set(LABELS)
-    dropped = map_labels("books", df, {"drop_labels": ["neg"], "label_map": {"pos": "positive"}}, LABELS)
+    mapped, space = map_labels("books", df, LMAP, LABELS)
+    assert set(mapped["label"]) == set(LABELS) and space == LABELS
+    dropped, _ = map_labels("books", df, {"drop_labels": ["neg"], "label_map": {"pos": "positive"}}, LABELS)
     assert set(dropped["label"]) == {"positive"} and len(dropped) == 20
 
 

@@ -18,7 +18,7 @@ MASKS = [m for k in range(1, 5) for m in combinations(NAMES, k)]
 @pytest.fixture(scope="module")
 def pool_files(tiny_model, tmp_path_factory):
     root = tmp_path_factory.mktemp("pool")
-    FAM.init_base(str(tiny_model), str(root / "base"), ["negative", "positive"], seed=0)
+    FAM.init_base(str(tiny_model), str(root / "base"), {"labels": ["negative", "positive"]}, seed=0)
     base = load_weights(root / "base" / "model.safetensors")
     files = {}
     for i, n in enumerate(NAMES):

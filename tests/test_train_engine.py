@@ -21,7 +21,7 @@ FAM = families.get("text_classification")
 @pytest.fixture(scope="module")
 def world(tiny_model, tmp_path_factory):
     root = tmp_path_factory.mktemp("world")
-    FAM.init_base(str(tiny_model), str(root / "base"), TASK["labels"], seed=0)
+    FAM.init_base(str(tiny_model), str(root / "base"), TASK, seed=0)
     data = {}
     for name, fname in [("phones", "phones.csv"), ("books", "books.csv"), ("food", "food.jsonl")]:
         out = {s: str(root / "data" / name / f"{s}.parquet") for s in ("train", "val", "test")} | {"meta": str(root / "data" / name / "meta.json")}
@@ -68,8 +68,8 @@ def test_engine_scores_the_average_of_the_mask(world):
     # Independently: load the average into a fresh model and evaluate it.
     model = FAM.load_model(world["base"])
     model.load_state_dict(average([load_weights(ck["books"]), load_weights(ck["food"])]))
-    enc = FAM.encode(FAM.load_tokenizer(world["base"]), __import__("pandas").read_parquet(world["data"]["phones"]["val"]),
-                     TASK["labels"], TASK["max_length"])
+    enc = FAM.encode(FAM.load_processor(world["base"]), __import__("pandas").read_parquet(world["data"]["phones"]["val"]),
+                     TASK)
     ref = evaluate(model, enc, FAM.forward, 16)
     assert ref["accuracy"] == rec["accuracy"] and ref["loss"] == pytest.approx(rec["loss"], abs=1e-6)
 
@@ -85,7 +85,7 @@ def test_engine_refuses_a_checkpoint_of_another_architecture(world, tmp_path):
 
 def test_unloadable_model_is_one_line(tmp_path):
     with pytest.raises(CheckpointError, match=r"model '.*nomodel': cannot be loaded"):
-        FAM.init_base(str(tmp_path / "nomodel"), str(tmp_path / "out"), TASK["labels"], seed=0)
+        FAM.init_base(str(tmp_path / "nomodel"), str(tmp_path / "out"), TASK, seed=0)
 
 
 def test_a_killed_finetune_resumes_bit_identical(world, tmp_path, monkeypatch):
@@ -149,8 +149,8 @@ def test_eval_batch_backs_off_on_gpu_out_of_memory(world, monkeypatch):
 
     from merge2mix import evaluate as ev
 
-    enc = FAM.encode(FAM.load_tokenizer(world["base"]), pd.read_parquet(world["data"]["phones"]["val"]),
-                     TASK["labels"], TASK["max_length"])
+    enc = FAM.encode(FAM.load_processor(world["base"]), pd.read_parquet(world["data"]["phones"]["val"]),
+                     TASK)
     model = FAM.load_model(world["base"])
     sizes = []
 

@@ -26,12 +26,12 @@ def similarities(*, base_dir: str, train_paths: dict[str, str], target_val: str,
 
     dev = runtime.setup(threads, device, seed)
     fam = families.get(task["type"])
-    model, tok = fam.load_model(base_dir, dev), fam.load_tokenizer(base_dir)
+    model, proc = fam.load_model(base_dir, dev), fam.load_processor(base_dir)
 
     def emb(path):
         df = pd.read_parquet(path)
         df = df.sample(n=min(len(df), max_examples), random_state=seed) if len(df) > max_examples else df
-        enc = fam.encode(tok, df, task["labels"], task["max_length"])
+        enc = fam.encode(proc, df, task)  # no heads: only the embedding is used
         return with_oom_backoff(lambda bs: fam.mean_embedding(model, enc, bs, dev), batch_size, dev)[0]
 
     target = emb(target_val)

@@ -13,6 +13,12 @@ import yaml
 from .errors import ConfigError
 from .masks import enumerate_masks, mask_key
 
+# Per task type: what a dataset's examples are, and whether every dataset has its own label space
+# (and frozen head) or all share task.labels. Here, not in merge2mix.families: no torch at parse time.
+MODALITY = {"text_classification": "text", "image_classification": "image", "clip": "image"}
+PER_DATASET_LABELS = {"clip"}
+DEFAULT_TEMPLATES = ["a photo of a {}."]
+
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
 _SCHEMA = None
 
@@ -103,21 +109,41 @@ def _check_semantics(cfg: dict) -> None:
             f"exhaustive search is capped at max_candidates={cfg['max_candidates']}"
         )
     cfg["candidates"] = list(cands)
-    labels = cfg["task"]["labels"]
+    task = cfg["task"]
+    if task["type"] in PER_DATASET_LABELS:
+        task.setdefault("templates", list(DEFAULT_TEMPLATES))
+        task.pop("labels", None)  # each dataset's classes are its label space
+    elif "labels" not in task:
+        raise ConfigError(f"config: task.labels: required for task.type {task['type']} (the shared label space)")
+    if MODALITY[task["type"]] == "image" and task["type"] != "clip":
+        task.setdefault("image_size", 224)
+    arch = cfg["model"].get("arch")
+    if arch and task["type"] != "image_classification":
+        raise ConfigError(f"config: model.arch: '{arch}' is a plain-torch image backbone; it needs task.type image_classification")
+    labels = task.get("labels")
     for name, ds in cfg["datasets"].items():
+        if "classes" in ds and task["type"] not in PER_DATASET_LABELS:
+            raise ConfigError(f"config: datasets.{name}.classes: only task.type clip has per-dataset classes (use task.labels and label_map)")
         for raw, mapped in ds["label_map"].items():
-            if mapped not in labels:
+            if labels is not None and mapped not in labels:
                 raise ConfigError(
                     f"config: datasets.{name}.label_map: '{raw}' maps to '{mapped}', not a task label ({', '.join(labels)})"
                 )
         if "package" in ds:
             from .data import packaged  # light: pandas is imported only when data is read
 
-            packaged.check(f"datasets.{name}.package", ds["package"]["loader"], ds["package"].get("domain"))
+            packaged.check(f"datasets.{name}.package", ds["package"]["loader"], ds["package"].get("domain"),
+                           MODALITY[task["type"]])
         if "local" in ds:
             p = Path(ds["local"]["path"])
-            if not p.is_file():
-                raise ConfigError(f"config: datasets.{name}.local.path: no such file: {p}")
+            if not p.exists():
+                raise ConfigError(f"config: datasets.{name}.local.path: no such file or directory: {p}")
+            if p.is_dir() and MODALITY[task["type"]] != "image":
+                raise ConfigError(f"config: datasets.{name}.local.path: {p} is a directory (an image folder); "
+                                  f"task.type {task['type']} reads one file")
+            lp = ds["local"].get("labels_path")
+            if lp and not Path(lp).is_file():
+                raise ConfigError(f"config: datasets.{name}.local.labels_path: no such file: {lp}")
 
 
 def resolve_package_path(dist: str, relpath: str, what: str) -> str:
@@ -140,6 +166,10 @@ def model_source(cfg: dict) -> str:
     if "package" in m:
         return resolve_package_path(m["package"]["dist"], m["package"]["path"], "model.package")
     src = m["name_or_path"]
+    if m.get("arch"):  # a plain-torch weights file, never a Hub id
+        if not os.path.isfile(os.path.expanduser(src)):
+            raise ConfigError(f"config: model.name_or_path: no such weights file: {src} (model.arch {m['arch']})")
+        return os.path.expanduser(src)
     looks_local = src.startswith((".", "/", "~")) or os.path.isdir(os.path.expanduser(src))
     if looks_local and not os.path.isdir(os.path.expanduser(src)):
         raise ConfigError(f"config: model.name_or_path: no such directory: {src}")

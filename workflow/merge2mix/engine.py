@@ -234,15 +234,18 @@ def _pool(fam, base_dir, device, mode, pool, budget_bytes):
     return _cached(key, lambda: Pool(fam, base_dir, device, mode, list(pool), budget_bytes))
 
 
-def _split(fam, base_dir, path, task):
-    key = ("split", _file_id(path), base_dir, tuple(task["labels"]), task["max_length"])
-    return _cached(key, lambda: fam.encode(fam.load_tokenizer(base_dir), pd.read_parquet(path), task["labels"], task["max_length"]))
+def _split(fam, base_dir, path, task, heads):
+    heads = heads or {}
+    key = ("split", _file_id(path), base_dir, json.dumps(task, sort_keys=True),
+           tuple((n, _file_id(p)) for n, p in sorted(heads.items())))
+    return _cached(key, lambda: fam.encode(fam.load_processor(base_dir), pd.read_parquet(path), task, heads))
 
 
 def score(*, base_dir: str, checkpoints: dict[str, str], split_path: str, task: dict, batch_size: int,
           device: str = "auto", threads: int = 1, mode: str = "auto", pool: list[str] | None = None,
-          budget_bytes: int | None = None, precision: dict | None = None) -> dict:
+          budget_bytes: int | None = None, precision: dict | None = None, heads: dict[str, str] | None = None) -> dict:
     """`pool`: every candidate name (sizes the memory plan); default: the names in `checkpoints`.
+    `heads`: {target: its zero-shot head file} for families with per-dataset heads (clip).
     `precision`: {"precision": auto|fp32|bf16|fp16, "check_examples": k, "min_agreement": a}, see
     evaluate.evaluate_checked; default fp32."""
     from .evaluate import evaluate_checked
@@ -254,7 +257,7 @@ def score(*, base_dir: str, checkpoints: dict[str, str], split_path: str, task: 
         t0 = time.perf_counter()
         model = merger.merge(checkpoints)
         t1 = time.perf_counter()
-        metrics = evaluate_checked(model, _split(fam, base_dir, split_path, task), fam.forward, batch_size, dev,
+        metrics = evaluate_checked(model, _split(fam, base_dir, split_path, task, heads), fam.forward, batch_size, dev,
                                    **(precision or {}))
         t2 = time.perf_counter()
     metrics["merge_s"], metrics["eval_s"] = round(t1 - t0, 4), round(t2 - t1, 4)

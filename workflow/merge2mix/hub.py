@@ -30,8 +30,8 @@ def offline_for_compute_job() -> None:
 
 
 def model_asset(model_source: str, revision: str | None) -> dict | None:
-    """The Hub model to fetch, or None when the model is a local or packaged directory."""
-    return None if os.path.isdir(model_source) else {"repo_id": model_source, "revision": revision}
+    """The Hub model to fetch, or None when the model is a local or packaged directory (or weights file)."""
+    return None if os.path.exists(model_source) else {"repo_id": model_source, "revision": revision}
 
 
 def dataset_assets(datasets: dict) -> dict[str, dict]:

@@ -16,6 +16,20 @@ from . import runtime
 from .errors import Merge2MixError
 
 
+def heads(inp, names) -> dict[str, str] | None:
+    """The zero-shot head files among a job's inputs (named head_<dataset>), for `names`; None when
+    the family has none (inputs come from common.smk's heads_of)."""
+    keys = set(inp.keys())
+    found = {n: inp[f"head_{n}"] for n in names if f"head_{n}" in keys}
+    return found or None
+
+
+def target_head(inp, members) -> dict[str, str] | None:
+    """The one head among the inputs that is not a member's: the target's (never a candidate)."""
+    others = {k[len("head_"):]: inp[k] for k in inp.keys() if k.startswith("head_") and k[len("head_"):] not in members}
+    return others or None
+
+
 def run(fn, log_path=None, **kwargs):
     runtime.job_logging(log_path)
     runtime.claim_gpu()  # before torch touches CUDA

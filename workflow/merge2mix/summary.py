@@ -10,12 +10,14 @@ from .io import atomic_write_json, atomic_write_text
 
 def summarize(*, base_dir: str, best_json: str, checkpoints: dict[str, str], deploy_weights: str,
               deploy_json: str, test_path: str, task: dict, target: str, batch_size: int, device: str,
-              threads: int, out_json: str, out_md: str) -> dict:
+              threads: int, out_json: str, out_md: str, heads: dict[str, str] | None = None) -> dict:
+    """`heads`: {target: its zero-shot head file}, for families with per-dataset heads (clip)."""
     with open(best_json) as fh:
         best = json.load(fh)
     with open(deploy_json) as fh:
         deploy = json.load(fh)
-    common = dict(base_dir=base_dir, split_path=test_path, task=task, batch_size=batch_size, device=device, threads=threads)
+    common = dict(base_dir=base_dir, split_path=test_path, task=task, batch_size=batch_size, device=device, threads=threads,
+                  heads=heads)
     models = {
         "base": engine.score(checkpoints={"base": f"{base_dir}/model.safetensors"}, **common),
         "merged_best": engine.score(checkpoints={n: checkpoints[n] for n in best["datasets"]}, **common),

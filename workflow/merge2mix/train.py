@@ -31,10 +31,11 @@ def mixture_frame(train_paths: dict[str, str]) -> pd.DataFrame:
 
 def finetune(*, base_dir: str, train_paths: dict[str, str], out_weights: str, out_json: str, hp: dict,
              task: dict, seed: int, device: str = "auto", threads: int = 1, data_meta: dict | None = None,
-             work_dir: str | None = None, checkpoint_every: int | None = None) -> dict:
+             work_dir: str | None = None, checkpoint_every: int | None = None, heads: dict[str, str] | None = None) -> dict:
     """Fine-tune theta_0 on the union of `train_paths`. With `work_dir` and `checkpoint_every`, the
     full training state is saved every that many steps and a rerun resumes from it, ending
-    bit-identical (on CPU) to an uninterrupted run."""
+    bit-identical (on CPU) to an uninterrupted run. `heads`: dataset -> its zero-shot head file, for
+    families with per-dataset heads (clip); each example is scored with its own dataset's head."""
     t0 = time.time()
     runtime.failpoint("finetune.start")
     dev = runtime.setup(threads, device, seed)
@@ -42,15 +43,15 @@ def finetune(*, base_dir: str, train_paths: dict[str, str], out_weights: str, ou
         torch.use_deterministic_algorithms(True)
     fam = families.get(task["type"])
     df = mixture_frame(train_paths)
-    tok = fam.load_tokenizer(base_dir)
     model = fam.load_model(base_dir, dev)
-    data = fam.encode(tok, df, task["labels"], task["max_length"])
+    data = fam.encode(fam.load_processor(base_dir), df, task, heads)
 
     bs = hp["batch_size"]
     steps_per_epoch = math.ceil(len(data) / bs)
     total = hp["max_steps"] or max(1, math.ceil(hp["epochs"] * steps_per_epoch))
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    trained = [p for p in model.parameters() if p.requires_grad]  # a family may freeze some (clip: the text tower)
+    decay = [p for p in trained if p.ndim >= 2]
+    no_decay = [p for p in trained if p.ndim < 2]
     opt = torch.optim.AdamW(
         [{"params": decay, "weight_decay": hp["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}], lr=hp["lr"]
     )
@@ -68,7 +69,7 @@ def finetune(*, base_dir: str, train_paths: dict[str, str], out_weights: str, ou
         losses, step, order, pos = state["losses"], state["step"], state["tensors"]["data.order"], state["pos"]
         resumed = step
         log.info("resuming from the state saved at step %d of %d (%s)", step, total, work_dir)
-    model.train()
+    fam.train_mode(model)
     name = "+".join(sorted(train_paths))
     log.info("fine-tune on %s: %d examples, %d steps, device %s", ",".join(sorted(train_paths)), len(data), total, dev)
     with tqdm(total=total, initial=step, desc=f"finetune {name}", unit="step", mininterval=2) as bar:
@@ -82,7 +83,7 @@ def finetune(*, base_dir: str, train_paths: dict[str, str], out_weights: str, ou
                 raise Merge2MixError(f"fine-tune {name}: loss became {float(loss.detach())} at step {step} (lower train.lr?)")
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), hp["max_grad_norm"])
+            torch.nn.utils.clip_grad_norm_(trained, hp["max_grad_norm"])
             opt.step()
             sched.step()
             losses.append(round(float(loss.detach()), 6))

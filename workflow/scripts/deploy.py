@@ -17,5 +17,5 @@ jobs.run(
     out_weights=snakemake.output.weights, out_json=snakemake.output.record, hp=snakemake.params.hp,
     task=snakemake.params.task, seed=snakemake.params.seed, device=snakemake.params.device,
     threads=snakemake.threads, work_dir=snakemake.params.work_dir, checkpoint_every=snakemake.params.checkpoint_every,
-    data_meta={n: metas[n] for n in chosen},
+    data_meta={n: metas[n] for n in chosen}, heads=jobs.heads(snakemake.input, chosen),
 )

@@ -11,5 +11,5 @@ jobs.run(
     out_weights=snakemake.output.weights, out_json=snakemake.output.record, hp=snakemake.params.hp,
     task=snakemake.params.task, seed=snakemake.params.seed, device=snakemake.params.device,
     threads=snakemake.threads, work_dir=snakemake.params.work_dir, checkpoint_every=snakemake.params.checkpoint_every,
-    data_meta={meta["name"]: meta["content_sha256"]},
+    data_meta={meta["name"]: meta["content_sha256"]}, heads=jobs.heads(snakemake.input, [snakemake.wildcards.name]),
 )

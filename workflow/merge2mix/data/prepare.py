@@ -15,30 +15,48 @@ import pandas as pd
 
 from ..errors import DataError, first_line
 from ..io import atomic_write_json, atomic_write_parquet
-from . import packaged
+from . import images, packaged
 
 SPLITS = ("train", "val", "test")
 
 
-def read_source(name: str, ds: dict) -> pd.DataFrame:
-    """The raw DataFrame of a dataset entry, with columns text, label (label as string)."""
-    cols = {"text": "text", "label": "label", **ds.get("columns", {})}
+def read_source(name: str, ds: dict, modality: str = "text") -> pd.DataFrame:
+    """The raw DataFrame of a dataset entry, with columns text (or image) and label (as a string)."""
+    return read_source_classes(name, ds, modality)[0]
+
+
+def read_source_classes(name: str, ds: dict, modality: str = "text") -> tuple[pd.DataFrame, list[str] | None]:
+    """The raw DataFrame of a dataset entry, with columns text (or image: PNG bytes) and label (as a
+    string), and the class names the source itself knows (HF ClassLabel, image folder names) or None."""
+    x = modality
+    cols = {"text": "text", "image": "image", "label": "label", **ds.get("columns", {})}
+    classes = None
     if "package" in ds:
         df = packaged.load(ds["package"]["loader"], ds["package"].get("domain"))
     elif "hf" in ds:
-        df = _read_hf(name, ds["hf"])
+        df, classes = _read_hf(name, ds["hf"], cols["label"])
     else:
-        df = _read_local(name, ds["local"])
-    for role in ("text", "label"):
+        df, classes = _read_local(name, ds["local"], modality)
+    for role in (x, "label"):
         if cols[role] not in df.columns:
             raise DataError(
                 f"dataset {name}: no column '{cols[role]}' for {role} (columns: {', '.join(map(str, df.columns))})"
             )
-    out = pd.DataFrame({"text": df[cols["text"]], "label": df[cols["label"]]})
+    out = pd.DataFrame({x: df[cols[x]], "label": df[cols["label"]]})
     out = out.dropna()
-    out["text"] = out["text"].astype(str)
+    if x == "text":
+        out["text"] = out["text"].astype(str)
+    else:
+        out["image"] = [v if isinstance(v, bytes) else _png(name, v) for v in out["image"]]
     out["label"] = out["label"].map(_label_str)
-    return out.reset_index(drop=True)
+    return out.reset_index(drop=True), classes
+
+
+def _png(name, v) -> bytes:
+    try:
+        return images.to_png(v)
+    except Exception as e:
+        raise DataError(f"dataset {name}: cannot read an image: {first_line(e)}") from None
 
 
 def _label_str(v) -> str:
@@ -48,9 +66,19 @@ def _label_str(v) -> str:
     return str(v)
 
 
-def _read_local(name: str, spec: dict) -> pd.DataFrame:
+def _read_local(name: str, spec: dict, modality: str = "text") -> tuple[pd.DataFrame, list[str] | None]:
     path = Path(spec["path"])
-    fmt = spec.get("format") or path.suffix.lstrip(".").lower()
+    fmt = spec.get("format") or ("imagefolder" if path.is_dir() else path.suffix.lstrip(".").lower())
+    if fmt == "gz" and spec.get("labels_path"):
+        fmt = "idx"
+    if fmt == "imagefolder":
+        if not path.is_dir():
+            raise DataError(f"dataset {name}: no such image folder: {path}")
+        return images.read_imagefolder(name, path)
+    if fmt in ("npz", "idx") or spec.get("labels_path"):
+        if not path.is_file():
+            raise DataError(f"dataset {name}: no such file: {path}")
+        return (images.read_npz(name, path) if fmt == "npz" else images.read_idx(name, path, spec.get("labels_path"))), None
     readers = {
         "csv": lambda: pd.read_csv(path),
         "tsv": lambda: pd.read_csv(path, sep="\t"),
@@ -59,11 +87,12 @@ def _read_local(name: str, spec: dict) -> pd.DataFrame:
         "parquet": lambda: pd.read_parquet(path),
     }
     if fmt not in readers:
-        raise DataError(f"dataset {name}: cannot read '{path}' (format '{fmt}'; use csv, tsv, jsonl, json or parquet)")
+        raise DataError(f"dataset {name}: cannot read '{path}' (format '{fmt}'; use csv, tsv, jsonl, json or parquet"
+                        f"{'; images: an image folder, npz or idx' if modality == 'image' else ''})")
     if not path.is_file():
         raise DataError(f"dataset {name}: no such file: {path}")
     try:
-        return readers[fmt]()
+        return readers[fmt](), None
     except Exception as e:  # a parser error: name the file, keep one line
         raise DataError(f"dataset {name}: cannot parse {path} as {fmt}: {str(e).splitlines()[0]}") from None
 
@@ -77,25 +106,47 @@ def load_hf(spec: dict):
                                  split=spec.get("split", "train"), data_files=spec.get("data_files"))
 
 
-def _read_hf(name: str, spec: dict) -> pd.DataFrame:
+def _read_hf(name: str, spec: dict, label_col: str = "label") -> tuple[pd.DataFrame, list[str] | None]:
     try:
         d = load_hf(spec)
     except Exception as e:
         raise DataError(f"dataset {name}: hf source '{spec['path']}' could not be loaded: {first_line(e)}") from None
-    return d.to_pandas()
+    feature = d.features.get(label_col) if d.features else None
+    return d.to_pandas(), list(getattr(feature, "names", None) or []) or None  # a ClassLabel's names
 
 
-def map_labels(name: str, df: pd.DataFrame, ds: dict, labels: list[str]) -> pd.DataFrame:
+def map_labels(name: str, df: pd.DataFrame, ds: dict, labels: list[str] | None,
+               source_classes: list[str] | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """Drop and map raw labels. Shared label space (`labels` given): every label must be one of them.
+    Per-dataset (`labels` None, task.type clip): the dataset's classes are `classes:` from the config,
+    else the source's own class names, else its sorted labels; integer label i becomes classes[i].
+    Returns the frame and the dataset's label space."""
     df = df[~df["label"].isin(ds.get("drop_labels", []))]
     lmap = ds.get("label_map", {})
     if lmap:
         df = df.assign(label=df["label"].map(lambda v: lmap.get(v, v)))
+    if labels is None:
+        labels = ds.get("classes") or source_classes
+        if labels:
+            by_index = {str(i): c for i, c in enumerate(labels)}
+            if not set(df["label"]) <= set(labels):
+                df = df.assign(label=df["label"].map(lambda v: v if v in labels else by_index.get(v, v)))
+            where = "its classes" if ds.get("classes") else "the class names its source gives"
+        else:
+            found = sorted(set(df["label"]))
+            labels = sorted(found, key=int) if all(v.lstrip("-").isdigit() for v in found) else found
+            where = ""
+        bad = sorted(set(df["label"]) - set(labels))
+        if bad:
+            raise DataError(f"dataset {name}: labels {bad[:5]} are not among {where} {list(labels)[:10]} "
+                            "(fix datasets.<name>.classes, label_map or drop_labels)")
+        return df.reset_index(drop=True), list(labels)
     bad = sorted(set(df["label"]) - set(labels))
     if bad:
         raise DataError(
             f"dataset {name}: labels {bad[:5]} are not task labels {labels} (map them with label_map or drop_labels)"
         )
-    return df.reset_index(drop=True)
+    return df.reset_index(drop=True), list(labels)
 
 
 def split_seed(seed: int, name: str) -> int:
@@ -118,18 +169,23 @@ def split(df: pd.DataFrame, splits: dict, seed: int, name: str) -> dict[str, pd.
 
 
 def content_hash(parts: dict[str, pd.DataFrame]) -> str:
-    """sha256 over the canonical content (split, text, label), independent of the Parquet writer."""
+    """sha256 over the canonical content (split, text or image sha256, label), independent of the
+    Parquet writer."""
     h = hashlib.sha256()
     for s in SPLITS:
-        for t, l in zip(parts[s]["text"], parts[s]["label"]):
+        x = parts[s]["text"] if "text" in parts[s] else [hashlib.sha256(b).hexdigest() for b in parts[s]["image"]]
+        for t, l in zip(x, parts[s]["label"]):
             h.update(json.dumps([s, t, l], ensure_ascii=False).encode())
             h.update(b"\n")
     return h.hexdigest()
 
 
-def prepare_dataset(name: str, ds: dict, labels: list[str], splits: dict, seed: int, out: dict) -> dict:
-    """Read, map, split and write dataset `name`. `out` maps train/val/test/meta to file paths."""
-    df = map_labels(name, read_source(name, ds), ds, labels)
+def prepare_dataset(name: str, ds: dict, labels: list[str] | None, splits: dict, seed: int, out: dict,
+                    modality: str = "text") -> dict:
+    """Read, map, split and write dataset `name`. `out` maps train/val/test/meta to file paths.
+    `labels`: the shared label space, or None for per-dataset classes (see map_labels)."""
+    raw, source_classes = read_source_classes(name, ds, modality)
+    df, labels = map_labels(name, raw, ds, labels, source_classes)
     if len(df) == 0:
         raise DataError(f"dataset {name}: no rows left after reading and label mapping")
     if len(df) < 10:

@@ -1,12 +1,19 @@
-"""Model families: how to build a model + head, turn a batch into loss / predictions, what is merged."""
+"""Model families: how to build a model + head, turn a batch into loss / predictions, what is merged.
+
+Each family module provides: PER_DATASET_HEADS, init_base, load_processor, load_model, train_mode,
+is_merged, encode(processor, df, task, heads), forward(model, batch) -> (loss, logits), mean_embedding;
+clip also build_head (one zero-shot head per dataset).
+"""
+
+import importlib
 
 from ..errors import ConfigError
-from . import text_classification
 
-FAMILIES = {"text_classification": text_classification}
+# Imported on first use: clip and image_classification pull in modules the text default never needs.
+FAMILIES = {"text_classification": "text_classification", "image_classification": "image_classification", "clip": "clip"}
 
 
 def get(task_type: str):
     if task_type not in FAMILIES:
         raise ConfigError(f"config: task.type: '{task_type}' unknown (one of {', '.join(FAMILIES)})")
-    return FAMILIES[task_type]
+    return importlib.import_module(f"{__name__}.{FAMILIES[task_type]}")

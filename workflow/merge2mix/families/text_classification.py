@@ -11,9 +11,12 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 
 from ..errors import CheckpointError
 
+PER_DATASET_HEADS = False
 
-def init_base(source: str, out_dir: str, labels: list[str], seed: int, revision=None, trust_remote_code=False):
+
+def init_base(source: str, out_dir: str, task: dict, seed: int, revision=None, trust_remote_code=False, arch=None):
     """Load the pretrained model (Hub id or local dir), add a seeded head, save theta_0 to out_dir."""
+    labels = task["labels"]
     torch.manual_seed(seed)
     kw = dict(revision=revision, trust_remote_code=trust_remote_code)
     try:
@@ -30,7 +33,7 @@ def init_base(source: str, out_dir: str, labels: list[str], seed: int, revision=
     return model
 
 
-def load_tokenizer(model_dir: str):
+def load_processor(model_dir: str):
     return AutoTokenizer.from_pretrained(model_dir)
 
 
@@ -40,6 +43,10 @@ def load_model(model_dir: str, device="cpu", trust_remote_code: bool = False):
     except (OSError, ValueError) as e:
         raise CheckpointError(f"model '{model_dir}': cannot be loaded ({str(e).splitlines()[0]})") from None
     return model.to(device)
+
+
+def train_mode(model):
+    model.train()
 
 
 def is_merged(name: str, tensor: torch.Tensor) -> bool:
@@ -72,8 +79,9 @@ class Encoded:
             yield self.batch(order[s : s + batch_size].tolist(), device)
 
 
-def encode(tokenizer, df, label_names, max_length) -> Encoded:
-    return Encoded(tokenizer, df["text"].tolist(), df["label"].tolist(), label_names, max_length)
+def encode(tokenizer, df, task, heads=None) -> Encoded:
+    """One shared label space (task.labels); `heads` is for families with per-dataset heads."""
+    return Encoded(tokenizer, df["text"].tolist(), df["label"].tolist(), task["labels"], task["max_length"])
 
 
 def forward(model, batch):

@@ -1,0 +1,156 @@
+"""CLIP, as in the paper's vision setting: each dataset has its own label space and a frozen zero-shot head.
+
+- theta_0 is the pretrained CLIPModel (any HF CLIP checkpoint id or local directory), saved once.
+- A dataset's head is the text tower's normalised embedding of each class name, averaged over the
+  prompt templates (task.templates) and normalised again: a (classes x dim) matrix, built once per
+  dataset by the `zero_shot_head` rule and never trained.
+- Fine-tuning trains the vision tower (vision_model + visual_projection) only; the text tower and the
+  logit scale stay theta_0's. Only the vision tower is merged (`is_merged`); the rest of every
+  checkpoint must equal theta_0 (the merge engine checks it).
+- Logits = exp(logit_scale) * normalise(image features) @ head.T, each example against its own
+  dataset's head: a mixture batch mixes heads, the target is scored with its own.
+"""
+
+from __future__ import annotations
+
+import json
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from transformers import CLIPModel, CLIPProcessor
+
+from ..errors import CheckpointError, first_line
+from ..io import atomic_replace
+from .images import EncodedImages, sources_of
+
+PER_DATASET_HEADS = True
+MERGED_PREFIXES = ("vision_model.", "visual_projection.")
+
+
+def init_base(source: str, out_dir: str, task: dict, seed: int, revision=None, trust_remote_code=False, arch=None):
+    """Load the pretrained CLIP (Hub id or local dir) and its processor; save theta_0 to out_dir."""
+    torch.manual_seed(seed)
+    kw = dict(revision=revision, trust_remote_code=trust_remote_code)
+    try:
+        model = CLIPModel.from_pretrained(source, **kw)
+        processor = CLIPProcessor.from_pretrained(source, **kw)
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"model '{source}': cannot be loaded as CLIP ({first_line(e)})") from None
+    model.save_pretrained(out_dir)
+    processor.save_pretrained(out_dir)
+    return model
+
+
+def load_processor(model_dir: str):
+    return CLIPProcessor.from_pretrained(model_dir)
+
+
+def load_model(model_dir: str, device="cpu", trust_remote_code: bool = False):
+    try:
+        model = CLIPModel.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"model '{model_dir}': cannot be loaded as CLIP ({first_line(e)})") from None
+    for name, p in model.named_parameters():
+        p.requires_grad_(name.startswith(MERGED_PREFIXES))  # the heads are built from the text tower: frozen
+    return model.to(device)
+
+
+def train_mode(model):
+    model.train()
+
+
+def is_merged(name: str, tensor: torch.Tensor) -> bool:
+    """Only the vision tower: the text tower (the heads' source) and the logit scale are theta_0's."""
+    return name.startswith(MERGED_PREFIXES) and tensor.is_floating_point()
+
+
+def image_size(processor, task) -> int:
+    if task.get("image_size"):
+        return task["image_size"]
+    crop = processor.image_processor.crop_size
+    return crop["height"] if isinstance(crop, dict) else int(crop)
+
+
+@torch.inference_mode()
+def build_head(base_dir: str, classes: list[str], templates: list[str], out_path: str, device="cpu") -> torch.Tensor:
+    """The zero-shot head of one dataset: (classes x dim), rows normalised; saved as safetensors with
+    the class names and templates in its metadata."""
+    model, proc = load_model(base_dir, device).eval(), load_processor(base_dir)
+    rows = []
+    for c in classes:
+        tok = proc.tokenizer([t.format(c) for t in templates], padding=True, truncation=True, return_tensors="pt")
+        feats = _features(model.get_text_features(**{k: v.to(device) for k, v in tok.items()}))
+        rows.append(F.normalize(F.normalize(feats.float(), dim=-1).mean(0), dim=-1))
+    head = torch.stack(rows).cpu().contiguous()
+    meta = {"merge2mix": json.dumps({"classes": classes, "templates": templates})}
+    atomic_replace(lambda tmp: save_file({"head": head}, tmp, metadata=meta), out_path)
+    return head
+
+
+def load_head(path: str) -> tuple[torch.Tensor, list[str]]:
+    from safetensors import safe_open
+
+    with safe_open(path, framework="pt") as f:
+        classes = json.loads(f.metadata()["merge2mix"])["classes"]
+    return load_file(path)["head"], classes
+
+
+def _features(out) -> torch.Tensor:
+    return out if isinstance(out, torch.Tensor) else out.pooler_output  # transformers 5 returns an output object
+
+
+class Encoded(EncodedImages):
+    """Images plus the heads of the datasets they come from (one per entry of `names`)."""
+
+    heads: list[torch.Tensor]
+
+    def batch(self, idx, device="cpu") -> dict:
+        return {**super().batch(idx, device), "heads": self.heads}
+
+
+def encode(processor, df, task, heads: dict[str, str] | None = None) -> EncodedImages:
+    """Without `heads`, the images only (labels unread): enough for mean_embedding, not for a loss."""
+    ip = processor.image_processor
+    if not heads:
+        names = sorted(set(df["source"])) if "source" in df else ["images"]
+        unlabelled = df.assign(label="?")
+        return EncodedImages(unlabelled, {n: ["?"] for n in names}, image_size(processor, task), ip.image_mean,
+                             ip.image_std, sources_of(df, names))
+    loaded = {n: load_head(p) for n, p in heads.items()}
+    enc = Encoded(df, {n: c for n, (_, c) in loaded.items()}, image_size(processor, task), ip.image_mean, ip.image_std,
+                  sources_of(df, heads))
+    enc.heads = [loaded[n][0] for n in enc.names]
+    return enc
+
+
+def forward(model, batch):
+    """(loss, logits): each example against its own dataset's head. Logits are padded with -inf to the
+    largest head in the batch (only a mixture batch mixes heads; the target has one)."""
+    feats = F.normalize(_features(model.get_image_features(pixel_values=batch["pixel_values"])), dim=-1)
+    scale = model.logit_scale.exp()
+    if "heads" not in batch:
+        raise CheckpointError("clip: a loss needs each dataset's zero-shot head (heads/<name>.safetensors)")
+    src, labels, heads = batch["source"], batch["labels"], batch["heads"]
+    width = max(heads[int(s)].shape[0] for s in src.unique())
+    logits = feats.new_full((len(labels), width), float("-inf"))
+    loss = feats.new_zeros(())
+    for s in src.unique().tolist():
+        rows = (src == s).nonzero(as_tuple=True)[0]
+        h = heads[s].to(feats.device, feats.dtype)
+        part = scale * feats[rows] @ h.T
+        logits[rows, : h.shape[0]] = part.to(logits.dtype)
+        loss = loss + F.cross_entropy(part.float(), labels[rows], reduction="sum")
+    return loss / len(labels), logits
+
+
+@torch.inference_mode()
+def mean_embedding(model, encoded, batch_size: int = 128, device="cpu") -> torch.Tensor:
+    """Mean over examples of the normalised image features of theta_0."""
+    model.eval()
+    total, count = None, 0
+    for b in encoded.batches(batch_size, device):
+        f = F.normalize(_features(model.get_image_features(pixel_values=b["pixel_values"])).float(), dim=-1)
+        total = f.sum(0) if total is None else total + f.sum(0)
+        count += len(f)
+    return (total / count).cpu()
