@@ -59,6 +59,71 @@ def build_tiny_bert(out_dir: Path, seed: int = 0) -> Path:
     return out_dir
 
 
+def build_tiny_clip(out_dir: Path, seed: int = 0, image_size: int = 16) -> Path:
+    """A 2-layer, 32-wide random CLIP (text + vision towers) with a byte-level CLIP tokenizer (no
+    merges: one token per character) and an image processor, saved like a Hub checkpoint."""
+    import json
+
+    import torch
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # GPT-2/CLIP's byte -> printable character table: printable bytes map to themselves, the rest to 256+.
+    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    extra = iter(range(256, 512))
+    chars = [chr(b) if b in keep else chr(next(extra)) for b in range(256)]
+    vocab = {t: i for i, t in enumerate([*chars, *(c + "</w>" for c in chars), "<|startoftext|>", "<|endoftext|>"])}
+    (out_dir / "vocab.json").write_text(json.dumps(vocab))
+    (out_dir / "merges.txt").write_text("#version: 0.2\n")
+    tok = CLIPTokenizer.from_pretrained(out_dir)  # reads vocab.json + merges.txt on transformers 4 and 5
+    ip = CLIPImageProcessor(size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size})
+    CLIPProcessor(image_processor=ip, tokenizer=tok).save_pretrained(out_dir)
+    eos = vocab["<|endoftext|>"]
+    torch.manual_seed(seed)
+    cfg = CLIPConfig(
+        text_config=dict(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, max_position_embeddings=64, bos_token_id=vocab["<|startoftext|>"],
+                         eos_token_id=eos, pad_token_id=eos),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                           image_size=image_size, patch_size=4),
+        projection_dim=16)
+    CLIPModel(cfg).save_pretrained(out_dir)
+    return out_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tmp_path_factory) -> Path:
+    return build_tiny_clip(tmp_path_factory.mktemp("tiny-clip"))
+
+
+IMAGES = FIXTURES.parent / "images"
+
+
+def clip_config(model_dir: Path, results_dir: Path, **overrides) -> dict:
+    """Three tiny image datasets, each with its own classes, in three formats (tests/fixtures/images)."""
+    cfg = {
+        "run": "clip",
+        "results_dir": str(results_dir),
+        "seed": 0,
+        "device": "cpu",
+        "model": {"name_or_path": str(model_dir)},
+        "task": {"type": "clip", "templates": ["a photo of a {}.", "a {} pattern."]},
+        "target": "shapes",
+        "datasets": {
+            "shapes": {"local": {"path": str(IMAGES / "shapes")}},
+            "stripes": {"local": {"path": str(IMAGES / "stripes.npz")}, "classes": ["horizontal", "vertical"]},
+            "blobs": {"local": {"path": str(IMAGES / "blobs-images.idx.gz"),
+                                "labels_path": str(IMAGES / "blobs-labels.idx.gz")}, "classes": ["left", "right"]},
+        },
+        "splits": {"val_fraction": 0.25, "test_fraction": 0.25},
+        "train": {"lr": 0.001, "epochs": 2, "batch_size": 8},
+        "baselines": {"random_seeds": 1},
+        "eval": {"batch_size": 16},
+    }
+    cfg.update(overrides)
+    return cfg
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))

@@ -35,7 +35,8 @@ def summarize(*, base_dir: str, best_json: str, checkpoints: dict[str, str], dep
         "deploy_train_examples": deploy["examples"],
         "test": models,
         "notes": {
-            "base": "theta_0: the pretrained encoder with the seeded, untrained head (a chance-level reference)",
+            "base": ("theta_0 zero-shot: the pretrained model scored with the target's zero-shot head" if heads else
+                     "theta_0: the pretrained encoder with the seeded, untrained head (a chance-level reference)"),
             "merged_best": "average of the selected datasets' fine-tunes (the surrogate that won on target val)",
             "deployed": "theta_0 fine-tuned on the union of the selected datasets, same hyper-parameters",
         },

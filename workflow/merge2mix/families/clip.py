@@ -68,8 +68,8 @@ def is_merged(name: str, tensor: torch.Tensor) -> bool:
 def image_size(processor, task) -> int:
     if task.get("image_size"):
         return task["image_size"]
-    crop = processor.image_processor.crop_size
-    return crop["height"] if isinstance(crop, dict) else int(crop)
+    crop = processor.image_processor.crop_size  # a dict (transformers 4) or a SizeDict (5)
+    return int(getattr(crop, "height", None) or crop["height"])
 
 
 @torch.inference_mode()
