@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import FIXTURES, IMAGES, REPO, clip_config, snakemake, write_config
+from conftest import FIXTURES, IMAGES, REPO, WORKFLOW_ENV, clip_config, snakemake, write_config
 from merge2mix import config as config_mod
 from merge2mix import engine, families
 from merge2mix.data import images as img
@@ -267,3 +267,58 @@ def test_image_presets_validate_and_plan(tmp_path):
     demo = config_mod.load(REPO / "configs" / "demo-images.yaml")
     plan = config_mod.Plan(demo)
     assert demo["task"]["type"] == "image_classification" and len(plan.masks) == 31
+
+
+def test_paper_vision_preset_plans_all_eight_leave_one_out_runs(tmp_path, monkeypatch, capfd):
+    """The preset needs the Hub and a GPU; here every target's run is planned (snakemake -n) through the
+    same command a user runs, and each plan holds the full leave-one-out DAG."""
+    import yaml
+
+    from merge2mix.cli import main
+
+    preset = yaml.safe_load((REPO / "configs" / "paper-vision.yaml").read_text())
+    preset["results_dir"] = str(tmp_path / "results")
+    cfg = write_config(preset, tmp_path / "paper-vision.yaml")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # planning a Hub model is fine without its cache
+    monkeypatch.setenv("PATH", WORKFLOW_ENV["PATH"])
+    rc = main(["leave-one-out", str(cfg), "--dry-run", "--", "--snakefile", str(REPO / "Snakefile"),
+               "--directory", str(tmp_path)])
+    out = capfd.readouterr()
+    assert rc == 0, out.err[-3000:]
+    targets = re.findall(r"^merge2mix: target (\w+) \(7 candidates, 127 masks\)", out.out, re.M)
+    assert targets == ["cars", "dtd", "eurosat", "gtsrb", "mnist", "resisc45", "sun397", "svhn"]
+    counts = [dict(re.findall(r"^(\w+)\s+(\d+)$", block, re.M)) for block in (out.out + out.err).split("Job stats:")[1:]]
+    assert len(counts) == 16  # a dry run prints its job stats twice
+    for c in counts:
+        assert c["fetch_model"] == "1" and c["fetch_dataset"] == "8" and c["zero_shot_head"] == "8"
+        assert c["finetune"] == "7" and c["merge_eval"] == "127" and c["mixture_finetune"] == "127"
+    svhn = yaml.safe_load((tmp_path / "results" / "paper-vision-loo" / "configs" / "svhn.yaml").read_text())
+    assert svhn["target"] == "svhn" and svhn["run"] == "paper-vision-svhn" and svhn["candidates"] is None
+
+
+def test_leave_one_out_collect_pools_every_target(tmp_path):
+    from scipy import stats
+
+    from merge2mix import loo
+
+    rng = np.random.default_rng(0)
+    runs, xs, ys = {}, [], []
+    for t in ("a", "b"):
+        run = tmp_path / t
+        (run / "oracle").mkdir(parents=True)
+        masks = [f"{t}m{i}" for i in range(5)]
+        merged, tuned = rng.random(5), rng.random(5)
+        pd.DataFrame({"mask": masks, "bitstring": ["1"] * 5, "accuracy": merged}).to_csv(run / "masks.csv", index=False)
+        for m, v in zip(masks, tuned):
+            (run / "oracle" / f"{m}.json").write_text(json.dumps({"mask": m, "val_accuracy": v, "test_accuracy": v}))
+        pd.DataFrame({"method": ["merge_to_mix", "all_data"], "accuracy": [0.5, 0.4 if t == "a" else 0.6]}).to_csv(
+            run / "methods.csv", index=False)
+        (run / "correlation.json").write_text(json.dumps({"pearson_r": float(stats.pearsonr(merged, tuned)[0])}))
+        runs[t], xs, ys = run, [*xs, *merged], [*ys, *tuned]
+    table, pooled = loo.collect(runs)
+    assert table.loc["b", "all_data"] == 0.6 and list(table.columns) == ["merge_to_mix", "all_data"]
+    assert pooled["pairs"] == 10 and pooled["pearson_r"] == pytest.approx(stats.pearsonr(xs, ys)[0])
+    assert pooled["spearman_rho"] == pytest.approx(stats.spearmanr(xs, ys)[0])
+    targets = loo.target_configs(config_mod.load(REPO / "configs" / "demo-images.yaml"))
+    assert set(targets) == {"digits", "mnist", "mnist_lowres", "mnist_inverted", "mnist_rot90", "mnist_hflip"}
+    assert targets["mnist"]["run"] == "demo-images-mnist" and targets["mnist"]["candidates"] is None

@@ -3,6 +3,10 @@
     merge2mix check [CONFIG]     validate a config (same checks as the workflow, one line per error)
     merge2mix show  [CONFIG]     print the selected mixture and where the results are
     merge2mix run-dir [CONFIG]   print the config's results folder (results/<run>)
+    merge2mix leave-one-out CONFIG [--cores N] [--dry-run] [-- SNAKEMAKE ARGS]
+                                 every dataset in turn as the target (the others its candidates):
+                                 one workflow run each, then one table target x method and the
+                                 pooled merged-vs-fine-tuned correlation (merge2mix.loo)
 """
 
 from __future__ import annotations
@@ -56,9 +60,53 @@ def _run_dir(args) -> int:
     return 0
 
 
+def _leave_one_out(args) -> int:
+    import subprocess
+
+    import yaml
+
+    from . import loo
+
+    cfg = config_mod.load(args.config)
+    out = Path(cfg["results_dir"]) / f"{cfg['run']}-loo"
+    (out / "configs").mkdir(parents=True, exist_ok=True)
+    runs = {}
+    for target, c in loo.target_configs(cfg).items():
+        plan = config_mod.Plan(config_mod.validate(c))
+        path = out / "configs" / f"{target}.yaml"
+        path.write_text(yaml.safe_dump(c, sort_keys=False))
+        cmd = [sys.executable, "-m", "snakemake", "--cores", str(args.cores), "--configfile", str(path),
+               *(["-n"] if args.dry_run else []), *args.snakemake_args]
+        print(f"merge2mix: target {target} ({len(plan.candidates)} candidates, {len(plan.masks)} masks): {' '.join(cmd[2:])}",
+              flush=True)
+        r = subprocess.run(cmd)
+        if r.returncode:
+            print(f"merge2mix: error: the run for target {target} failed (exit {r.returncode}); config {path}", file=sys.stderr)
+            return r.returncode
+        runs[target] = plan.run_dir
+    if args.dry_run:
+        return 0
+    table, pooled = loo.collect(runs)
+    table.to_csv(out / "methods_by_target.csv")
+    (out / "pooled_correlation.json").write_text(json.dumps(pooled, indent=2) + "\n")
+    print(table.round(4).to_string())
+    print(json.dumps({k: v for k, v in pooled.items() if k != "per_target_pearson_r"}))
+    print(f"written: {out}/methods_by_target.csv, {out}/pooled_correlation.json")
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="merge2mix", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
+    lo = sub.add_parser("leave-one-out", help="each dataset in turn as the target; one table over all targets")
+    lo.add_argument("config", help="a preset, e.g. configs/paper-vision.yaml (its target/candidates are ignored)")
+    lo.add_argument("--cores", default="all")
+    lo.add_argument("--dry-run", action="store_true", help="only plan each target's run (snakemake -n)")
+    lo.set_defaults(fn=_leave_one_out)
+    lo.epilog = "Arguments after -- go to every snakemake call (e.g. -- --profile profiles/slurm)."
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
+    argv = argv[: argv.index("--")] if "--" in argv else argv
     for name, fn, help_ in [("check", _check, "validate a config file"),
                             ("show", _show, "print the selected mixture of a finished run"),
                             ("run-dir", _run_dir, "print the results folder of a config")]:
@@ -66,6 +114,7 @@ def main(argv=None) -> int:
         sp.add_argument("config", nargs="?", default="config.yaml", help="config file (default: config.yaml)")
         sp.set_defaults(fn=fn)
     args = p.parse_args(argv)
+    args.snakemake_args = extra
     try:
         return args.fn(args)
     except Merge2MixError as e:
