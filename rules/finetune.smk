@@ -31,7 +31,8 @@ rule init_model:
 
 
 rule zero_shot_head:
-    # clip: one dataset's frozen head, the text tower's embeddings of its class names (task.templates).
+    # clip / text_label_description: one dataset's frozen head, the (text) encoder's embeddings of its
+    # class names over task.templates.
     input:
         base=rules.init_model.output.weights,
         meta=f"{R}/data/{{name}}/meta.json",
@@ -39,7 +40,7 @@ rule zero_shot_head:
         f"{R}/heads/{{name}}.safetensors",
     params:
         base_dir=f"{R}/base",
-        templates=TASK.get("templates"),
+        task=TASK,
         device=DEVICE,
     log:
         f"{R}/logs/zero_shot_head/{{name}}.log",

@@ -322,3 +322,19 @@ def test_leave_one_out_collect_pools_every_target(tmp_path):
     targets = loo.target_configs(config_mod.load(REPO / "configs" / "demo-images.yaml"))
     assert set(targets) == {"digits", "mnist", "mnist_lowres", "mnist_inverted", "mnist_rot90", "mnist_hflip"}
     assert targets["mnist"]["run"] == "demo-images-mnist" and targets["mnist"]["candidates"] is None
+
+
+def test_hf_image_source_with_classlabel_names():
+    """An `hf:` image dataset (here the offline `imagefolder` builder): images from its Image column,
+    class names from its ClassLabel feature, the same pixels as reading the folder directly."""
+    spec = {"hf": {"path": "imagefolder", "data_files": str(IMAGES / "shapes" / "**"), "split": "train"}}
+    df, classes = read_source_classes("shapes", spec, "image")
+    assert classes == ["circle", "square"] and len(df) == 24
+    mapped, space = map_labels("shapes", df, {}, None, classes)
+    assert space == classes and set(mapped["label"]) == {"circle", "square"}
+    local, _ = read_source_classes("shapes", {"local": {"path": str(IMAGES / "shapes")}}, "image")
+
+    def pixels(frame):
+        return sorted(np.asarray(img.decode(b, 16)).tobytes() for b in frame["image"])
+
+    assert pixels(df) == pixels(local)

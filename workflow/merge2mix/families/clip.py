@@ -13,15 +13,12 @@
 
 from __future__ import annotations
 
-import json
-
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 from transformers import CLIPModel, CLIPProcessor
 
 from ..errors import CheckpointError, first_line
-from ..io import atomic_replace
+from .heads import class_embedding, load_head, save_head, scored
 from .images import EncodedImages, sources_of
 
 PER_DATASET_HEADS = True
@@ -80,20 +77,8 @@ def build_head(base_dir: str, classes: list[str], templates: list[str], out_path
     rows = []
     for c in classes:
         tok = proc.tokenizer([t.format(c) for t in templates], padding=True, truncation=True, return_tensors="pt")
-        feats = _features(model.get_text_features(**{k: v.to(device) for k, v in tok.items()}))
-        rows.append(F.normalize(F.normalize(feats.float(), dim=-1).mean(0), dim=-1))
-    head = torch.stack(rows).cpu().contiguous()
-    meta = {"merge2mix": json.dumps({"classes": classes, "templates": templates})}
-    atomic_replace(lambda tmp: save_file({"head": head}, tmp, metadata=meta), out_path)
-    return head
-
-
-def load_head(path: str) -> tuple[torch.Tensor, list[str]]:
-    from safetensors import safe_open
-
-    with safe_open(path, framework="pt") as f:
-        classes = json.loads(f.metadata()["merge2mix"])["classes"]
-    return load_file(path)["head"], classes
+        rows.append(class_embedding(_features(model.get_text_features(**{k: v.to(device) for k, v in tok.items()}))))
+    return save_head(torch.stack(rows), classes, templates, out_path)
 
 
 def _features(out) -> torch.Tensor:
@@ -125,23 +110,9 @@ def encode(processor, df, task, heads: dict[str, str] | None = None) -> EncodedI
 
 
 def forward(model, batch):
-    """(loss, logits): each example against its own dataset's head. Logits are padded with -inf to the
-    largest head in the batch (only a mixture batch mixes heads; the target has one)."""
-    feats = F.normalize(_features(model.get_image_features(pixel_values=batch["pixel_values"])), dim=-1)
-    scale = model.logit_scale.exp()
-    if "heads" not in batch:
-        raise CheckpointError("clip: a loss needs each dataset's zero-shot head (heads/<name>.safetensors)")
-    src, labels, heads = batch["source"], batch["labels"], batch["heads"]
-    width = max(heads[int(s)].shape[0] for s in src.unique())
-    logits = feats.new_full((len(labels), width), float("-inf"))
-    loss = feats.new_zeros(())
-    for s in src.unique().tolist():
-        rows = (src == s).nonzero(as_tuple=True)[0]
-        h = heads[s].to(feats.device, feats.dtype)
-        part = scale * feats[rows] @ h.T
-        logits[rows, : h.shape[0]] = part.to(logits.dtype)
-        loss = loss + F.cross_entropy(part.float(), labels[rows], reduction="sum")
-    return loss / len(labels), logits
+    """(loss, logits): each example against its own dataset's head (families.heads.scored)."""
+    feats = _features(model.get_image_features(pixel_values=batch["pixel_values"]))
+    return scored(feats, batch, model.logit_scale.exp())
 
 
 @torch.inference_mode()

