@@ -124,6 +124,61 @@ def clip_config(model_dir: Path, results_dir: Path, **overrides) -> dict:
     return cfg
 
 
+INSTRUCTIONS = FIXTURES.parent / "instructions"
+
+
+def build_tiny_llama(out_dir: Path, seed: int = 0) -> Path:
+    """A 2-layer, 32-wide random Llama with a word-level tokenizer over the instruction fixtures'
+    words (no chat template: the family's plain "User:/Assistant:" layout is used)."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    words = sorted({w for f in INSTRUCTIONS.iterdir() for w in re.findall(r"[a-z]+", f.read_text())})
+    vocab = ["<pad>", "<unk>", "</s>", ":", "User", "Assistant", *words]
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(vocab)}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>", eos_token="</s>").save_pretrained(out_dir)
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=2, max_position_embeddings=128, pad_token_id=0, eos_token_id=2, bos_token_id=2,
+                      tie_word_embeddings=False)
+    LlamaForCausalLM(cfg).save_pretrained(out_dir)
+    return out_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory) -> Path:
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
+
+
+def llama_config(model_dir: Path, results_dir: Path, **overrides) -> dict:
+    """Three instruction datasets in three layouts and a multiple-choice target (tests/fixtures/instructions)."""
+    cfg = {
+        "run": "llm",
+        "results_dir": str(results_dir),
+        "seed": 0,
+        "device": "cpu",
+        "model": {"name_or_path": str(model_dir)},
+        "task": {"type": "causal_lm", "metric": "choice_accuracy", "max_length": 32,
+                 "lora": {"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]}},
+        "target": "target",
+        "datasets": {
+            "target": {"local": {"path": str(INSTRUCTIONS / "target.jsonl")}, "columns": {"prompt": "question"}},
+            "add": {"local": {"path": str(INSTRUCTIONS / "add.jsonl")}},
+            "sub": {"local": {"path": str(INSTRUCTIONS / "sub.jsonl")}},
+            "succ": {"local": {"path": str(INSTRUCTIONS / "succ.csv")}, "columns": {"prompt": "question", "response": "answer"}},
+        },
+        "splits": {"val_fraction": 0.25, "test_fraction": 0.25},
+        "train": {"lr": 0.01, "epochs": 2, "batch_size": 8},
+        "baselines": {"similarity": False, "random_seeds": 0},
+        "eval": {"batch_size": 16},
+    }
+    cfg.update(overrides)
+    return cfg
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))

@@ -16,7 +16,7 @@ from .masks import enumerate_masks, mask_key
 # Per task type: what a dataset's examples are, and whether every dataset has its own label space
 # (and frozen head) or all share task.labels. Here, not in merge2mix.families: no torch at parse time.
 MODALITY = {"text_classification": "text", "image_classification": "image", "clip": "image",
-            "text_label_description": "text"}
+            "text_label_description": "text", "causal_lm": "instruction"}
 PER_DATASET_LABELS = {"clip", "text_label_description"}
 DEFAULT_TEMPLATES = {"clip": ["a photo of a {}."], "text_label_description": ["This text is about {}."]}
 
@@ -114,6 +114,11 @@ def _check_semantics(cfg: dict) -> None:
     if task["type"] in PER_DATASET_LABELS:
         task.setdefault("templates", list(DEFAULT_TEMPLATES[task["type"]]))
         task.pop("labels", None)  # each dataset's classes are its label space
+    elif task["type"] == "causal_lm":  # instruction data: the response is the target, no label space
+        task.setdefault("metric", "response_loss")
+        task.setdefault("lora", None)
+        task.setdefault("torch_dtype", "float32")
+        task.setdefault("max_new_tokens", 32)
     elif "labels" not in task:
         raise ConfigError(f"config: task.labels: required for task.type {task['type']} (the shared label space)")
     if MODALITY[task["type"]] == "image" and task["type"] != "clip":

@@ -248,7 +248,7 @@ def score(*, base_dir: str, checkpoints: dict[str, str], split_path: str, task: 
     `heads`: {target: its zero-shot head file} for families with per-dataset heads (clip).
     `precision`: {"precision": auto|fp32|bf16|fp16, "check_examples": k, "min_agreement": a}, see
     evaluate.evaluate_checked; default fp32."""
-    from .evaluate import evaluate_checked
+    from .evaluate import evaluate_checked, with_oom_backoff
 
     with _LOCK:
         dev = runtime.setup(threads, device)
@@ -257,8 +257,12 @@ def score(*, base_dir: str, checkpoints: dict[str, str], split_path: str, task: 
         t0 = time.perf_counter()
         model = merger.merge(checkpoints)
         t1 = time.perf_counter()
-        metrics = evaluate_checked(model, _split(fam, base_dir, split_path, task, heads), fam.forward, batch_size, dev,
-                                   **(precision or {}))
+        split = _split(fam, base_dir, split_path, task, heads)
+        if hasattr(fam, "evaluate"):  # causal_lm: generative metrics (task.metric), in the model's dtype
+            metrics, bs = with_oom_backoff(lambda b: fam.evaluate(model, split, b, dev, task), batch_size, dev)
+            metrics |= {"batch_size": bs, "precision": str(next(model.parameters()).dtype).replace("torch.", "")}
+        else:
+            metrics = evaluate_checked(model, split, fam.forward, batch_size, dev, **(precision or {}))
         t2 = time.perf_counter()
     metrics["merge_s"], metrics["eval_s"] = round(t1 - t0, 4), round(t2 - t1, 4)
     return metrics

@@ -44,6 +44,8 @@ def finetune(*, base_dir: str, train_paths: dict[str, str], out_weights: str, ou
     fam = families.get(task["type"])
     df = mixture_frame(train_paths)
     model = fam.load_model(base_dir, dev)
+    if hasattr(fam, "for_training"):  # causal_lm with task.lora: PEFT adapters over a frozen theta_0
+        model = fam.for_training(model, task)
     data = fam.encode(fam.load_processor(base_dir), df, task, heads)
 
     bs = hp["batch_size"]
@@ -94,7 +96,8 @@ def finetune(*, base_dir: str, train_paths: dict[str, str], out_weights: str, ou
                 resume.save(work_dir, step, model=model, opt=opt, sched=sched, gen=gen, order=order, pos=pos,
                             losses=losses, fingerprint=fingerprint)
                 runtime.failpoint("finetune.checkpoint_saved")
-    sha = save_weights(model.state_dict(), out_weights, {"datasets": sorted(train_paths), "seed": seed})
+    state = fam.trained_state(model) if hasattr(fam, "trained_state") else model.state_dict()  # LoRA: materialised
+    sha = save_weights(state, out_weights, {"datasets": sorted(train_paths), "seed": seed})
     record = {
         "datasets": sorted(train_paths),
         "examples": len(data),

@@ -15,7 +15,7 @@ import pandas as pd
 
 from ..errors import DataError, first_line
 from ..io import atomic_write_json, atomic_write_parquet
-from . import images, packaged
+from . import images, instructions, packaged
 
 SPLITS = ("train", "val", "test")
 
@@ -37,6 +37,8 @@ def read_source_classes(name: str, ds: dict, modality: str = "text") -> tuple[pd
         df, classes = _read_hf(name, ds["hf"], cols["label"])
     else:
         df, classes = _read_local(name, ds["local"], modality)
+    if x == "instruction":
+        return instructions.to_examples(name, df, ds.get("columns", {})), None
     for role in (x, "label"):
         if cols[role] not in df.columns:
             raise DataError(
@@ -173,7 +175,9 @@ def content_hash(parts: dict[str, pd.DataFrame]) -> str:
     Parquet writer."""
     h = hashlib.sha256()
     for s in SPLITS:
-        x = parts[s]["text"] if "text" in parts[s] else [hashlib.sha256(b).hexdigest() for b in parts[s]["image"]]
+        p = parts[s]
+        x = (p["text"] if "text" in p else [hashlib.sha256(b).hexdigest() for b in p["image"]] if "image" in p
+             else [json.dumps(r, ensure_ascii=False) for r in zip(p["prompt"], p["response"], p["choices"])])
         for t, l in zip(x, parts[s]["label"]):
             h.update(json.dumps([s, t, l], ensure_ascii=False).encode())
             h.update(b"\n")
@@ -185,12 +189,15 @@ def prepare_dataset(name: str, ds: dict, labels: list[str] | None, splits: dict,
     """Read, map, split and write dataset `name`. `out` maps train/val/test/meta to file paths.
     `labels`: the shared label space, or None for per-dataset classes (see map_labels)."""
     raw, source_classes = read_source_classes(name, ds, modality)
-    df, labels = map_labels(name, raw, ds, labels, source_classes)
+    if modality == "instruction":  # no label space: the response is the target
+        df, labels = raw, None
+    else:
+        df, labels = map_labels(name, raw, ds, labels, source_classes)
     if len(df) == 0:
         raise DataError(f"dataset {name}: no rows left after reading and label mapping")
     if len(df) < 10:
         raise DataError(f"dataset {name}: only {len(df)} rows; need at least 10 to split train/val/test")
-    if df["label"].nunique() < 2:
+    if modality != "instruction" and df["label"].nunique() < 2:
         raise DataError(f"dataset {name}: only one class ('{df['label'].iloc[0]}'); a fine-tune needs at least 2")
     parts = split(df, splits, seed, name)
     for s in SPLITS:
