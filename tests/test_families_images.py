@@ -338,3 +338,24 @@ def test_hf_image_source_with_classlabel_names():
         return sorted(np.asarray(img.decode(b, 16)).tobytes() for b in frame["image"])
 
     assert pixels(df) == pixels(local)
+
+
+def test_image_classification_takes_any_transformers_image_classifier(tmp_path):
+    """The Hub/local-directory path of image_classification, on a tiny random ViT saved like a Hub model."""
+    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
+
+    src = tmp_path / "vit"
+    torch.manual_seed(0)
+    ViTForImageClassification(ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                                        image_size=16, patch_size=4, num_labels=7)).save_pretrained(src)
+    ViTImageProcessor(size={"height": 16, "width": 16}).save_pretrained(src)
+    fam = families.get("image_classification")
+    task = {"labels": ["circle", "square"], "image_size": 16}
+    fam.init_base(str(src), str(tmp_path / "base"), task, seed=0)
+    model = fam.load_model(str(tmp_path / "base"))
+    assert model.config.num_labels == 2  # a new head over the task's labels
+    df, _ = read_source_classes("shapes", {"local": {"path": str(IMAGES / "shapes")}}, "image")
+    enc = fam.encode(fam.load_processor(str(tmp_path / "base")), df, task)
+    loss, logits = fam.forward(model, enc.batch(list(range(8))))
+    assert logits.shape == (8, 2) and torch.isfinite(loss)
+    assert fam.mean_embedding(model, enc, 8).shape == (32,)
