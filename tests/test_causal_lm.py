@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import INSTRUCTIONS, REPO, WORKFLOW_ENV, llama_config, snakemake, write_config
+from conftest import REPO, WORKFLOW_ENV, llama_config, snakemake, write_config
 from merge2mix import config as config_mod
 from merge2mix import engine, families
 from merge2mix.data.instructions import to_examples

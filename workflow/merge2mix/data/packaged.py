@@ -7,7 +7,6 @@ DataFrame with columns text, label (raw labels as strings); each image loader im
 
 from __future__ import annotations
 
-import re
 
 from ..errors import ConfigError
 

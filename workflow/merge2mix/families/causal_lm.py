@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from ..errors import CheckpointError, first_line
+from . import hf
 
 PER_DATASET_HEADS = False
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -33,11 +34,8 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 def init_base(source: str, out_dir: str, task: dict, seed: int, revision=None, trust_remote_code=False, arch=None):
     torch.manual_seed(seed)
     kw = dict(revision=revision, trust_remote_code=trust_remote_code)
-    try:
-        model = AutoModelForCausalLM.from_pretrained(source, **_dtype_kw(task.get("torch_dtype", "float32")), **kw)
-        tok = AutoTokenizer.from_pretrained(source, **kw)
-    except (OSError, ValueError) as e:
-        raise CheckpointError(f"model '{source}': cannot be loaded as a causal LM ({first_line(e)})") from None
+    model = hf.load(AutoModelForCausalLM, source, "a causal LM", **_dtype_kw(task.get("torch_dtype", "float32")), **kw)
+    tok = hf.load(AutoTokenizer, source, **kw)
     model.save_pretrained(out_dir, max_shard_size="10000GB")  # one model.safetensors: theta_0 is read by name
     tok.save_pretrained(out_dir)
     return model
@@ -58,11 +56,7 @@ def load_processor(model_dir: str):
 
 
 def load_model(model_dir: str, device="cpu", trust_remote_code: bool = False):
-    try:
-        model = AutoModelForCausalLM.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as e:
-        raise CheckpointError(f"model '{model_dir}': cannot be loaded ({first_line(e)})") from None
-    return model.to(device)
+    return hf.load(AutoModelForCausalLM, model_dir, trust_remote_code=trust_remote_code).to(device)
 
 
 def for_training(model, task):

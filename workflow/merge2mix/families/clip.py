@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from transformers import CLIPModel, CLIPProcessor
 
-from ..errors import CheckpointError, first_line
+from . import hf
 from .heads import class_embedding, load_head, save_head, scored
 from .images import EncodedImages, sources_of
 
@@ -29,11 +29,8 @@ def init_base(source: str, out_dir: str, task: dict, seed: int, revision=None, t
     """Load the pretrained CLIP (Hub id or local dir) and its processor; save theta_0 to out_dir."""
     torch.manual_seed(seed)
     kw = dict(revision=revision, trust_remote_code=trust_remote_code)
-    try:
-        model = CLIPModel.from_pretrained(source, **kw)
-        processor = CLIPProcessor.from_pretrained(source, **kw)
-    except (OSError, ValueError) as e:
-        raise CheckpointError(f"model '{source}': cannot be loaded as CLIP ({first_line(e)})") from None
+    model = hf.load(CLIPModel, source, "CLIP", **kw)
+    processor = hf.load(CLIPProcessor, source, "CLIP", **kw)
     model.save_pretrained(out_dir)
     processor.save_pretrained(out_dir)
     return model
@@ -44,10 +41,7 @@ def load_processor(model_dir: str):
 
 
 def load_model(model_dir: str, device="cpu", trust_remote_code: bool = False):
-    try:
-        model = CLIPModel.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as e:
-        raise CheckpointError(f"model '{model_dir}': cannot be loaded as CLIP ({first_line(e)})") from None
+    model = hf.load(CLIPModel, model_dir, "CLIP", trust_remote_code=trust_remote_code)
     for name, p in model.named_parameters():
         p.requires_grad_(name.startswith(MERGED_PREFIXES))  # the heads are built from the text tower: frozen
     return model.to(device)

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import CheckpointError, first_line
+from . import hf
 from .images import EncodedImages, sources_of
 
 PER_DATASET_HEADS = False
@@ -57,13 +58,10 @@ def init_base(source: str, out_dir: str, task: dict, seed: int, revision=None, t
     from transformers import AutoImageProcessor, AutoModelForImageClassification
 
     kw = dict(revision=revision, trust_remote_code=trust_remote_code)
-    try:
-        model = AutoModelForImageClassification.from_pretrained(
-            source, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)},
-            ignore_mismatched_sizes=True, **kw)
-        proc = AutoImageProcessor.from_pretrained(source, **kw)
-    except (OSError, ValueError) as e:
-        raise CheckpointError(f"model '{source}': cannot be loaded as an image classifier ({first_line(e)})") from None
+    model = hf.load(AutoModelForImageClassification, source, "an image classifier", num_labels=len(labels),
+                    id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)},
+                    ignore_mismatched_sizes=True, **kw)
+    proc = hf.load(AutoImageProcessor, source, "an image classifier", **kw)
     model.save_pretrained(out_dir)
     proc.save_pretrained(out_dir)
     return model

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
-from ..errors import CheckpointError
+from . import hf
 
 PER_DATASET_HEADS = False
 
@@ -19,15 +19,10 @@ def init_base(source: str, out_dir: str, task: dict, seed: int, revision=None, t
     labels = task["labels"]
     torch.manual_seed(seed)
     kw = dict(revision=revision, trust_remote_code=trust_remote_code)
-    try:
-        cfg = AutoConfig.from_pretrained(
-            source, num_labels=len(labels), id2label=dict(enumerate(labels)),
-            label2id={l: i for i, l in enumerate(labels)}, **kw,
-        )
-        tok = AutoTokenizer.from_pretrained(source, **kw)
-        model = AutoModelForSequenceClassification.from_pretrained(source, config=cfg, **kw)
-    except (OSError, ValueError) as e:
-        raise CheckpointError(f"model '{source}': cannot be loaded ({str(e).splitlines()[0]})") from None
+    cfg = hf.load(AutoConfig, source, num_labels=len(labels), id2label=dict(enumerate(labels)),
+                  label2id={l: i for i, l in enumerate(labels)}, **kw)
+    tok = hf.load(AutoTokenizer, source, **kw)
+    model = hf.load(AutoModelForSequenceClassification, source, config=cfg, **kw)
     model.save_pretrained(out_dir)
     tok.save_pretrained(out_dir)
     return model
@@ -38,11 +33,7 @@ def load_processor(model_dir: str):
 
 
 def load_model(model_dir: str, device="cpu", trust_remote_code: bool = False):
-    try:
-        model = AutoModelForSequenceClassification.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as e:
-        raise CheckpointError(f"model '{model_dir}': cannot be loaded ({str(e).splitlines()[0]})") from None
-    return model.to(device)
+    return hf.load(AutoModelForSequenceClassification, model_dir, trust_remote_code=trust_remote_code).to(device)
 
 
 def train_mode(model):

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from transformers import AutoModel, AutoTokenizer
 
-from ..errors import CheckpointError, first_line
+from . import hf
 from . import text_classification as tc
 from .heads import class_embedding, load_head, save_head, scored
 
@@ -30,11 +30,7 @@ def init_base(source: str, out_dir: str, task: dict, seed: int, revision=None, t
     """The pretrained encoder (Hub id or local dir) and its tokenizer, saved as theta_0. No head."""
     torch.manual_seed(seed)
     kw = dict(revision=revision, trust_remote_code=trust_remote_code)
-    try:
-        model = AutoModel.from_pretrained(source, **kw)
-        tok = AutoTokenizer.from_pretrained(source, **kw)
-    except (OSError, ValueError) as e:
-        raise CheckpointError(f"model '{source}': cannot be loaded ({first_line(e)})") from None
+    model, tok = hf.load(AutoModel, source, **kw), hf.load(AutoTokenizer, source, **kw)
     model.save_pretrained(out_dir)
     tok.save_pretrained(out_dir)
     return model
@@ -44,11 +40,7 @@ load_processor = tc.load_processor
 
 
 def load_model(model_dir: str, device="cpu", trust_remote_code: bool = False):
-    try:
-        model = AutoModel.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as e:
-        raise CheckpointError(f"model '{model_dir}': cannot be loaded ({first_line(e)})") from None
-    return model.to(device)
+    return hf.load(AutoModel, model_dir, trust_remote_code=trust_remote_code).to(device)
 
 
 def train_mode(model):
