@@ -58,6 +58,11 @@ def heads_of(names):
     return {f"head_{n}": f"{R}/heads/{n}.safetensors" for n in names} if PER_DATASET_HEADS else {}
 
 
+def head_templates(wildcards):
+    """A dataset's own head templates, else task.templates."""
+    return CFG["datasets"][wildcards.name].get("templates") or TASK["templates"]
+
+
 def finetune_heads(wildcards):
     return heads_of([wildcards.name])
 

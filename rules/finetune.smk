@@ -41,6 +41,7 @@ rule zero_shot_head:
     params:
         base_dir=f"{R}/base",
         task=TASK,
+        templates=head_templates,
         device=DEVICE,
     log:
         f"{R}/logs/zero_shot_head/{{name}}.log",

@@ -111,7 +111,8 @@ def clip_config(model_dir: Path, results_dir: Path, **overrides) -> dict:
         "target": "shapes",
         "datasets": {
             "shapes": {"local": {"path": str(IMAGES / "shapes")}},
-            "stripes": {"local": {"path": str(IMAGES / "stripes.npz")}, "classes": ["horizontal", "vertical"]},
+            "stripes": {"local": {"path": str(IMAGES / "stripes.npz")}, "classes": ["horizontal", "vertical"],
+                        "templates": ["{} stripes"]},
             "blobs": {"local": {"path": str(IMAGES / "blobs-images.idx.gz"),
                                 "labels_path": str(IMAGES / "blobs-labels.idx.gz")}, "classes": ["left", "right"]},
         },

@@ -94,6 +94,9 @@ def test_config_rules_for_image_tasks(tmp_path):
     with pytest.raises(ConfigError, match=r"config: datasets.shapes.local.path: .* is a directory \(an image folder\)"):
         config_mod.validate(text)
     text["datasets"] = {**base["datasets"], "shapes": {"local": {"path": str(FIXTURES / "books.csv")}}}
+    with pytest.raises(ConfigError, match=r"config: datasets.stripes.templates: only task.type clip"):
+        config_mod.validate(text)
+    text["datasets"]["stripes"] = {k: v for k, v in text["datasets"]["stripes"].items() if k != "templates"}
     with pytest.raises(ConfigError, match=r"config: datasets.stripes.classes: only task.type clip"):
         config_mod.validate(text)
     with pytest.raises(ConfigError, match=r"config: datasets.d.package.loader: 'mnist_5k' holds images, but the task reads texts"):
@@ -240,6 +243,13 @@ def test_clip_workflow_end_to_end_builds_each_head_once(tiny_clip, tmp_path):
     assert heads == ["blobs.safetensors", "shapes.safetensors", "stripes.safetensors"]
     out = r.stdout + r.stderr
     assert len(re.findall(r"^(local)?rule zero_shot_head:", out, re.M)) == 3  # once per dataset, shared by every job
+    from safetensors import safe_open
+
+    def templates(name):
+        with safe_open(run / "heads" / f"{name}.safetensors", framework="pt") as f:
+            return json.loads(f.metadata()["merge2mix"])["templates"]
+
+    assert templates("stripes") == ["{} stripes"] and templates("blobs") == ["a photo of a {}.", "a {} pattern."]
     masks = pd.read_csv(run / "masks.csv")
     assert set(masks["mask"]) == {"blobs", "stripes", "blobs+stripes"} and (masks["n"] == 6).all()
     for name in ("blobs", "stripes"):
@@ -349,3 +359,18 @@ def test_image_classification_takes_any_transformers_image_classifier(tmp_path):
     loss, logits = fam.forward(model, enc.batch(list(range(8))))
     assert logits.shape == (8, 2) and torch.isfinite(loss)
     assert fam.mean_embedding(model, enc, 8).shape == (32,)
+
+
+def test_store_key_covers_the_heads_a_finetune_trained_against(clip_world, tmp_path):
+    """A dataset's own templates change its head but not its data or the task: the fine-tune store must
+    not hand back a fine-tune trained against the old head."""
+    from merge2mix import store
+
+    w = clip_world
+    common = dict(base_weights=os.path.join(w["base"], "model.safetensors"), data_sha256={"stripes": "x"}, hp={}, seed=0,
+                  task=w["task"])
+    other = str(tmp_path / "h.safetensors")
+    CLIP.build_head(w["base"], ["horizontal", "vertical"], ["{}"], other)
+    a = store.key(**common, heads={"stripes": w["heads"]["stripes"]})
+    assert a == store.key(**common, heads={"stripes": w["heads"]["stripes"]})
+    assert a != store.key(**common, heads={"stripes": other}) and a != store.key(**common)

@@ -128,6 +128,9 @@ def _check_semantics(cfg: dict) -> None:
         raise ConfigError(f"config: model.arch: '{arch}' is a plain-torch image backbone; it needs task.type image_classification")
     labels = task.get("labels")
     for name, ds in cfg["datasets"].items():
+        if "templates" in ds and task["type"] not in PER_DATASET_LABELS:
+            raise ConfigError(f"config: datasets.{name}.templates: only task.type {' or '.join(sorted(PER_DATASET_LABELS))} "
+                              "has per-dataset heads")
         if "classes" in ds and task["type"] not in PER_DATASET_LABELS:
             raise ConfigError(f"config: datasets.{name}.classes: only task.type {' or '.join(sorted(PER_DATASET_LABELS))} "
                               "has per-dataset classes (use task.labels and label_map)")

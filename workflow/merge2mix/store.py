@@ -26,9 +26,13 @@ from .merge import file_sha256
 log = runtime.log
 
 
-def key(*, base_weights: str, data_sha256: dict, hp: dict, seed: int, task: dict) -> str:
+def key(*, base_weights: str, data_sha256: dict, hp: dict, seed: int, task: dict, heads: dict | None = None) -> str:
+    """`heads`: the per-dataset head files a fine-tune trained against (clip, text_label_description):
+    a dataset's own `templates:` change its head without changing its data or the task."""
     ident = {"base": file_sha256(base_weights), "data": sorted(data_sha256.values()), "hp": hp, "seed": seed,
              "task": task, "format": 1}
+    if heads:
+        ident["heads"] = sorted(file_sha256(p) for p in heads.values())
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:32]
 
 

@@ -17,7 +17,7 @@ from tqdm import tqdm
 from . import families, resume, runtime, store
 from .errors import Merge2MixError
 from .io import atomic_write_json
-from .merge import save_weights
+from .merge import file_sha256, save_weights
 
 log = runtime.log
 
@@ -65,6 +65,8 @@ def finetune(*, base_dir: str, train_paths: dict[str, str], out_weights: str, ou
     losses, step, order, pos, resumed = [], 0, None, 0, None
     fingerprint = {"datasets": sorted(train_paths), "data": data_meta or {}, "hp": hp, "seed": seed, "task": task,
                    "base": os.path.getsize(os.path.join(base_dir, "model.safetensors")), "device": dev.type}
+    if heads:  # a changed head (e.g. its templates) must not resume a state trained against the old one
+        fingerprint["heads"] = {n: file_sha256(p) for n, p in heads.items()}
     state = resume.load(work_dir, fingerprint, dev) if work_dir else None
     if state:
         resume.restore(state, model=model, opt=opt, sched=sched, gen=gen, device=dev)
@@ -126,7 +128,7 @@ def finetune_stored(*, store_dir: str | None, **kw) -> dict:
     if not store_dir:
         return finetune(**kw)
     k = store.key(base_weights=os.path.join(kw["base_dir"], "model.safetensors"), data_sha256=kw.get("data_meta") or {},
-                  hp=kw["hp"], seed=kw["seed"], task=kw["task"])
+                  hp=kw["hp"], seed=kw["seed"], task=kw["task"], heads=kw.get("heads"))
     hit = store.fetch(store_dir, k, kw["out_weights"], kw["out_json"])
     if hit:
         return hit

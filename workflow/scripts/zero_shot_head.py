@@ -3,16 +3,16 @@ import json
 from merge2mix import families, jobs, runtime
 
 
-def head(base_dir, meta_path, task, out_path, device):
+def head(base_dir, meta_path, task, templates, out_path, device):
     dev = runtime.setup(1, device)
     with open(meta_path) as fh:
         classes = json.load(fh)["labels"]
-    h = families.get(task["type"]).build_head(base_dir, classes, task["templates"], out_path, dev)
-    runtime.log.info("head: %d classes x %d dims from %d template(s)", h.shape[0], h.shape[1], len(task["templates"]))
+    h = families.get(task["type"]).build_head(base_dir, classes, templates, out_path, dev)
+    runtime.log.info("head: %d classes x %d dims from %d template(s)", h.shape[0], h.shape[1], len(templates))
 
 
 jobs.run(
     head, snakemake.log[0],
     base_dir=snakemake.params.base_dir, meta_path=snakemake.input.meta, task=snakemake.params.task,
-    out_path=snakemake.output[0], device=snakemake.params.device,
+    templates=snakemake.params.templates, out_path=snakemake.output[0], device=snakemake.params.device,
 )
