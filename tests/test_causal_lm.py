@@ -172,3 +172,14 @@ def test_paper_language_preset_plans(tmp_path, monkeypatch):
     assert counts["merge_eval"] == "63" and counts["deploy"] == "1"
     plan = config_mod.load(cfg)
     assert plan["task"]["lora"]["r"] == 16 and plan["task"]["metric"] == "choice_accuracy"
+
+
+def test_hf_instruction_source_reads_like_a_local_one(tmp_path):
+    """An `hf:` instruction dataset (here the offline `json` builder) gives the same examples as the file."""
+    from conftest import INSTRUCTIONS
+    from merge2mix.data.prepare import read_source_classes
+
+    hf, _ = read_source_classes("sub", {"hf": {"path": "json", "data_files": str(INSTRUCTIONS / "sub.jsonl")}}, "instruction")
+    local, _ = read_source_classes("sub", {"local": {"path": str(INSTRUCTIONS / "sub.jsonl")}}, "instruction")
+    pd.testing.assert_frame_equal(hf, local)
+    assert json.loads(hf["prompt"][0])[0]["role"] == "user" and len(hf) == 40
