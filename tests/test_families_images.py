@@ -258,7 +258,7 @@ def test_clip_workflow_end_to_end_builds_each_head_once(tiny_clip, tmp_path):
     summary = json.loads((run / "summary.json").read_text())
     assert "zero-shot" in summary["notes"]["base"] and summary["test"]["base"]["n"] == 6
     methods = pd.read_csv(run / "methods.csv")
-    assert {"pretrained", "all_data", "merge_to_mix", "similarity_topk"} <= set(methods["method"])
+    assert {"pretrained", "all_data", "merge_to_mix", "single:blobs"} <= set(methods["method"])
     again = snakemake(tmp_path, "-n", "--cores", "2", "--configfile", str(cfg))
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
 
@@ -374,3 +374,15 @@ def test_store_key_covers_the_heads_a_finetune_trained_against(clip_world, tmp_p
     a = store.key(**common, heads={"stripes": w["heads"]["stripes"]})
     assert a == store.key(**common, heads={"stripes": w["heads"]["stripes"]})
     assert a != store.key(**common, heads={"stripes": other}) and a != store.key(**common)
+
+
+def test_clip_similarity_baseline_embeds_images_without_heads(clip_world, tmp_path):
+    """The similarity baseline needs only theta_0's image embeddings: no heads, labels unread."""
+    from merge2mix.baselines import similarities
+
+    w = clip_world
+    df = similarities(base_dir=w["base"], train_paths={n: w["paths"][n]["train"] for n in ("stripes", "blobs")},
+                      target_val=w["paths"]["shapes"]["val"], task=w["task"], max_examples=8, batch_size=4, device="cpu",
+                      threads=1, seed=0, out_csv=str(tmp_path / "sim.csv"))
+    assert sorted(df["candidate"]) == ["blobs", "stripes"] and df["cosine"].between(-1, 1).all()
+    assert pd.read_csv(tmp_path / "sim.csv").equals(df)
