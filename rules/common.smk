@@ -4,7 +4,7 @@ import sys
 
 sys.path.insert(0, f"{workflow.basedir}/workflow")  # run from a checkout even without `pip install -e .`
 
-from merge2mix.config import MODALITY, PER_DATASET_LABELS, Plan, check_file, model_source, validate
+from merge2mix.config import PER_DATASET_LABELS, Plan, check_file, model_source, validate
 from merge2mix.errors import Merge2MixError
 from merge2mix.hub import dataset_assets, model_asset
 from merge2mix.masks import parse_key
@@ -25,7 +25,7 @@ R = PLAN.run_dir
 STORE = f"{CFG['results_dir'].rstrip('/')}/store/finetune" if CFG["share_finetunes"] else None
 TASK = CFG["task"]
 DEVICE = CFG["device"]
-# clip: every dataset has its own label space and a frozen zero-shot head (rule zero_shot_head).
+# clip, text_label_description: every dataset has its own label space and a frozen head (rule zero_shot_head).
 PER_DATASET_HEADS = TASK["type"] in PER_DATASET_LABELS
 # Hub model / hf: datasets are fetched by localrules before the jobs that read them (merge2mix.hub).
 MODEL_ASSET = model_asset(MODEL_SOURCE, CFG["model"]["revision"])

@@ -21,7 +21,7 @@ rule prepare_data:
         meta=f"{R}/data/{{name}}/meta.json",
     params:
         dataset=lookup(dpath="datasets/{name}", within=CFG),
-        labels=TASK.get("labels"),  # None: per-dataset classes (clip)
+        labels=TASK.get("labels"),  # None: per-dataset classes (clip, text_label_description), or none (causal_lm)
         splits=CFG["splits"],
         seed=CFG["seed"],
     log:
