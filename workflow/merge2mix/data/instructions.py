@@ -30,7 +30,7 @@ def _list(v) -> list:
         v = v.tolist()
     if isinstance(v, dict) and "text" in v:  # HF's {"text": [...], "label": [...]} choice structs
         v = v["text"]
-    return [x if isinstance(x, dict) else str(x) for x in (v.tolist() if isinstance(v, np.ndarray) else v)]
+    return [x if isinstance(x, dict) else str(x) for x in v]
 
 
 def _answer_index(name, answer, choices: list[str]) -> int:

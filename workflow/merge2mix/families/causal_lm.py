@@ -111,7 +111,6 @@ class Encoded:
             opts = json.loads(c) if c else []
             self.choices.append([tokenizer(o, add_special_tokens=False)["input_ids"] for o in opts])
             self.answers.append(int(lab) if lab != "" else -1)
-        self.labels = torch.tensor(self.answers)  # for evaluate's bookkeeping only
 
     def __len__(self):
         return len(self.prompts)

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from ..errors import CheckpointError, first_line
 from . import hf
-from .images import EncodedImages, sources_of
+from .images import EncodedImages
 
 PER_DATASET_HEADS = False
 ARCH_FILE = "merge2mix_arch.json"  # theta_0 of a plain-torch backbone: which module to build
@@ -116,7 +116,7 @@ def is_merged(name: str, tensor: torch.Tensor) -> bool:
 
 def encode(processor, df, task, heads=None) -> EncodedImages:
     mean, std = processor
-    return EncodedImages(df, {"all": task["labels"]}, task["image_size"], mean, std, sources_of(df.drop(columns="source", errors="ignore"), ["all"]))
+    return EncodedImages(df, {"all": task["labels"]}, task["image_size"], mean, std, ["all"] * len(df))  # one head
 
 
 def _logits(model, pixels):
