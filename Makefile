@@ -11,6 +11,8 @@ CORES ?= all
 CONFIG ?= config.yaml
 TORCH_VERSION ?= 2.13.0
 PYTEST_ARGS ?=
+# Two pytest workers, a test file at a time (pytest-xdist); PYTEST_WORKERS=0 runs in one process.
+PYTEST_WORKERS ?= 2
 SNAKE_ARGS ?=
 
 BIN := $(VENV)/bin
@@ -44,7 +46,7 @@ report: setup
 	$(BIN)/snakemake --quiet all --configfile $(CONFIG) $(SNAKE_ARGS) --report $$($(BIN)/merge2mix run-dir $(CONFIG))/report.html
 
 test: setup
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -31,10 +31,13 @@ WORDS = sorted({w for f in FIXTURES.iterdir() for w in re.findall(r"[a-z]+", f.r
 
 
 def pytest_collection_modifyitems(config, items):
-    """Slurm tests last: once Slurm's client is installed, the SLURM executor plugin runs
-    `scontrol show config` at every Snakemake start, which waits ~10 s when no controller answers
-    (the test tears its cluster down), so every later workflow test would pay that."""
-    items.sort(key=lambda item: item.get_closest_marker("slurm") is not None)
+    """The longest files first. `make test` runs two pytest workers, each taking a test file at a
+    time in collection order (--dist loadfile --no-loadscope-reorder). The Slurm test is the longest
+    and spends most of its time waiting on the scheduler, so one worker starts it at once while the
+    other takes test_workflow.py (its tiny_run fixture is a whole run), then both share the short
+    files. (Workflow tests use the stub scontrol above, so a Slurm client left behind costs them nothing.)"""
+    first = {"test_slurm.py": 0, "test_workflow.py": 1}
+    items.sort(key=lambda item: first.get(item.path.name, 2))
 
 
 def build_tiny_bert(out_dir: Path, seed: int = 0) -> Path:

@@ -80,7 +80,7 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize("path, value, message", BAD, ids=[".".join(map(str, b[0])) + f"={b[1]!r}"[:30] for b in BAD])
+@pytest.mark.parametrize("path, value, message", BAD, ids=[".".join(map(str, b[0])) + ("=<deleted>" if b[1] is DELETE else f"={b[1]!r}"[:30]) for b in BAD])
 def test_bad_config_gives_one_line_naming_the_key(path, value, message):
     with pytest.raises(ConfigError, match=message) as e:
         cfg = config.validate(edit(path, value))
