@@ -34,6 +34,7 @@ from .merge import check_compatible, file_sha256, load_weights
 log = runtime.log
 _LOCK = threading.RLock()  # one model per base: scoring is serialised (torch uses the cores anyway)
 _CACHE: dict = {}
+_SCORED = [0]  # masks scored by this process: logged, so a log shows whether a process stayed warm
 MODES = ("auto", "memory", "stream")
 
 
@@ -272,8 +273,12 @@ def merge_eval(*, key: str, out_json: str, **kw) -> dict:
     """Score one mask and write its result JSON (the unit of caching: one file per mask)."""
     t0 = time.perf_counter()
     metrics = score(**kw)
+    with _LOCK:
+        _SCORED[0] += 1
+        nth = _SCORED[0]
     record = {"mask": key, "datasets": sorted(kw["checkpoints"]), "size": len(kw["checkpoints"]),
               **metrics, "wall_s": round(time.perf_counter() - t0, 4)}
     atomic_write_json(record, out_json)
-    log.info("mask %s: accuracy %.4f macro_f1 %.4f (%d examples)", key, record["accuracy"], record["macro_f1"], record["n"])
+    log.info("mask %s: accuracy %.4f macro_f1 %.4f (%d examples; process %d, its mask #%d)",
+             key, record["accuracy"], record["macro_f1"], record["n"], os.getpid(), nth)
     return record
