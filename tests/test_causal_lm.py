@@ -1,6 +1,6 @@
 """causal_lm on a tiny random Llama: instruction data layouts, response-only loss, LoRA merged as
-materialised deltas (and why not as averaged A and B), the three target metrics, a whole workflow run
-with LoRA, and the paper-language preset planned."""
+materialised deltas (and why not as averaged A and B), the three target metrics, whole workflow runs
+with LoRA and with full fine-tuning, and the paper-language preset planned."""
 
 import json
 import os
@@ -156,6 +156,34 @@ def test_lora_workflow_end_to_end(tiny_llama, tmp_path):
     summary = json.loads((run / "summary.json").read_text())
     assert summary["selected_mixture"] == json.loads((run / "best_mask.json").read_text())["datasets"]
     assert {"pretrained", "all_data", "merge_to_mix"} <= set(pd.read_csv(run / "methods.csv")["method"])
+
+
+@pytest.mark.slow
+def test_full_finetune_workflow_runs_to_selection(tiny_llama, tmp_path):
+    """lora: null -> every weight is fine-tuned and merged (the stream/memory engine on whole models);
+    scored by response loss (whose `accuracy` is the response tokens' next-token accuracy). Up to the
+    selection only: deploy and the baselines are the same code as the LoRA run above."""
+    cfg = llama_config(tiny_llama, tmp_path / "results", run="llm-full")
+    cfg["task"] = {**cfg["task"], "lora": None, "metric": "response_loss"}
+    r = snakemake(tmp_path, "--cores", "2", "--configfile", str(write_config(cfg, tmp_path / "full.yaml")),
+                  "--until", "select_mixture")
+    assert r.returncode == 0, r.stderr[-4000:]
+    run = tmp_path / "results" / "llm-full"
+    base = load_weights(run / "base" / "model.safetensors")
+    fts = {n: load_weights(run / "finetune" / n / "model.safetensors") for n in ("add", "sub", "succ")}
+    for ft in fts.values():  # not just attention projections: MLPs and embeddings moved too
+        changed = {k for k in base if not torch.equal(base[k], ft[k])}
+        assert any(".mlp." in k for k in changed) and any("embed_tokens" in k for k in changed), sorted(changed)[:5]
+    masks = pd.read_csv(run / "masks.csv")
+    assert len(masks) == 7 and (masks["n"] == 10).all()
+    res = json.loads((run / "merge_eval" / "add+sub.json").read_text())
+    assert res["metric"] == "response_loss" and res["loss"] > 0
+    # the engine's merge is the plain average of the two full fine-tunes
+    merged = engine._pool(FAM, str(run / "base"), torch.device("cpu"), "memory", ["add", "succ", "sub"], None)
+    model = merged.merge({n: str(run / "finetune" / n / "model.safetensors") for n in ("add", "sub")})
+    ref = average([fts["add"], fts["sub"]])
+    got = model.state_dict()
+    assert set(ref) <= set(got) and all(torch.equal(got[k], ref[k]) for k in ref)
 
 
 def test_paper_language_preset_plans(tmp_path, monkeypatch):
