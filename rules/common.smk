@@ -37,6 +37,11 @@ wildcard_constraints:
     mask=r"[A-Za-z0-9][A-Za-z0-9_+-]*",
 
 
+# priority: 1 on finetune, merge_eval, select_mixture, deploy and evaluate: when both are ready,
+# Snakemake runs Merge to Mix's own jobs before the baselines' (mixture_finetune, similarity), so the
+# selection and summary come first and methods.csv after; the total work is the same.
+
+
 localrules:
     all,
     fetch_model,

@@ -1,5 +1,6 @@
 rule deploy:
     # Fine-tune theta_0 on the union of the selected datasets, with the same hyper-parameters.
+    priority: 1  # before the baselines' jobs (common.smk)
     input:
         unpack(candidate_heads),
         best=rules.select_mixture.output.best,
@@ -34,6 +35,7 @@ rule deploy:
 
 rule evaluate:
     # Target test metrics of: theta_0, the best merged model, the deployed model.
+    priority: 1  # before the baselines' jobs (common.smk)
     input:
         unpack(target_head),
         best=rules.select_mixture.output.best,

@@ -50,6 +50,7 @@ rule zero_shot_head:
 
 
 rule finetune:
+    priority: 1  # before the baselines' jobs (common.smk)
     input:
         unpack(finetune_heads),
         base=rules.init_model.output.weights,

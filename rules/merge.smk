@@ -3,6 +3,7 @@ rule merge_eval:
     # A `run:` job: under --force-use-threads (profiles/default) it executes in Snakemake's own
     # process, where merge2mix.engine keeps theta_0, the checkpoints and the tokenised target
     # split loaded across jobs; otherwise each job is its own process and loads what it needs.
+    priority: 1  # before the baselines' jobs (common.smk)
     input:
         unpack(mask_checkpoints),
         unpack(target_head),

@@ -1,4 +1,5 @@
 rule select_mixture:
+    priority: 1  # before the baselines' jobs (common.smk)
     input:
         results=mask_results(),
     output:
