@@ -16,6 +16,7 @@ Two ways to merge, chosen automatically from the memory the pool needs (and logg
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import threading
@@ -34,7 +35,7 @@ from .merge import check_compatible, file_sha256, load_weights
 log = runtime.log
 _LOCK = threading.RLock()  # one model per base: scoring is serialised (torch uses the cores anyway)
 _CACHE: dict = {}
-_SCORED = [0]  # masks scored by this process: logged, so a log shows whether a process stayed warm
+_SCORED = itertools.count(1)  # masks scored by this process: logged, so a log shows whether it stayed warm
 MODES = ("auto", "memory", "stream")
 
 
@@ -273,9 +274,7 @@ def merge_eval(*, key: str, out_json: str, **kw) -> dict:
     """Score one mask and write its result JSON (the unit of caching: one file per mask)."""
     t0 = time.perf_counter()
     metrics = score(**kw)
-    with _LOCK:
-        _SCORED[0] += 1
-        nth = _SCORED[0]
+    nth = next(_SCORED)
     record = {"mask": key, "datasets": sorted(kw["checkpoints"]), "size": len(kw["checkpoints"]),
               **metrics, "wall_s": round(time.perf_counter() - t0, 4)}
     atomic_write_json(record, out_json)
