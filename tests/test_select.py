@@ -1,6 +1,8 @@
 import json
+import random
 
 import pandas as pd
+import pytest
 
 from merge2mix.select import TIE_BREAK, rank, select
 
@@ -23,7 +25,17 @@ def test_tie_break_order():
     df = rank(pd.DataFrame(rows).assign(datasets=lambda d: d["datasets"].map("+".join)))
     assert df["mask"].tolist() == ["b", "a+b", "c", "e", "d+e", "a"]
     assert df["rank"].tolist() == [1, 2, 3, 4, 5, 6]
-    assert TIE_BREAK.startswith("accuracy desc")
+    assert TIE_BREAK == "accuracy desc, macro_f1 desc, loss asc, size asc, mask asc"
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_full_ties_are_broken_by_key_whatever_the_input_order(seed):
+    """Rows equal in every score and size come out in key order, so the pick does not depend on the
+    order the result files were listed in (a sort without the key would keep the input order)."""
+    rows = [row(m, 0.8, 0.7, 0.4) for m in ("q", "c", "x", "a", "m")] + [row("b+z", 0.8, 0.7, 0.4)]
+    random.Random(seed).shuffle(rows)
+    df = rank(pd.DataFrame(rows).assign(datasets=lambda d: d["datasets"].map("+".join)))
+    assert df["mask"].tolist() == ["a", "c", "m", "q", "x", "b+z"]
 
 
 def test_select_writes_table_and_best(tmp_path):

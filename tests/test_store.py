@@ -40,3 +40,56 @@ def test_damaged_entry_is_not_reused(tmp_path):
     assert store.fetch(str(tmp_path / "store"), "k2", str(out), str(tmp_path / "b" / "train.json")) is None
     assert not out.exists()
     assert store.fetch(str(tmp_path / "store"), "missing", str(out), str(tmp_path / "b" / "train.json")) is None
+
+
+def test_key_changes_with_every_ingredient_and_only_those(tmp_path):
+    """A fine-tune is reused only when theta_0, data, hyper-parameters, seed, task and heads are all the
+    same: an edited learning rate or seed must train again, never fetch the old weights."""
+    base, other_base = _weights(tmp_path / "b0.safetensors"), _weights(tmp_path / "b1.safetensors", b"other" * 1000)
+    h1, h2 = _weights(tmp_path / "h1.safetensors", b"head1"), _weights(tmp_path / "h2.safetensors", b"head2")
+    ref = dict(base_weights=base, data_sha256={"books": "aa", "food": "bb"}, hp={"lr": 3e-4, "epochs": 2}, seed=0,
+               task={"type": "text_classification", "labels": ["negative", "positive"]}, heads={"books": h1})
+    k = store.key(**ref)
+    assert len(k) == 32 and k == store.key(**ref)
+    # the datasets' names and the order of the data hashes do not matter, their contents do
+    assert store.key(**{**ref, "data_sha256": {"x": "bb", "y": "aa"}}) == k
+    changed = {
+        "base": {"base_weights": other_base},
+        "data": {"data_sha256": {"books": "aa", "food": "cc"}},
+        "one dataset fewer": {"data_sha256": {"books": "aa"}},
+        "lr": {"hp": {"lr": 1e-4, "epochs": 2}},
+        "epochs": {"hp": {"lr": 3e-4, "epochs": 3}},
+        "seed": {"seed": 1},
+        "task": {"task": {"type": "text_classification", "labels": ["positive", "negative"]}},
+        "head": {"heads": {"books": h2}},
+        "no head": {"heads": None},
+    }
+    keys = {name: store.key(**{**ref, **edit}) for name, edit in changed.items()}
+    assert all(v != k for v in keys.values()), keys
+    assert len(set(keys.values())) == len(keys)
+
+
+def test_finetune_stored_trains_again_when_the_key_differs(tmp_path, monkeypatch):
+    from merge2mix import train
+
+    calls = []
+
+    def fake_finetune(**kw):
+        calls.append(kw["hp"]["lr"])
+        payload = f"weights trained at lr {kw['hp']['lr']}".encode()
+        _weights(tmp_path / kw["out_weights"], payload)
+        return {"weights_sha256": file_sha256(kw["out_weights"]), "lr": kw["hp"]["lr"]}
+
+    monkeypatch.setattr(train, "finetune", fake_finetune)
+    base_dir = tmp_path / "base"
+    _weights(base_dir / "model.safetensors")
+    kw = dict(store_dir=str(tmp_path / "store"), base_dir=str(base_dir), data_meta={"books": "aa"}, seed=0,
+              task={"type": "text_classification"})
+
+    def run(lr, out):
+        return train.finetune_stored(hp={"lr": lr}, out_weights=str(tmp_path / out / "m.safetensors"),
+                                     out_json=str(tmp_path / out / "train.json"), **kw)
+
+    assert run(1e-3, "a")["lr"] == 1e-3 and "reused_from_store" not in run(1e-4, "b")
+    assert run(1e-3, "c")["reused_from_store"] and calls == [1e-3, 1e-4]
+    assert (tmp_path / "c" / "m.safetensors").read_bytes() == b"weights trained at lr 0.001"

@@ -88,9 +88,12 @@ def test_unloadable_model_is_one_line(tmp_path):
         FAM.init_base(str(tmp_path / "nomodel"), str(tmp_path / "out"), TASK, seed=0)
 
 
-def test_a_killed_finetune_resumes_bit_identical(world, tmp_path, monkeypatch):
-    """Interrupt training after step 17 (checkpoints every 5 steps), rerun: it resumes from step 15
-    and ends with the same weights and loss curve as an uninterrupted run."""
+@pytest.mark.parametrize("every, saved", [(5, 15), (4, 16)], ids=["epoch-boundary", "mid-epoch"])
+def test_a_killed_finetune_resumes_bit_identical(world, tmp_path, monkeypatch, every, saved):
+    """Interrupt training after step 17, rerun: it resumes from the last saved state and ends with the
+    same weights and loss curve as an uninterrupted run. 20 examples in batches of 8 are 3 steps an
+    epoch: step 15 ends an epoch (the next one draws a fresh shuffle), step 16 is one batch into one,
+    so only the mid-epoch case shows that the saved order and position are used."""
     base = dict(base_dir=world["base"], train_paths={"books": world["data"]["books"]["train"]}, hp=HP, task=TASK,
                 seed=0, device="cpu")
     ref = finetune(out_weights=str(tmp_path / "ref.safetensors"), out_json=str(tmp_path / "ref.json"), **base)
@@ -105,14 +108,14 @@ def test_a_killed_finetune_resumes_bit_identical(world, tmp_path, monkeypatch):
 
     work = tmp_path / "work"
     kw = dict(out_weights=str(tmp_path / "w.safetensors"), out_json=str(tmp_path / "w.json"), work_dir=str(work),
-              checkpoint_every=5, **base)
+              checkpoint_every=every, **base)
     monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", dying_clip)
     with pytest.raises(KeyboardInterrupt):
         finetune(**kw)
     monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", real_clip)
-    assert (work / "latest").read_text().strip() == "step-15" and not (tmp_path / "w.safetensors").exists()
+    assert (work / "latest").read_text().strip() == f"step-{saved}" and not (tmp_path / "w.safetensors").exists()
     rec = finetune(**kw)
-    assert rec["resumed_from_step"] == 15
+    assert rec["resumed_from_step"] == saved
     assert rec["weights_sha256"] == ref["weights_sha256"] and rec["train_loss"] == ref["train_loss"]
     assert not work.exists()  # the state is removed once the fine-tune is done
 
