@@ -70,7 +70,7 @@ BAD = [
     (("datasets", "airline", "package"), {"loader": "nope"}, r"datasets\.airline\.package\.loader: 'nope' unknown"),
     (("datasets", "airline", "package"), {"loader": "crowdflower", "domain": "x"}, r"datasets\.airline\.package\.domain: 'x' unknown"),
     (("datasets", "bad name"), {"local": {"path": "x.csv"}}, r"datasets: 'bad name' does not match"),
-    (("task", "labels"), ["positive"], r"task\.labels: \['positive'\] should be non-empty|is too short"),
+    (("task", "labels"), ["positive"], r"task\.labels: \['positive'\] (should be non-empty|is too short)"),
     (("task", "type"), "regression", r"task\.type: 'regression' is not one of"),
     (("model",), {"name_or_path": "x", "package": {"dist": "a", "path": "b"}}, r"model: give exactly one of name_or_path, package"),
     (("model",), {"package": {"dist": "no-such-dist", "path": "m"}}, r"model\.package: package 'no-such-dist' is not installed"),

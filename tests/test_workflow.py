@@ -37,11 +37,19 @@ def test_tiny_workflow_end_to_end(tiny_run):
     assert len(masks) == 7 and set(masks["mask"]) == {
         "books", "food", "films", "books+food", "books+films", "films+food", "books+films+food"}
     assert masks["bitstring"].str.len().eq(3).all() and (masks["n"] == 15).all()
-    assert masks["rank"].tolist() == list(range(1, 8))
-    assert len(list((run / "merge_eval").glob("*.json"))) == 7
+    cands = ["books", "food", "films"]  # config order
+    assert all(b == "".join("1" if c in m.split("+") else "0" for c in cands) for m, b in zip(masks["mask"], masks["bitstring"]))
+
+    # Independently of select.py: read every mask's result file and order by the documented tie-break.
+    scored = [json.loads(p.read_text()) for p in (run / "merge_eval").glob("*.json")]
+    assert len(scored) == 7 and all(r["mask"] == "+".join(r["datasets"]) for r in scored)
+    by_tie_break = sorted(scored, key=lambda r: (-r["accuracy"], -r["macro_f1"], r["loss"], r["size"], r["mask"]))
+    assert masks["mask"].tolist() == [r["mask"] for r in by_tie_break]
+    assert masks["accuracy"].tolist() == [r["accuracy"] for r in by_tie_break]
 
     best = json.loads((run / "best_mask.json").read_text())
-    assert best["mask"] == masks["mask"][0] and best["masks_scored"] == 7
+    assert best["mask"] == by_tie_break[0]["mask"] and best["masks_scored"] == 7
+    assert best["val_accuracy"] == max(r["accuracy"] for r in scored)  # the pick has the top val score
     summary = json.loads((run / "summary.json").read_text())
     assert summary["selected_mixture"] == best["datasets"]
     assert set(summary["test"]) == {"base", "merged_best", "deployed"}
@@ -77,12 +85,26 @@ def test_evidence_baselines_oracle_and_report(tiny_run):
 
     choice = json.loads((run / "baselines" / "masks.json").read_text())
     assert choice["k"] == len(best["datasets"]) and len(choice["random"]) == 3
+    assert all(len(m.split("+")) == choice["k"] for m in choice["random"])
     sim = pd.read_csv(run / "baselines" / "similarity.csv")
     assert sorted(sim["candidate"]) == ["books", "films", "food"] and sim["cosine"].between(-1, 1).all()
+    top_k = sim.sort_values(["cosine", "candidate"], ascending=[False, True])["candidate"].head(choice["k"])
+    assert choice["similarity_topk"] == "+".join(sorted(top_k))
+    at_least_mean = sim[sim["cosine"] >= sim["cosine"].mean()]["candidate"]
+    assert choice["similarity_threshold"] == "+".join(sorted(at_least_mean))
 
+    # correlation.json recomputed from the per-mask files: merged val accuracy vs fine-tuned val accuracy.
+    merged = {r["mask"]: r["accuracy"] for r in (json.loads(p.read_text()) for p in (run / "merge_eval").glob("*.json"))}
+    tuned = {o["mask"]: o for o in oracle}
     corr = json.loads((run / "correlation.json").read_text())
-    assert corr["masks"] == 7 and -1 <= corr["pearson_r"] <= 1 and corr["picked"] == best["mask"]
-    assert corr["regret"] == pytest.approx(corr["oracle_best_test_accuracy"] - corr["picked_test_accuracy"])
+    keys = sorted(merged)
+    x, y = [merged[k] for k in keys], [tuned[k]["val_accuracy"] for k in keys]
+    assert corr["masks"] == 7 and corr["picked"] == best["mask"]
+    assert corr["pearson_r"] == pytest.approx(float(pd.Series(x).corr(pd.Series(y))), abs=1e-9)
+    assert corr["spearman_rho"] == pytest.approx(float(pd.Series(x).corr(pd.Series(y), method="spearman")), abs=1e-9)
+    oracle_best = min(oracle, key=lambda o: (-o["val_accuracy"], -o["val_macro_f1"], o["val_loss"], o["size"], o["mask"]))
+    assert corr["oracle_best"] == oracle_best["mask"]
+    assert corr["regret"] == pytest.approx(oracle_best["test_accuracy"] - tuned[best["mask"]]["test_accuracy"])
     for png in ("methods", "accuracy_vs_size", "single_transfer", "merged_vs_finetuned"):
         assert (run / "plots" / f"{png}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -137,18 +159,42 @@ def test_cli_check_and_show(tiny_run, capsys):
     assert "not valid YAML" in capsys.readouterr().err
 
 
+def _with_toys(tiny_model, work):
+    cfg = tiny_config(tiny_model, work / "results", oracle=True)
+    cfg["datasets"]["toys"] = {**cfg["datasets"]["books"], "local": {"path": str(FIXTURES / "toys.csv")}}
+    return write_config(cfg, work / "bigger.yaml")
+
+
+def _planned_jobs(out: str) -> dict[str, list[str]]:
+    """rule -> the wildcards line of each job a dry run plans ('' for a job without wildcards)."""
+    jobs: dict[str, list[str]] = {}
+    for block in re.split(r"\n(?=(?:local)?(?:rule|checkpoint) \w+:)", out):
+        m = re.match(r"(?:local)?(?:rule|checkpoint) (\w+):", block.strip())
+        if m:
+            w = re.search(r"^\s*wildcards: (.*)$", block, re.M)
+            jobs.setdefault(m.group(1), []).append(w.group(1).strip() if w else "")
+    return jobs
+
+
 def test_adding_a_candidate_reruns_one_finetune_and_only_new_masks(tiny_run, tiny_model):
     work, cfg_path, first = tiny_run
     assert first.returncode == 0
-    cfg = tiny_config(tiny_model, work / "results", oracle=True)
-    cfg["datasets"]["toys"] = {**cfg["datasets"]["books"], "local": {"path": str(FIXTURES / "toys.csv")}}
-    bigger = write_config(cfg, work / "bigger.yaml")
-    r = snakemake(work, "-n", "--cores", "2", "--configfile", str(bigger))
+    r = snakemake(work, "-n", "--cores", "2", "--configfile", str(_with_toys(tiny_model, work)))
     assert r.returncode == 0, r.stderr[-3000:]
-    counts = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", r.stdout + r.stderr, re.M)}
-    assert counts["prepare_data"] == 1 and counts["finetune"] == 1, counts
-    assert counts["merge_eval"] == 8, counts  # 15 masks now, 7 of them already scored
-    assert "init_model" not in counts
+    out = r.stdout + r.stderr
+    counts = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", out, re.M)}
+    jobs = _planned_jobs(out)
+    assert sum(len(v) for v in jobs.values()) == counts["total"], (jobs, counts)
+    assert jobs["prepare_data"] == ["name=toys"] and jobs["finetune"] == ["name=toys"]
+    with_toys = {"toys", "books+toys", "food+toys", "films+toys", "books+food+toys", "books+films+toys",
+                 "films+food+toys", "books+films+food+toys"}  # 15 masks now, the 7 without toys already scored
+    assert {w.removeprefix("mask=") for w in jobs["merge_eval"]} == with_toys
+    assert {w.removeprefix("mask=") for w in jobs["mixture_finetune"]} == with_toys  # the oracle's new mixtures
+    # Nothing else: no data, theta_0, fine-tune, mask score or oracle mixture of the old candidates;
+    # only the one-job reducers over all candidates (selection, baselines, deployment, reports).
+    reducers = {"similarity", "select_mixture", "baseline_masks", "correlation", "deploy", "evaluate", "methods", "all"}
+    assert set(jobs) == {"prepare_data", "finetune", "merge_eval", "mixture_finetune"} | reducers, sorted(jobs)
+    assert all(jobs[r] == [""] for r in reducers)
 
 
 def _hashes(root):
@@ -258,6 +304,14 @@ def test_killed_anywhere_resumes_to_the_same_results(tiny_run, tiny_model, tmp_p
         files = [*run.glob("finetune/*/model.safetensors"), *run.glob("merge_eval/*.json")]
         return {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in files if str(p) not in pending}
 
+    def untouched_since_first_seen(done):
+        """Every output finished at an earlier kill still has the mtime and bytes it had when first
+        seen finished; then the newly finished ones are added (their first sighting is kept)."""
+        redone = [p.name for p, (mtime, data) in done.items() if p.stat().st_mtime_ns != mtime or p.read_bytes() != data]
+        assert redone == [], redone
+        for p, first_seen in finished_outputs().items():
+            done.setdefault(p, first_seen)
+
     # 1. mid-finetune
     killed_at("finetune.checkpoint_saved", "--until", "finetune")
     assert list((run / "work").rglob("model.safetensors")), "the kill should leave a training checkpoint behind"
@@ -273,20 +327,19 @@ def test_killed_anywhere_resumes_to_the_same_results(tiny_run, tiny_model, tmp_p
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     unlock()
-    done |= finished_outputs()
+    untouched_since_first_seen(done)
     assert 3 + 2 <= len(done) < 3 + 7, "the kill should land mid-phase"
 
     # 3. between select_mixture's outputs (fast path from here on)
     killed_at("select.between_outputs")
     assert (run / "masks.csv").exists() and not (run / "best_mask.json").exists()
-    done |= finished_outputs()
+    untouched_since_first_seen(done)
     assert len(done) == 3 + 7
 
     # up to the summary: the baselines (methods.csv) have nothing to resume here and are tested above
     r = snakemake(tmp_path, "--cores", "2", "--configfile", str(cfg), "--rerun-incomplete", "--until", "evaluate")
     assert r.returncode == 0, r.stderr[-3000:]
-    redone = [p.name for p, (mtime, data) in done.items() if p.stat().st_mtime_ns != mtime or p.read_bytes() != data]
-    assert redone == [], redone
+    untouched_since_first_seen(done)
     again = snakemake(tmp_path, "-n", "--cores", "2", "--configfile", str(cfg), "--until", "evaluate")
     assert re.search(r"^total\s+0$", again.stdout + again.stderr, re.M), again.stdout[-3000:]  # no job left
 
@@ -300,3 +353,21 @@ def test_killed_anywhere_resumes_to_the_same_results(tiny_run, tiny_model, tmp_p
     ours, theirs = json.loads((run / "summary.json").read_text()), json.loads((ref / "summary.json").read_text())
     for key in ("selected_mixture", "selected_bitstring", "selection_val_accuracy", "test"):
         assert ours[key] == theirs[key], key
+
+
+def test_adding_a_candidate_leaves_scored_masks_untouched(tiny_run, tiny_model):
+    """A real run with a fourth candidate: the 7 masks scored before keep their files (bytes and
+    mtime), the 8 new ones are scored, masks.csv ranks all 15. Last in this file on purpose: it
+    changes results/tiny, which the tests above read as the uninterrupted reference."""
+    work, _, first = tiny_run
+    assert first.returncode == 0
+    run = work / "results" / "tiny"
+    old = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in [*run.glob("merge_eval/*.json"),
+                                                               *run.glob("finetune/*/model.safetensors")]}
+    assert len(old) == 7 + 3
+    r = snakemake(work, "--cores", "2", "--configfile", str(_with_toys(tiny_model, work)), "--until", "select_mixture")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert [p.name for p, (mtime, data) in old.items() if p.stat().st_mtime_ns != mtime or p.read_bytes() != data] == []
+    assert len(list(run.glob("merge_eval/*.json"))) == 15
+    masks = pd.read_csv(run / "masks.csv", dtype={"bitstring": str})
+    assert len(masks) == 15 and masks["bitstring"].str.len().eq(4).all()
