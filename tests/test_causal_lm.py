@@ -137,6 +137,30 @@ def test_full_finetune_and_the_three_target_metrics(world, tmp_path):
                 lls.append(sum(float(logp[len(enc.prompts[i]) - 1 + j, t]) for j, t in enumerate(c)))
             right += int(max(range(len(lls)), key=lls.__getitem__) == enc.answers[i])
     assert scores["choice_accuracy"]["accuracy"] == pytest.approx(right / len(enc))
+    # response_loss by hand: every response token's loss and argmax, pooled over all tokens (not examples).
+    loss_sum = tokens = hits = 0
+    with torch.no_grad():
+        for p, r in zip(enc.prompts, enc.responses):
+            logp = torch.log_softmax(model(input_ids=torch.tensor([p + r])).logits[0, :-1].float(), -1)
+            rows = logp[len(p) - 1 :]
+            loss_sum -= sum(float(rows[j, t]) for j, t in enumerate(r))
+            hits += sum(int(rows[j].argmax()) == t for j, t in enumerate(r))
+            tokens += len(r)
+    assert scores["response_loss"]["loss"] == pytest.approx(loss_sum / tokens, rel=1e-5)
+    assert scores["response_loss"]["accuracy"] == pytest.approx(hits / tokens)
+    # exact_match by hand: greedy decoding, one token at a time, compared after folding case and spaces.
+    tok, same = enc.tokenizer, 0
+    with torch.no_grad():
+        for p, r in zip(enc.prompts, enc.responses):
+            ids = list(p)
+            for _ in range(task.get("max_new_tokens", 32)):
+                nxt = int(model(input_ids=torch.tensor([ids])).logits[0, -1].argmax())
+                ids.append(nxt)
+                if nxt == tok.eos_token_id:
+                    break
+            got = tok.decode(ids[len(p) :], skip_special_tokens=True)
+            same += " ".join(got.lower().split()) == " ".join(tok.decode(r, skip_special_tokens=True).lower().split())
+    assert scores["exact_match"]["accuracy"] == pytest.approx(same / len(enc))
 
 
 @pytest.mark.slow

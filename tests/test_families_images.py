@@ -230,7 +230,21 @@ def test_clip_merge_touches_only_the_vision_tower_and_scores_with_the_target_hea
         engine.Pool(CLIP, w["base"], "cpu", "memory", ["bad"]).merge({"bad": str(tmp_path / "bad.safetensors")})
     res = engine.score(base_dir=w["base"], checkpoints=ck, split_path=w["paths"]["shapes"]["val"], task=w["task"],
                        batch_size=4, device="cpu", heads={"shapes": w["heads"]["shapes"]})
-    assert res["n"] == 6 and 0.0 <= res["accuracy"] <= 1.0
+    # By hand: theta_0 with the vision tower shifted by the mean shift (-0.01), image features against
+    # the target's head, scaled by exp(logit_scale).
+    ref = CLIP.load_model(w["base"]).eval()
+    ref.load_state_dict({k: v - 0.01 if k.startswith(CLIP.MERGED_PREFIXES) and v.is_floating_point() else v
+                         for k, v in base.items()})
+    split = pd.read_parquet(w["paths"]["shapes"]["val"])
+    enc = CLIP.encode(CLIP.load_processor(w["base"]), split, w["task"], {"shapes": w["heads"]["shapes"]})
+    b = enc.batch(list(range(len(enc))))
+    head, _ = CLIP.load_head(w["heads"]["shapes"])
+    with torch.no_grad():
+        feats = ref.get_image_features(pixel_values=b["pixel_values"])
+        feats = feats if isinstance(feats, torch.Tensor) else feats.pooler_output
+        logits = ref.logit_scale.exp() * torch.nn.functional.normalize(feats, dim=-1) @ head.T
+    assert res["n"] == 6 and res["accuracy"] == pytest.approx(float((logits.argmax(-1) == b["labels"]).float().mean()))
+    assert res["loss"] == pytest.approx(float(torch.nn.functional.cross_entropy(logits, b["labels"])), abs=1e-4)
 
 
 @pytest.mark.slow

@@ -38,6 +38,28 @@ def world(tiny_model, tmp_path_factory):
     return {"root": root, "base": str(root / "base"), "data": data, "heads": heads}
 
 
+def by_hand(weights: dict, base_dir: str, head_path: str, split_path: str) -> tuple[float, float]:
+    """Accuracy and loss computed here from the definition: mean-pool the last hidden state over real
+    tokens, cosine against each class row of the head, times 20, argmax and cross-entropy."""
+    from transformers import AutoModel, AutoTokenizer
+
+    from merge2mix.families.heads import load_head
+
+    model = AutoModel.from_pretrained(base_dir).eval()
+    model.load_state_dict(weights)
+    tok = AutoTokenizer.from_pretrained(base_dir)
+    df = pd.read_parquet(split_path)
+    head, classes = load_head(head_path)
+    b = tok(df["text"].tolist(), padding=True, truncation=True, max_length=TASK["max_length"], return_tensors="pt")
+    with torch.no_grad():
+        h = model(**b).last_hidden_state
+    m = b["attention_mask"].unsqueeze(-1).float()
+    emb = (h * m).sum(1) / m.sum(1)
+    logits = 20.0 * torch.nn.functional.normalize(emb, dim=-1) @ torch.nn.functional.normalize(head, dim=-1).T
+    gold = torch.tensor([classes.index(label) for label in df["label"]])
+    return float((logits.argmax(-1) == gold).float().mean()), float(torch.nn.functional.cross_entropy(logits, gold))
+
+
 def test_heads_hold_each_datasets_own_classes(world):
     from merge2mix.families.heads import load_head
 
@@ -53,7 +75,9 @@ def test_zero_shot_base_scores_the_target_through_its_head(world):
     res = engine.score(base_dir=world["base"], checkpoints={"base": os.path.join(world["base"], "model.safetensors")},
                        split_path=world["data"]["phones"]["val"], task=TASK, batch_size=8, device="cpu",
                        heads={"phones": world["heads"]["phones"]})
-    assert res["n"] == 15 and 0 <= res["accuracy"] <= 1 and res["loss"] > 0
+    acc, loss = by_hand(load_weights(os.path.join(world["base"], "model.safetensors")), world["base"],
+                        world["heads"]["phones"], world["data"]["phones"]["val"])
+    assert res["n"] == 15 and res["accuracy"] == pytest.approx(acc) and res["loss"] == pytest.approx(loss, abs=1e-4)
 
 
 def test_mixture_of_label_sets_trains_the_encoder_and_merges_whole(world, tmp_path):
@@ -73,7 +97,8 @@ def test_mixture_of_label_sets_trains_the_encoder_and_merges_whole(world, tmp_pa
     res = engine.score(base_dir=world["base"], checkpoints={"mix": str(tmp_path / "m.safetensors")},
                        split_path=world["data"]["phones"]["val"], task=TASK, batch_size=8, device="cpu",
                        heads={"phones": world["heads"]["phones"]})
-    assert res["n"] == 15
+    acc, loss = by_hand(ft, world["base"], world["heads"]["phones"], world["data"]["phones"]["val"])
+    assert res["n"] == 15 and res["accuracy"] == pytest.approx(acc) and res["loss"] == pytest.approx(loss, abs=1e-4)
 
 
 def test_a_loss_without_heads_is_a_clear_error(world):
