@@ -88,3 +88,55 @@ def test_a_checkpoint_changed_after_training_is_refused(pool_files, tmp_path, mo
     pool = engine.Pool(FAM, base_dir, "cpu", mode=mode, pool=NAMES)
     with pytest.raises(CheckpointError, match=r"sha256 differs from the one recorded at training"):
         pool.merge({"a": str(ft / "model.safetensors")})
+
+
+def test_without_a_training_record_a_checkpoint_is_merged_unverified(pool_files, tmp_path):
+    """No train.json beside the file (theta_0 itself, a checkpoint brought from elsewhere), or one
+    without a recorded sha256: nothing to check against, so it is merged as it is; a record with a
+    sha256 that differs is refused (the test above). The check's result is cached per file identity."""
+    import json
+    import shutil
+
+    from merge2mix.merge import file_sha256
+
+    _, files = pool_files
+    bare = tmp_path / "bare" / "model.safetensors"
+    bare.parent.mkdir()
+    shutil.copy(files["a"], bare)
+    engine.clear_cache()
+    engine.verify_checkpoint(str(bare))  # no record: accepted
+    (bare.parent / "train.json").write_text(json.dumps({"steps": 3}))
+    engine.clear_cache()
+    engine.verify_checkpoint(str(bare))  # a record without weights_sha256: accepted
+    (bare.parent / "train.json").write_text(json.dumps({"weights_sha256": "0" * 64}))
+    engine.verify_checkpoint(str(bare))  # same file identity: the cached verdict stands
+    engine.clear_cache()
+    with pytest.raises(CheckpointError, match=r"sha256 differs"):
+        engine.verify_checkpoint(str(bare))
+    (bare.parent / "train.json").write_text(json.dumps({"weights_sha256": file_sha256(bare)}))
+    engine.verify_checkpoint(str(bare))
+    with pytest.raises(CheckpointError, match=r"missing\.safetensors: file not found"):
+        engine.verify_checkpoint(str(tmp_path / "missing.safetensors"))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("mode", ["memory", "stream"])
+def test_low_precision_models_merge_like_the_naive_average(pool_files, tmp_path, mode, dtype):
+    """A bf16/fp16 model (the paper-language preset: bf16 + stream): members are summed in fp32 in
+    sorted-name order, divided, and cast once into the model's dtype, exactly as merge.average."""
+    from types import SimpleNamespace
+
+    base_dir, files = pool_files
+    low = {}
+    for n, p in files.items():
+        low[n] = str(tmp_path / f"{n}.safetensors")
+        save_weights({k: v.to(dtype) if v.is_floating_point() else v for k, v in load_weights(p).items()}, low[n])
+    fam = SimpleNamespace(load_model=lambda d, dev: FAM.load_model(d, dev).to(dtype), is_merged=FAM.is_merged)
+    engine.clear_cache()
+    pool = engine.Pool(fam, base_dir, "cpu", mode=mode, pool=NAMES)
+    assert not pool.direct or mode == "stream"
+    for mask in [("a",), ("a", "c"), ("b", "c", "d"), ("a", "b", "c", "d"), ("a", "c")]:
+        merged = pool.merge({n: low[n] for n in mask}).state_dict()
+        naive = average([load_weights(low[n]) for n in sorted(mask)])
+        for k, v in naive.items():
+            assert merged[k].dtype == v.dtype and torch.equal(merged[k], v), (mode, mask, k)
