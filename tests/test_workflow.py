@@ -355,6 +355,45 @@ def test_killed_anywhere_resumes_to_the_same_results(tiny_run, tiny_model, tmp_p
         assert ours[key] == theirs[key], key
 
 
+@pytest.mark.slow
+def test_unshared_run_resumes_deploy_and_mixture_finetunes(tiny_run, tiny_model, tmp_path):
+    """share_finetunes: false writes no store, and the two fine-tunes the kill test does not reach
+    resume too: the deployment fine-tune and a mixture fine-tune (all_data) each fail once right after
+    saving their step-10 state; the rerun resumes from it and ends where the uninterrupted run did."""
+    work, _, first = tiny_run
+    assert first.returncode == 0
+    ref = work / "results" / "tiny"
+    cfg = write_config(tiny_config(tiny_model, tmp_path / "results", share_finetunes=False, checkpoint_every_steps=10,
+                                   baselines={"similarity": False, "random_seeds": 0}), tmp_path / "tiny.yaml")
+    run = tmp_path / "results" / "tiny"
+
+    def workflow(*args, failpoint_dir=None):
+        env = dict(WORKFLOW_ENV)
+        if failpoint_dir:  # the first training job to save a state fails once, after saving it
+            env |= {"MERGE2MIX_FAILPOINTS": "finetune.checkpoint_saved=fail-once", "MERGE2MIX_FAILPOINT_DIR": str(failpoint_dir)}
+        return snakemake(tmp_path, "--cores", "2", "--configfile", str(cfg), *args, env=env)
+
+    assert workflow("--until", "finetune").returncode == 0
+    failed = workflow("--until", "deploy", failpoint_dir=tmp_path)  # deploy is the only training job left
+    assert failed.returncode != 0 and "failpoint finetune.checkpoint_saved" in failed.stdout + failed.stderr
+    assert (run / "work" / "deploy" / "latest").read_text().strip() == "step-10"
+    assert workflow("--until", "deploy").returncode == 0
+    deploy, deploy_ref = (json.loads((r / "deploy" / "train.json").read_text()) for r in (run, ref))
+    assert deploy["resumed_from_step"] == 10 and deploy["weights_sha256"] == deploy_ref["weights_sha256"]
+
+    (tmp_path / "again").mkdir()
+    failed = workflow(failpoint_dir=tmp_path / "again")  # now the all_data mixture is the only training job
+    assert failed.returncode != 0 and "failpoint finetune.checkpoint_saved" in failed.stdout + failed.stderr
+    r = workflow()
+    assert r.returncode == 0, r.stderr[-3000:]
+    full = "books+films+food"
+    mixture, mixture_ref = (json.loads((r / "oracle" / f"{full}.json").read_text()) for r in (run, ref))
+    assert mixture["resumed_from_step"] == 10 and mixture_ref["resumed_from_step"] is None
+    for k in ("val_accuracy", "val_loss", "test_accuracy", "test_loss", "steps"):
+        assert mixture[k] == mixture_ref[k], k
+    assert not (tmp_path / "results" / "store").exists()  # nothing shared
+    assert all("reused_from_store" not in json.loads(p.read_text()) for p in run.glob("finetune/*/train.json"))
+
 def test_adding_a_candidate_leaves_scored_masks_untouched(tiny_run, tiny_model):
     """A real run with a fourth candidate: the 7 masks scored before keep their files (bytes and
     mtime), the 8 new ones are scored, masks.csv ranks all 15. Last in this file on purpose: it

@@ -30,14 +30,15 @@ def mixture_scores(*, mask: str, base_dir: str, train_paths: dict[str, str], sin
         rec = finetune(base_dir=base_dir, train_paths=train_paths, out_weights=weights, out_json=os.path.join(work_dir, "train.json"),
                        hp=hp, task=task, seed=seed, device=device, threads=threads, data_meta=data_meta,
                        work_dir=os.path.join(work_dir, "state"), checkpoint_every=checkpoint_every, heads=heads)
-        steps = rec["steps"]
+        steps, resumed = rec["steps"], rec["resumed_from_step"]
     else:
-        weights, steps = single_checkpoint, None
+        weights, steps, resumed = single_checkpoint, None, None
     common = dict(base_dir=base_dir, checkpoints={"mixture": weights}, task=task, batch_size=batch_size, device=device,
                   threads=threads, heads=target_head)
     val = engine.score(split_path=val_path, **common)
     test = engine.score(split_path=test_path, **common)
     record = {"mask": mask, "datasets": sorted(train_paths), "size": len(train_paths), "trained": trained, "steps": steps,
+              "resumed_from_step": resumed,
               **{f"val_{k}": val[k] for k in ("accuracy", "macro_f1", "loss", "n")},
               **{f"test_{k}": test[k] for k in ("accuracy", "macro_f1", "loss", "n")},
               "wall_s": round(time.time() - t0, 2)}
