@@ -1,6 +1,7 @@
 # The two commands of the README:
 #   make run    set up .venv (if needed) and run the workflow on config.yaml with all cores
 #   make test   set up .venv with test extras (if needed) and run the test suite
+#   make mutate mutation testing of the trusted modules (development tool; bench/results/mutation/)
 # torch: a torch already importable in the venv (created with --system-site-packages, so a
 # system/conda CUDA build counts) is kept; otherwise torch==$(TORCH_VERSION) is installed
 # (on a CPU-only box the CPU wheel; never a multi-GB CUDA download there).
@@ -18,7 +19,7 @@ SNAKE_ARGS ?=
 BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: run evidence report test setup clean-venv
+.PHONY: run evidence report test mutate setup clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv --system-site-packages $(VENV)
@@ -47,6 +48,12 @@ report: setup
 
 test: setup
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
+
+# Mutation testing of the trusted modules against the fast unit tests (a development tool, not CI):
+# report in bench/results/mutation/. MUTATE_ARGS=--keep resumes an interrupted run.
+MUTATE_ARGS ?=
+mutate: setup
+	$(BIN)/python bench/mutation.py $(MUTATE_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -1,0 +1,118 @@
+"""Mutation testing of the modules whose answers users trust (`make mutate`).
+
+Plants small bugs (mutmut: operators, constants, dropped arguments...) in masks, select, evaluate,
+store, merge, engine and resume, one at a time, and runs the fast unit tests against each: a mutant
+the tests do not notice "survives". mutmut names modules by their path under src/, so the run happens
+in a scratch tree (build/mutation/) holding the package as src/merge2mix next to a copy of tests/.
+
+Writes bench/results/mutation/: summary.json (per module: killed, survived, ...; the score is
+killed / (killed + survived + timeouts)), and report.md with every survivor, its diff and the reason
+it is harmless, taken from bench/mutation/survivors.yaml (a survivor without a reason is flagged
+there: either write a test that kills it or say why it cannot matter).
+
+    python bench/mutation.py [--children 2] [--keep]   # --keep: resume an interrupted run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+SCRATCH = REPO / "build" / "mutation"
+OUT = REPO / "bench" / "results" / "mutation"
+REASONS = REPO / "bench" / "mutation" / "survivors.yaml"
+MUTMUT = [sys.executable, "-m", "mutmut"]
+
+
+def prepare(keep: bool) -> None:
+    if not keep:
+        shutil.rmtree(SCRATCH, ignore_errors=True)
+    (SCRATCH / "src").mkdir(parents=True, exist_ok=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(REPO / "workflow" / "merge2mix", SCRATCH / "src" / "merge2mix", dirs_exist_ok=True, ignore=ignore)
+    shutil.copytree(REPO / "tests", SCRATCH / "tests", dirs_exist_ok=True, ignore=ignore)
+    shutil.copy(REPO / "bench" / "mutation" / "mutmut.toml", SCRATCH / "pyproject.toml")
+
+
+def statuses() -> dict[str, str]:
+    """mutant name -> killed / survived / timeout / no tests / ..., from `mutmut results --all true`."""
+    out = subprocess.run([*MUTMUT, "results", "--all", "true"], cwd=SCRATCH, capture_output=True, text=True, check=True)
+    return dict(m.groups() for m in re.finditer(r"^\s+(\S+): (.+)$", out.stdout, re.M))
+
+
+def module_of(name: str) -> str:
+    return name.split(".x_")[0].split(".xǁ")[0]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--children", type=int, default=os.cpu_count() or 2, help="mutants tested in parallel")
+    ap.add_argument("--keep", action="store_true", help="keep build/mutation and resume where mutmut stopped")
+    args = ap.parse_args(argv)
+
+    prepare(args.keep)
+    t0 = time.time()
+    run = subprocess.run([*MUTMUT, "run", "--max-children", str(args.children)], cwd=SCRATCH,
+                         env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    wall = time.time() - t0
+    st = statuses()
+    if not st:
+        print("mutation: mutmut produced no results (see its output above)", file=sys.stderr)
+        return run.returncode or 1
+
+    per_module: dict[str, Counter] = {}
+    for name, status in st.items():
+        per_module.setdefault(module_of(name), Counter())[status] += 1
+    reasons = yaml.safe_load(REASONS.read_text()) or {} if REASONS.exists() else {}
+
+    def score(c: Counter) -> float:
+        tested = c["killed"] + c["survived"] + c["timeout"]
+        return (c["killed"] + c["timeout"]) / tested if tested else float("nan")
+
+    total = sum(per_module.values(), Counter())
+    summary = {"modules": {m: dict(c) | {"score": round(score(c), 4)} for m, c in sorted(per_module.items())},
+               "total": dict(total) | {"score": round(score(total), 4)}, "wall_s": round(wall, 1),
+               "tests": "the fast unit tests in bench/mutation/mutmut.toml", "mutmut_children": args.children,
+               "score_definition": "(killed + timeout) / (killed + survived + timeout); 'no tests' mutants are listed apart"}
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+
+    survivors = sorted(n for n, s in st.items() if s not in ("killed", "timeout"))
+    lines = ["# Mutation testing: survivors and why each is harmless", "",
+             f"Command: `make mutate` (bench/mutation.py, {args.children} workers, {wall / 60:.1f} min). "
+             "Score = (killed + timeout) / (killed + survived + timeout).", "",
+             "| module | killed | survived | timeout | no tests | score |", "|---|---|---|---|---|---|"]
+    for m, c in sorted(per_module.items()):
+        lines.append(f"| {m} | {c['killed']} | {c['survived']} | {c['timeout']} | {c['no tests']} | {score(c):.1%} |")
+    lines.append(f"| **all** | {total['killed']} | {total['survived']} | {total['timeout']} | {total['no tests']} | "
+                 f"**{score(total):.1%}** |")
+    lines += ["", "## Survivors", ""]
+    missing = []
+    for n in survivors:
+        diff = subprocess.run([*MUTMUT, "show", n], cwd=SCRATCH, capture_output=True, text=True).stdout.strip()
+        diff = "\n".join(l for l in diff.splitlines() if l.startswith(("+", "-")) and not l.startswith(("+++", "---")))
+        reason = reasons.get(n)
+        if not reason:
+            missing.append(n)
+        lines += [f"### `{n}` ({st[n]})", "", "```diff", diff, "```", "", reason or "**NO REASON GIVEN**", ""]
+    (OUT / "report.md").write_text("\n".join(lines))
+    print(f"mutation: {total['killed']} killed, {total['survived']} survived, {total['timeout']} timeouts, "
+          f"{total['no tests']} without tests; score {score(total):.1%}; report in {OUT.relative_to(REPO)}/report.md")
+    if missing:
+        print(f"mutation: {len(missing)} survivor(s) without a reason in {REASONS.relative_to(REPO)}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
