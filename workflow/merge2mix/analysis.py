@@ -15,6 +15,7 @@ import pandas as pd
 from scipy import stats
 
 from .io import atomic_replace, atomic_write_json
+from .masks import mask_key, parse_key
 from .select import rank
 
 
@@ -91,11 +92,11 @@ def methods_table(*, summary: dict, mixtures: pd.DataFrame, candidates: list[str
     `mixtures`: every mixture fine-tune result (oracle/<mask>.json rows). `seconds(kind, name)` gives
     the wall time of one job ('finetune', name) / ('mixture', mask) / ('deploy' | 'merges' | 'similarity', None)."""
     n = len(candidates)
-    full = "+".join(sorted(candidates))
+    full = mask_key(candidates)
     by_mask = mixtures.set_index("mask")
 
     def fit_s(mask):  # a singleton's mixture fine-tune is the per-dataset fine-tune
-        return seconds("finetune", mask) if "+" not in mask else seconds("mixture", mask)
+        return seconds("finetune", mask) if len(parse_key(mask)) == 1 else seconds("mixture", mask)
 
     def row(method, mask, finetunes, merges, wall):
         r = by_mask.loc[mask]
@@ -110,7 +111,7 @@ def methods_table(*, summary: dict, mixtures: pd.DataFrame, candidates: list[str
     rows.append(row("all_data", full, 1, 0, fit_s(full)))
     finetune_s = [seconds("finetune", c) for c in candidates]
     m2m_s = None if None in finetune_s else sum(finetune_s) + (seconds("merges", None) or 0) + (seconds("deploy", None) or 0)
-    rows.append({"method": "merge_to_mix", "mixture": "+".join(summary["selected_mixture"]), "accuracy": deployed["accuracy"],
+    rows.append({"method": "merge_to_mix", "mixture": mask_key(summary["selected_mixture"]), "accuracy": deployed["accuracy"],
                  "accuracy_sd": None, "macro_f1": deployed["macro_f1"], "runs": 1, "finetunes": n + 1,
                  "merges": 2**n - 1, "wall_s": m2m_s})
     if choice:

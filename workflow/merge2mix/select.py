@@ -12,7 +12,7 @@ import pandas as pd
 
 from . import runtime
 from .io import atomic_replace, atomic_write_json
-from .masks import bitstring
+from .masks import SEP, bitstring, parse_key
 
 COLUMNS = ["mask", "bitstring", "size", "datasets", "accuracy", "macro_f1", "loss", "n", "rank"]
 TIE_BREAK = "accuracy desc, macro_f1 desc, loss asc, size asc, mask asc"
@@ -25,7 +25,7 @@ def gather(result_paths, candidates) -> pd.DataFrame:
     for p in result_paths:
         with open(p) as fh:
             r = json.load(fh)
-        rows.append({**r, "datasets": "+".join(r["datasets"]), "bitstring": bitstring(r["mask"], candidates)})
+        rows.append({**r, "datasets": SEP.join(r["datasets"]), "bitstring": bitstring(r["mask"], candidates)})
     return rank(pd.DataFrame(rows))
 
 
@@ -44,7 +44,7 @@ def select(result_paths, candidates, out_csv: str, out_best: str) -> dict:
     top = df.iloc[0]
     best = {
         "mask": top["mask"],
-        "datasets": top["mask"].split("+"),
+        "datasets": parse_key(top["mask"]),
         "bitstring": top["bitstring"],
         "candidates": list(candidates),
         "val_accuracy": float(top["accuracy"]),

@@ -17,6 +17,7 @@ from tqdm import tqdm
 from . import families, resume, runtime, store
 from .errors import Merge2MixError
 from .io import atomic_write_json
+from .masks import mask_key
 from .merge import file_sha256, save_weights
 
 log = runtime.log
@@ -74,7 +75,7 @@ def finetune(*, base_dir: str, train_paths: dict[str, str], out_weights: str, ou
         resumed = step
         log.info("resuming from the state saved at step %d of %d (%s)", step, total, work_dir)
     fam.train_mode(model)
-    name = "+".join(sorted(train_paths))
+    name = mask_key(train_paths)
     log.info("fine-tune on %s: %d examples, %d steps, device %s", ",".join(sorted(train_paths)), len(data), total, dev)
     with tqdm(total=total, initial=step, desc=f"finetune {name}", unit="step", mininterval=2) as bar:
         while step < total:
