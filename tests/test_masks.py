@@ -43,20 +43,33 @@ def test_bitstring_follows_config_order():
     assert bitstring("b", ["c", "b", "a"]) == "010"
 
 
-@pytest.mark.parametrize("bad, match", [
-    ([], "at least one dataset"),
-    (["a+b"], "invalid dataset name"),
-    (["a/b"], "invalid dataset name"),
+@pytest.mark.parametrize("bad, message", [
+    ([], "mask: a mask must contain at least one dataset"),
+    (["b", "a+b"], "mask: invalid dataset name 'a+b' (no '+' or '/')"),
+    (["a/b"], "mask: invalid dataset name 'a/b' (no '+' or '/')"),
+    (["a", ""], "mask: invalid dataset name '' (no '+' or '/')"),
 ])
-def test_bad_keys(bad, match):
-    with pytest.raises(ConfigError, match=match):
+def test_bad_keys(bad, message):
+    with pytest.raises(ConfigError) as e:
         mask_key(bad)
+    assert str(e.value) == message
 
 
 def test_non_canonical_key_and_unknown_member():
-    with pytest.raises(ConfigError, match="not a canonical"):
-        parse_key("b+a")
-    with pytest.raises(ConfigError, match="not candidates"):
-        bitstring("a+z", ["a", "b"])
-    with pytest.raises(ConfigError, match="duplicate"):
-        enumerate_masks(["a", "a"])
+    for bad in ("b+a", "a+a"):
+        with pytest.raises(ConfigError) as e:
+            parse_key(bad)
+        assert str(e.value) == f"mask: '{bad}' is not a canonical mask key (sorted, unique names joined by '+')"
+    with pytest.raises(ConfigError, match=r"^mask: invalid dataset name '' \(no '\+' or '/'\)$"):
+        parse_key("a++b")
+    with pytest.raises(ConfigError) as e:
+        bitstring("a+y+z", ["a", "b"])
+    assert str(e.value) == "mask: 'a+y+z' names datasets that are not candidates: y, z"
+    with pytest.raises(ConfigError) as e:
+        enumerate_masks(["a", "b", "a"])
+    assert str(e.value) == "mask: duplicate candidate names"
+
+
+def test_enumeration_order_is_by_size_then_config_order():
+    assert enumerate_masks(["c", "a", "b"]) == [("c",), ("a",), ("b",), ("c", "a"), ("c", "b"), ("a", "b"), ("c", "a", "b")]
+    assert enumerate_masks(iter(["x", "y"])) == [("x",), ("y",), ("x", "y")]  # any iterable

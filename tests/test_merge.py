@@ -76,3 +76,40 @@ def test_safetensors_round_trip_and_corruption(tmp_path):
         load_weights(tmp_path / "cut.safetensors")
     with pytest.raises(CheckpointError, match="file not found"):
         load_weights(tmp_path / "absent.safetensors")
+
+
+def test_error_messages_name_the_checkpoint_and_what_differs():
+    missing = {k: v for k, v in BASE.items() if k not in ("b", "h")}
+    with pytest.raises(CheckpointError) as e:
+        check_compatible(BASE, missing, "ckpt-x")
+    assert str(e.value) == "checkpoint ckpt-x: architecture does not match the base model (missing ['b', 'h'])"
+    with pytest.raises(CheckpointError) as e:
+        check_compatible(BASE, {**BASE, "z": torch.zeros(1), "y": torch.zeros(1)}, "ckpt-z")
+    assert str(e.value) == "checkpoint ckpt-z: architecture does not match the base model (unexpected ['y', 'z'])"
+    with pytest.raises(CheckpointError) as e:
+        check_compatible(BASE, {**BASE, "w": (3, 3)}, "ckpt-y")  # shapes may be given as tuples
+    assert str(e.value) == "checkpoint ckpt-y: tensor 'w' has shape (3, 3), base has (4, 3)"
+    check_compatible(BASE, {k: tuple(v.shape) for k, v in BASE.items()}, "same")  # no error
+    with pytest.raises(CheckpointError) as e:
+        average([POOL["a"], {**POOL["b"], "position_ids": torch.arange(5) + 1}])
+    assert str(e.value) == "merge: non-mergeable tensor 'position_ids' differs between checkpoints"
+
+
+def test_saved_files_are_byte_identical_and_carry_their_metadata(tmp_path):
+    import hashlib
+    import json
+
+    from safetensors import safe_open
+
+    from merge2mix.merge import file_sha256
+
+    a = save_weights(POOL["a"], tmp_path / "a.safetensors", {"seed": 0, "datasets": ["x", "a"]})
+    b = save_weights(POOL["a"], tmp_path / "b.safetensors", {"datasets": ["x", "a"], "seed": 0})
+    assert a == b == hashlib.sha256((tmp_path / "a.safetensors").read_bytes()).hexdigest()
+    with safe_open(str(tmp_path / "a.safetensors"), framework="pt") as f:
+        assert f.metadata() == {"merge2mix": json.dumps({"datasets": ["x", "a"], "seed": 0})}
+    save_weights(POOL["a"], tmp_path / "plain.safetensors")
+    with safe_open(str(tmp_path / "plain.safetensors"), framework="pt") as f:
+        assert not f.metadata()
+    # the chunked hash is the file's sha256 whatever the chunk size
+    assert file_sha256(tmp_path / "a.safetensors", chunk=7) == a

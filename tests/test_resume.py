@@ -1,0 +1,88 @@
+"""Training state save/load/restore (merge2mix.resume) on a tiny torch model: everything a resumed
+fine-tune needs comes back exactly, and a state made by another job is never used."""
+
+import json
+
+import pytest
+import torch
+
+from merge2mix import resume
+
+
+def _job(seed=0):
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 2))
+    opt = torch.optim.AdamW([{"params": [model[0].weight, model[1].weight], "weight_decay": 0.1},
+                             {"params": [model[0].bias, model[1].bias], "weight_decay": 0.0}], lr=0.01)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 / (1 + s))
+    return model, opt, sched, torch.Generator().manual_seed(seed)
+
+
+def _steps(model, opt, sched, gen, n):
+    for _ in range(n):
+        x = torch.randn(5, 4, generator=gen) * torch.rand(5, 1)  # the global RNG too, as dropout does
+        loss = model(x).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+
+
+FP = {"datasets": ["a"], "hp": {"lr": 0.01}, "seed": 0}
+
+
+def test_a_restored_state_continues_exactly_like_the_uninterrupted_run(tmp_path):
+    model, opt, sched, gen = _job()
+    _steps(model, opt, sched, gen, 3)
+    order = torch.randperm(9, generator=gen)
+    resume.save(str(tmp_path), 3, model=model, opt=opt, sched=sched, gen=gen, order=order, pos=2,
+                losses=[0.5, 0.25, 0.125], fingerprint=FP)
+    _steps(model, opt, sched, gen, 5)  # the process goes on a while, then dies
+
+    fresh = _job(seed=1)  # a new process: other weights, other RNG states
+    state = resume.load(str(tmp_path), FP, "cpu")
+    assert state["step"] == 3 and state["pos"] == 2 and state["losses"] == [0.5, 0.25, 0.125]
+    assert torch.equal(state["tensors"]["data.order"], order)
+    resume.restore(state, model=fresh[0], opt=fresh[1], sched=fresh[2], gen=fresh[3], device="cpu")
+    assert fresh[2].last_epoch == 3 and fresh[1].param_groups[0]["lr"] == pytest.approx(0.01 / 4)
+    assert [g["weight_decay"] for g in fresh[1].param_groups] == [0.1, 0.0]
+    # 4 more steps from the restored state equal 4 more steps of a run that was never interrupted
+    # (3 steps, the shuffle's draw, 4 steps)
+    _steps(*fresh, 4)
+    cont = _job()
+    _steps(*cont, 3)
+    torch.randperm(9, generator=cont[3])
+    _steps(*cont, 4)
+    for (k, a), b in zip(fresh[0].state_dict().items(), cont[0].state_dict().values()):
+        assert torch.equal(a, b), k
+    assert all(torch.equal(fresh[1].state[p]["exp_avg"], cont[1].state[q]["exp_avg"])
+               for p, q in zip(fresh[0].parameters(), cont[0].parameters()))
+    assert all(torch.equal(fresh[1].state[p]["step"], cont[1].state[q]["step"])
+               for p, q in zip(fresh[0].parameters(), cont[0].parameters()))
+
+
+def test_only_the_newest_state_is_kept_and_latest_points_to_it(tmp_path):
+    model, opt, sched, gen = _job()
+    _steps(model, opt, sched, gen, 1)
+    for step in (5, 10):
+        resume.save(str(tmp_path), step, model=model, opt=opt, sched=sched, gen=gen, order=torch.arange(3), pos=0,
+                    losses=[], fingerprint=FP)
+    assert (tmp_path / "latest").read_text() == "step-10\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest", "step-10"]
+    assert sorted(p.name for p in (tmp_path / "step-10").iterdir()) == ["model.safetensors", "state.json", "state.safetensors"]
+    assert json.loads((tmp_path / "step-10" / "state.json").read_text())["fingerprint"] == FP
+    resume.clear(str(tmp_path))
+    assert not tmp_path.exists()
+
+
+def test_a_state_of_another_job_or_a_broken_one_is_not_used(tmp_path):
+    assert resume.load(str(tmp_path / "none"), FP, "cpu") is None  # nothing saved
+    model, opt, sched, gen = _job()
+    _steps(model, opt, sched, gen, 1)
+    resume.save(str(tmp_path), 4, model=model, opt=opt, sched=sched, gen=gen, order=torch.arange(3), pos=1,
+                losses=[1.0], fingerprint=FP)
+    assert resume.load(str(tmp_path), FP, "cpu")["step"] == 4
+    for other in ({**FP, "seed": 1}, {**FP, "hp": {"lr": 0.02}}, {"datasets": ["a"]}):
+        assert resume.load(str(tmp_path), other, "cpu") is None
+    (tmp_path / "step-4" / "state.json").write_text("{not json")
+    assert resume.load(str(tmp_path), FP, "cpu") is None
