@@ -133,6 +133,17 @@ def merge_precision():
             "min_agreement": e["precision_min_agreement"]}
 
 
+def merge_operator():
+    """The merge operator and its parameters (merge2mix.merge.OPERATORS); the average has none."""
+    m = CFG["merge"]
+    if m["method"] == "average":
+        return {"method": "average", "params": {}}
+    params = {"lam": m["lambda"], "power": m["lambda_power"]}
+    if m["method"] == "ties":
+        params["density"] = m["density"]
+    return {"method": m["method"], "params": params}
+
+
 def budget_bytes():
     gb = CFG["merge"]["memory_budget_gb"]
     return None if gb is None else int(gb * 1e9)

@@ -18,6 +18,7 @@ rule merge_eval:
         precision=merge_precision(),
         device=DEVICE,
         mode=CFG["merge"]["mode"],
+        operator=merge_operator(),
         budget=budget_bytes(),
     threads: CFG["threads"]["merge_eval"]
     resources:
@@ -43,6 +44,7 @@ rule merge_eval:
             device=params.device,
             threads=threads,
             mode=params.mode,
+            operator=params.operator,
             pool=PLAN.candidates,  # not a param: adding a candidate must not rerun existing masks
             budget_bytes=params.budget,
             heads=jobs.heads(input, [PLAN.target]),

@@ -113,3 +113,52 @@ def test_saved_files_are_byte_identical_and_carry_their_metadata(tmp_path):
         assert not f.metadata()
     # the chunked hash is the file's sha256 whatever the chunk size
     assert file_sha256(tmp_path / "a.safetensors", chunk=7) == a
+
+
+# -- merge operators ------------------------------------------------------------------------------
+from merge2mix.merge import OPERATORS, merge_state, size_scale  # noqa: E402
+
+
+def test_operators_by_hand():
+    base = torch.tensor([1.0, 1.0, 1.0, 1.0])
+    t = [base + torch.tensor(v) for v in ([3.0, -1.0, 0.5, 2.0], [-2.0, -1.0, 1.0, 2.5], [1.0, 4.0, -0.2, -3.0])]
+    assert torch.allclose(OPERATORS["average"](base, t), base + torch.tensor([2.0, 2.0, 1.3, 1.5]) / 3)
+    assert torch.allclose(OPERATORS["task_arithmetic"](base, t, lam=0.5), base + 0.5 * torch.tensor([2.0, 2.0, 1.3, 1.5]))
+    assert torch.allclose(OPERATORS["task_arithmetic"](base, t, lam=2.0, power=0.5),
+                          base + 2.0 / 3**0.5 * torch.tensor([2.0, 2.0, 1.3, 1.5]))
+    # TIES, density 0.5 (2 of 4 entries kept per task vector):
+    #   trimmed [3, 0, 0, 2], [-2, 0, 0, 2.5], [0, 4, 0, -3]; elected signs +, +, 0, +;
+    #   disjoint means 3 (only the first agrees), 4, 0 (no sign), (2 + 2.5) / 2
+    ties = OPERATORS["ties"](base, t, density=0.5)
+    assert torch.allclose(ties, base + torch.tensor([3.0, 4.0, 0.0, 2.25]))
+    assert torch.allclose(OPERATORS["ties"](base, t, density=0.5, lam=0.3, power=1.0), base + 0.1 * torch.tensor([3.0, 4.0, 0.0, 2.25]))
+    assert size_scale(4, 1.0, 1.0) == 0.25 and size_scale(4, 2.0, 0.5) == 1.0 and size_scale(3, 0.7) == 0.7
+
+
+def test_operator_identities():
+    g = torch.Generator().manual_seed(0)
+    base = torch.randn(6, 5, generator=g)
+    members = [base + 0.1 * torch.randn(6, 5, generator=g) for _ in range(3)]
+    mean = OPERATORS["average"](base, members)
+    # average = task arithmetic with lambda(k) = 1/k (up to rounding: the sums are taken differently)
+    assert torch.allclose(OPERATORS["task_arithmetic"](base, members, lam=1.0, power=1.0), mean, atol=1e-6)
+    # TIES keeping everything, on task vectors that agree in sign everywhere, is their mean
+    same_sign = [base + (0.1 + i) * torch.rand(6, 5, generator=g) for i in range(3)]
+    assert torch.allclose(OPERATORS["ties"](base, same_sign, density=1.0, power=1.0), base + sum(m - base for m in same_sign) / 9,
+                          atol=1e-6)  # disjoint mean of 3 agreeing entries, then lambda(3) = 1/3
+    for name, op in OPERATORS.items():  # one member, lambda 1: the member itself (TIES keeps all of it)
+        assert torch.allclose(op(base, members[:1], density=1.0), members[0], atol=1e-6), name
+
+
+def test_merge_state_average_is_the_plain_average_and_buffers_must_match():
+    sds = [POOL[n] for n in "abc"]
+    want = average(sds)
+    got = merge_state("average", BASE, sds)
+    assert all(torch.equal(got[k], want[k]) and got[k].dtype == BASE[k].dtype for k in BASE)
+    ta = merge_state("task_arithmetic", BASE, sds, {"lam": 0.5})
+    assert torch.allclose(ta["w"], BASE["w"] + 0.5 * sum(sd["w"] - BASE["w"] for sd in sds), atol=1e-6)
+    assert ta["h"].dtype == torch.float16 and torch.equal(ta["position_ids"], BASE["position_ids"])
+    with pytest.raises(CheckpointError, match="non-mergeable tensor 'position_ids'"):
+        merge_state("ties", BASE, [POOL["a"], {**POOL["b"], "position_ids": torch.arange(5) + 1}])
+    with pytest.raises(CheckpointError, match="zero datasets"):
+        merge_state("average", BASE, [])

@@ -49,6 +49,7 @@ def test_tiny_workflow_end_to_end(tiny_run):
 
     best = json.loads((run / "best_mask.json").read_text())
     assert best["mask"] == by_tie_break[0]["mask"] and best["masks_scored"] == 7
+    assert best["operator"] == {"method": "average", "params": {}} and all(r["operator"] == best["operator"] for r in scored)
     assert best["val_accuracy"] == max(r["accuracy"] for r in scored)  # the pick has the top val score
     summary = json.loads((run / "summary.json").read_text())
     assert summary["selected_mixture"] == best["datasets"]
@@ -153,6 +154,7 @@ def test_cli_check_and_show(tiny_run, capsys):
     out = capsys.readouterr().out
     best = json.loads((work / "results" / "tiny" / "best_mask.json").read_text())
     assert f"selected mixture:  {' + '.join(best['datasets'])}" in out
+    assert "surrogate:         average merge of the per-dataset fine-tunes" in out
     bad = work / "bad.yaml"
     bad.write_text("target: [\n")
     assert main(["check", str(bad)]) == 1
@@ -354,6 +356,32 @@ def test_killed_anywhere_resumes_to_the_same_results(tiny_run, tiny_model, tmp_p
     for key in ("selected_mixture", "selected_bitstring", "selection_val_accuracy", "test"):
         assert ours[key] == theirs[key], key
 
+
+def test_merge_operator_from_the_config_scores_every_mask(tiny_run, tiny_model):
+    """merge.method task_arithmetic with lambda(k) = 0.5 k^-0.5: the fine-tunes come from the store,
+    every mask is scored with the operator (recorded in its result and in best_mask.json), and a
+    mask's score is what engine.score gives for that operator directly."""
+    from merge2mix import engine
+
+    work, _, first = tiny_run
+    assert first.returncode == 0
+    cfg = tiny_config(tiny_model, work / "results", run="tiny-ta",
+                      merge={"method": "task_arithmetic", "lambda": 0.5, "lambda_power": 0.5})
+    r = snakemake(work, "--cores", "2", "--configfile", str(write_config(cfg, work / "ta.yaml")), "--until", "select_mixture")
+    assert r.returncode == 0, r.stderr[-3000:]
+    run = work / "results" / "tiny-ta"
+    op = {"method": "task_arithmetic", "params": {"lam": 0.5, "power": 0.5}}
+    scored = {p.stem: json.loads(p.read_text()) for p in (run / "merge_eval").glob("*.json")}
+    assert len(scored) == 7 and all(v["operator"] == op for v in scored.values())
+    assert json.loads((run / "best_mask.json").read_text())["operator"] == op
+    engine.clear_cache()
+    direct = engine.score(base_dir=str(run / "base"), checkpoints={n: str(run / "finetune" / n / "model.safetensors")
+                                                                   for n in ("books", "films")},
+                          split_path=str(run / "data" / "phones" / "val.parquet"), task=cfg["task"], batch_size=16,
+                          device="cpu", threads=2, operator=op)
+    assert (direct["accuracy"], direct["loss"]) == (scored["books+films"]["accuracy"], scored["books+films"]["loss"])
+    average = json.loads((work / "results" / "tiny" / "merge_eval" / "books+films.json").read_text())
+    assert average["loss"] != scored["books+films"]["loss"]  # a different model from the average
 
 @pytest.mark.slow
 def test_unshared_run_resumes_deploy_and_mixture_finetunes(tiny_run, tiny_model, tmp_path):

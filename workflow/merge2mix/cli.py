@@ -40,6 +40,11 @@ def _show(args) -> int:
     print(f"target:            {s['target']}")
     print(f"selected mixture:  {' + '.join(s['selected_mixture'])}  (mask {s['selected_bitstring']} over "
           f"{', '.join(s['candidates'])}; best of {s['masks_scored']} merged models on target val)")
+    best = run / "best_mask.json"
+    if best.is_file():
+        op = json.loads(best.read_text()).get("operator") or {"method": "average", "params": {}}
+        params = ", ".join(f"{k} {v}" for k, v in op["params"].items())
+        print(f"surrogate:         {op['method']}{f' ({params})' if params else ''} merge of the per-dataset fine-tunes")
     for name, m in s["test"].items():
         print(f"test accuracy:     {m['accuracy']:.4f}  macro-F1 {m['macro_f1']:.4f}  ({name})")
     methods = run / "methods.csv"

@@ -30,7 +30,7 @@ from safetensors import safe_open
 from . import families, runtime
 from .errors import CheckpointError
 from .io import atomic_write_json
-from .merge import check_compatible, file_sha256, load_weights
+from .merge import OPERATORS, check_compatible, file_sha256, load_weights
 
 log = runtime.log
 _LOCK = threading.RLock()  # one model per base: scoring is serialised (torch uses the cores anyway)
@@ -97,6 +97,7 @@ class Pool:
         pool_size = len(pool) if pool else 1
         self.last_member = max(pool) if pool else None  # in sorted-name order
         self.model = fam.load_model(base_dir, self.device)
+        self.base_path = os.path.join(base_dir, "model.safetensors")
         live = self.model.state_dict(keep_vars=True)
         self.live = live
         self.shapes = {k: tuple(t.shape) for k, t in live.items()}
@@ -123,14 +124,14 @@ class Pool:
             # The merged tensors become views into one flat fp32 buffer (for fp32 models), so a
             # merge is written into the model by the final divide, with no further copy.
             self.flat = torch.empty(self.numel, dtype=torch.float32, device=self.device)
-            self.views, off = {}, 0
+            self.views, self.spans, off = {}, {}, 0
             for k in self.keys:
                 t, n = live[k], live[k].numel()
                 view = self.flat[off : off + n].view(t.shape)
                 view.copy_(t.detach())
                 if t.dtype == torch.float32:
                     t.data = view
-                self.views[k] = view
+                self.views[k], self.spans[k] = view, (off, off + n)
                 off += n
         log.info("merge mode %s (%s): %d fine-tunes x %.1f MB fp32; memory mode needs %.2f GB, budget %.2f GB%s",
                  mode, "picked automatically" if requested == "auto" else "set in the config", pool_size, vec / 1e6, need / 1e9, budget / 1e9,
@@ -178,8 +179,7 @@ class Pool:
             self.free.append(self.sums.popitem(last=False)[1])
 
     # -- stream mode ------------------------------------------------------------------------
-    def _stream(self, members: list[tuple[str, str]]) -> None:
-        """Tensor by tensor: read each member's tensor, accumulate into the model's own tensor."""
+    def _stream_check(self, members: list[tuple[str, str]]) -> None:
         for name, path in members:
             verify_checkpoint(path)
             try:
@@ -193,15 +193,22 @@ class Pool:
                 raise
             except Exception as e:
                 raise CheckpointError(f"checkpoint {path}: not a readable safetensors file ({e})") from None
+
+    def _read(self, path: str, k: str) -> torch.Tensor:
+        with safe_open(path, framework="pt") as f:  # closed right away: no mmap kept resident
+            t = f.get_tensor(k)
+        if not torch.isfinite(t).all():
+            raise CheckpointError(f"checkpoint {path}: tensor '{k}' contains NaN or inf")
+        return t.to(self.device, torch.float32)
+
+    def _stream(self, members: list[tuple[str, str]]) -> None:
+        """Tensor by tensor: read each member's tensor, accumulate into the model's own tensor."""
+        self._stream_check(members)
         for k in self.keys:
             target = self.live[k].data
             acc = target if target.dtype == torch.float32 else None
             for i, (name, path) in enumerate(members):
-                with safe_open(path, framework="pt") as f:  # closed right away: no mmap kept resident
-                    t = f.get_tensor(k)
-                if not torch.isfinite(t).all():
-                    raise CheckpointError(f"checkpoint {path}: tensor '{k}' contains NaN or inf")
-                t = t.to(self.device, torch.float32)
+                t = self._read(path, k)
                 if i == 0:
                     acc = t if acc is None else acc.copy_(t)
                 else:
@@ -211,21 +218,43 @@ class Pool:
             if acc is not target:
                 target.copy_(acc)
 
+    def _operate(self, members: list[tuple[str, str]], method: str, params: dict) -> None:
+        """Any registered operator, tensor by tensor over views of the cached flat vectors (memory
+        mode) or over tensors read from the files (stream mode): the same fp32 inputs in the same
+        order as merge.merge_state, so the result is bit-for-bit the reference's."""
+        op, base = OPERATORS[method], ("theta_0", self.base_path)  # theta_0's file is read like a member's
+        if self.mode == "memory":
+            rows = [self._row(*base)] + [self._row(n, p) for n, p in members]
+            for k in self.keys:
+                a, b = self.spans[k]
+                parts = [r[a:b].view(self.views[k].shape) for r in rows]
+                self.views[k].copy_(op(parts[0], parts[1:], **params))
+            return
+        self._stream_check([base, *members])
+        for k in self.keys:
+            self.live[k].data.copy_(op(self._read(self.base_path, k), [self._read(p, k) for _, p in members], **params))
+
     def _check_unmerged(self, sd: dict, name: str, path: str) -> None:
         for k, t in self.unmerged.items():
             if not torch.equal(sd[k].to(t.device), t):
                 raise CheckpointError(f"checkpoint {name} ({path}): non-mergeable tensor '{k}' differs from the base model")
 
-    def merge(self, checkpoints: dict[str, str]):
-        """Load the average of `checkpoints` (name -> safetensors path) into the model; return it."""
+    def merge(self, checkpoints: dict[str, str], method: str = "average", params: dict | None = None):
+        """Load the merge of `checkpoints` (name -> safetensors path) into the model; return it.
+        `method`: a merge.OPERATORS name; the average takes the prefix-sum path (memory mode)."""
         if not checkpoints:
             raise CheckpointError("merge: a mask over zero datasets has no average")
+        if method not in OPERATORS:
+            raise CheckpointError(f"merge.method '{method}' is not one of {', '.join(OPERATORS)}")
         members = [(n, checkpoints[n]) for n in sorted(checkpoints)]
-        if self.mode == "stream":
+        if method != "average":
+            self._operate(members, method, params or {})
+        elif self.mode == "stream":
             self._stream(members)
             return self.model
-        self._sum_into_flat(members)
-        if not self.direct:  # fp16/bf16 models: cast the fp32 mean into the parameters
+        else:
+            self._sum_into_flat(members)
+        if self.mode == "memory" and not self.direct:  # fp16/bf16 models: cast the fp32 mean into the parameters
             for k in self.keys:
                 self.live[k].data.copy_(self.views[k])
         return self.model
@@ -245,8 +274,10 @@ def _split(fam, base_dir, path, task, heads):
 
 def score(*, base_dir: str, checkpoints: dict[str, str], split_path: str, task: dict, batch_size: int,
           device: str = "auto", threads: int = 1, mode: str = "auto", pool: list[str] | None = None,
-          budget_bytes: int | None = None, precision: dict | None = None, heads: dict[str, str] | None = None) -> dict:
+          budget_bytes: int | None = None, precision: dict | None = None, heads: dict[str, str] | None = None,
+          operator: dict | None = None) -> dict:
     """`pool`: every candidate name (sizes the memory plan); default: the names in `checkpoints`.
+    `operator`: {"method": a merge.OPERATORS name, "params": {...}}; default the average.
     `heads`: {target: its zero-shot head file} for families with per-dataset heads (clip).
     `precision`: {"precision": auto|fp32|bf16|fp16, "check_examples": k, "min_agreement": a}, see
     evaluate.evaluate_checked; default fp32."""
@@ -257,7 +288,8 @@ def score(*, base_dir: str, checkpoints: dict[str, str], split_path: str, task: 
         fam = families.get(task["type"])
         merger = _pool(fam, base_dir, dev, mode, pool or sorted(checkpoints), budget_bytes)
         t0 = time.perf_counter()
-        model = merger.merge(checkpoints)
+        op = operator or {"method": "average", "params": {}}
+        model = merger.merge(checkpoints, op["method"], op["params"])
         t1 = time.perf_counter()
         split = _split(fam, base_dir, split_path, task, heads)
         if hasattr(fam, "evaluate"):  # causal_lm: generative metrics (task.metric), in the model's dtype
@@ -276,7 +308,8 @@ def merge_eval(*, key: str, out_json: str, **kw) -> dict:
     metrics = score(**kw)
     nth = next(_SCORED)
     record = {"mask": key, "datasets": sorted(kw["checkpoints"]), "size": len(kw["checkpoints"]),
-              **metrics, "wall_s": round(time.perf_counter() - t0, 4)}
+              **metrics, "operator": kw.get("operator") or {"method": "average", "params": {}},
+              "wall_s": round(time.perf_counter() - t0, 4)}
     atomic_write_json(record, out_json)
     log.info("mask %s: accuracy %.4f macro_f1 %.4f (%d examples; process %d, its mask #%d)",
              key, record["accuracy"], record["macro_f1"], record["n"], os.getpid(), nth)

@@ -37,6 +37,12 @@ def rank(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
+def operator_of(row) -> dict:
+    """The merge operator a result was scored with (results from before operators: the average)."""
+    op = row.get("operator")
+    return op if isinstance(op, dict) else {"method": "average", "params": {}}
+
+
 def select(result_paths, candidates, out_csv: str, out_best: str) -> dict:
     df = gather(result_paths, candidates)
     atomic_replace(lambda tmp: df[COLUMNS].to_csv(tmp, index=False), out_csv)
@@ -52,6 +58,7 @@ def select(result_paths, candidates, out_csv: str, out_best: str) -> dict:
         "val_loss": float(top["loss"]),
         "masks_scored": len(df),
         "tie_break": TIE_BREAK,
+        "operator": operator_of(top),
     }
     atomic_write_json(best, out_best)
     return best
