@@ -7,6 +7,7 @@ rule select_mixture:
         best=f"{R}/best_mask.json",
     params:
         candidates=PLAN.candidates,
+        metric=CFG["select"]["metric"],
     log:
         f"{R}/logs/select_mixture.log",
     script:

@@ -82,6 +82,8 @@ def test_evaluate_scores_every_example_once_whatever_the_batch(batch_size):
     # the loss is the mean over examples (batch means weighted by batch length), not a mean of batch means
     assert out["loss"] == pytest.approx(float(torch.nn.functional.cross_entropy(logits, labels)), abs=1e-6)
     assert out["macro_f1"] == pytest.approx(float(np.mean(f1_by_confusion_matrix(pred.tolist(), labels.tolist(), 3))))
+    recall = [float((pred[labels == c] == c).float().mean()) for c in range(3)]
+    assert out["balanced_accuracy"] == pytest.approx(sum(recall) / 3)
     assert "preds" not in out
 
 
@@ -91,3 +93,27 @@ def test_evaluate_limit_and_kept_predictions():
     out = evaluate(torch.nn.Identity(), _Split(logits, labels), _forward, batch_size=2, limit=3, keep_preds=True)
     assert out["n"] == 3 and out["preds"].tolist() == [0, 1, 0]
     assert out["accuracy"] == pytest.approx(2 / 3)
+
+
+def test_balanced_accuracy_is_the_mean_recall_of_the_classes_present():
+    from merge2mix.evaluate import balanced_accuracy
+
+    gold = torch.tensor([0] * 8 + [1] * 2)
+    assert balanced_accuracy(torch.zeros(10, dtype=torch.long), gold) == pytest.approx(0.5)  # one class: 1/2, not 0.8
+    # recalls 6/8 and 1/2; a class only predicted (2) does not count
+    pred = torch.tensor([0, 0, 0, 0, 0, 0, 1, 2, 1, 0])
+    assert balanced_accuracy(pred, gold) == pytest.approx((6 / 8 + 1 / 2) / 2)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 3)), min_size=1, max_size=40))
+def test_balanced_accuracy_matches_a_confusion_matrix(pairs):
+    from merge2mix.evaluate import balanced_accuracy
+
+    gold, pred = zip(*pairs)
+    cm = np.zeros((4, 4))
+    for g, p in pairs:
+        cm[g, p] += 1
+    present = cm.sum(1) > 0
+    want = float(np.mean(np.diag(cm)[present] / cm.sum(1)[present]))
+    assert balanced_accuracy(torch.tensor(pred), torch.tensor(gold)) == pytest.approx(want, abs=1e-12)

@@ -4,13 +4,13 @@ import random
 import pandas as pd
 import pytest
 
-from merge2mix.select import TIE_BREAK, rank, select
+from merge2mix.select import TIE_BREAK, rank, select, tie_break
 
 
-def row(mask, acc, f1=0.5, loss=1.0):
+def row(mask, acc, f1=0.5, loss=1.0, bal=0.5):
     names = mask.split("+")
     return {"mask": mask, "datasets": names, "bitstring": "", "size": len(names), "accuracy": acc,
-            "macro_f1": f1, "loss": loss, "n": 10}
+            "macro_f1": f1, "balanced_accuracy": bal, "loss": loss, "n": 10}
 
 
 def test_tie_break_order():
@@ -51,3 +51,42 @@ def test_select_writes_table_and_best(tmp_path):
     assert list(df["mask"]) == ["b", "a+b", "a"]
     assert list(df["bitstring"]) == ["01", "11", "10"]
     assert json.loads((tmp_path / "best.json").read_text())["bitstring"] == "01"
+
+
+def test_selection_metric_comes_first_then_the_usual_tie_break(tmp_path):
+    """A one-class model wins on accuracy on an imbalanced target; ranked by balanced accuracy or
+    macro-F1 the model that separates the classes wins. Equal metric: accuracy, macro-F1, loss, size, key."""
+    rows = [row("collapsed", 0.80, f1=0.44, loss=0.50, bal=0.50),
+            row("separates", 0.75, f1=0.70, loss=0.60, bal=0.72),
+            row("b+c", 0.70, f1=0.65, loss=0.40, bal=0.72),
+            row("a+c", 0.70, f1=0.65, loss=0.40, bal=0.72)]
+    df = pd.DataFrame(rows).assign(datasets=lambda d: d["datasets"].map("+".join))
+    assert rank(df)["mask"].tolist() == ["collapsed", "separates", "a+c", "b+c"]
+    assert rank(df, "balanced_accuracy")["mask"].tolist() == ["separates", "a+c", "b+c", "collapsed"]
+    assert rank(df, "macro_f1")["mask"].tolist() == ["separates", "a+c", "b+c", "collapsed"]
+    assert rank(df, "loss")["mask"].tolist() == ["a+c", "b+c", "collapsed", "separates"]
+    assert tie_break("balanced_accuracy") == "balanced_accuracy desc, accuracy desc, macro_f1 desc, loss asc, size asc, mask asc"
+    assert tie_break("loss") == "loss asc, accuracy desc, macro_f1 desc, size asc, mask asc"
+    with pytest.raises(ValueError, match="select.metric 'auroc' is not one of"):
+        rank(df, "auroc")
+    paths = []
+    for r in rows:
+        p = tmp_path / f"{r['mask']}.json"
+        p.write_text(json.dumps(r))
+        paths.append(p)
+    best = select(paths, ["a", "b", "c", "collapsed", "separates"], tmp_path / "m.csv", tmp_path / "b.json", "balanced_accuracy")
+    assert best["mask"] == "separates" and best["metric"] == "balanced_accuracy" and best["val_balanced_accuracy"] == 0.72
+    assert best["tie_break"].startswith("balanced_accuracy desc")
+    assert pd.read_csv(tmp_path / "m.csv")["balanced_accuracy"].tolist() == [0.72, 0.72, 0.72, 0.5]
+
+
+def test_results_without_the_selection_metric_are_a_clear_error(tmp_path):
+    from merge2mix.errors import Merge2MixError
+
+    old = row("a", 0.5)
+    del old["balanced_accuracy"]
+    (tmp_path / "a.json").write_text(json.dumps(old))
+    with pytest.raises(Merge2MixError, match=r"select.metric balanced_accuracy: .*a\.json has no 'balanced_accuracy'"):
+        select([tmp_path / "a.json"], ["a"], tmp_path / "m.csv", tmp_path / "b.json", "balanced_accuracy")
+    best = select([tmp_path / "a.json"], ["a"], tmp_path / "m.csv", tmp_path / "b.json")  # accuracy: fine
+    assert best["val_balanced_accuracy"] is None

@@ -50,6 +50,7 @@ def test_tiny_workflow_end_to_end(tiny_run):
     best = json.loads((run / "best_mask.json").read_text())
     assert best["mask"] == by_tie_break[0]["mask"] and best["masks_scored"] == 7
     assert best["operator"] == {"method": "average", "params": {}} and all(r["operator"] == best["operator"] for r in scored)
+    assert best["metric"] == "accuracy" and masks["balanced_accuracy"].between(0, 1).all()
     assert best["val_accuracy"] == max(r["accuracy"] for r in scored)  # the pick has the top val score
     summary = json.loads((run / "summary.json").read_text())
     assert summary["selected_mixture"] == best["datasets"]
@@ -357,23 +358,28 @@ def test_killed_anywhere_resumes_to_the_same_results(tiny_run, tiny_model, tmp_p
         assert ours[key] == theirs[key], key
 
 
-def test_merge_operator_from_the_config_scores_every_mask(tiny_run, tiny_model):
-    """merge.method task_arithmetic with lambda(k) = 0.5 k^-0.5: the fine-tunes come from the store,
-    every mask is scored with the operator (recorded in its result and in best_mask.json), and a
-    mask's score is what engine.score gives for that operator directly."""
+def test_merge_operator_and_selection_metric_from_the_config(tiny_run, tiny_model):
+    """merge.method task_arithmetic with lambda(k) = 0.5 k^-0.5 and select.metric balanced_accuracy:
+    the fine-tunes come from the store, every mask is scored with the operator (recorded in its result
+    and in best_mask.json), a mask's score is what engine.score gives for that operator directly,
+    and the pick is the best balanced accuracy."""
     from merge2mix import engine
 
     work, _, first = tiny_run
     assert first.returncode == 0
     cfg = tiny_config(tiny_model, work / "results", run="tiny-ta",
-                      merge={"method": "task_arithmetic", "lambda": 0.5, "lambda_power": 0.5})
+                      merge={"method": "task_arithmetic", "lambda": 0.5, "lambda_power": 0.5},
+                      select={"metric": "balanced_accuracy"})
     r = snakemake(work, "--cores", "2", "--configfile", str(write_config(cfg, work / "ta.yaml")), "--until", "select_mixture")
     assert r.returncode == 0, r.stderr[-3000:]
     run = work / "results" / "tiny-ta"
     op = {"method": "task_arithmetic", "params": {"lam": 0.5, "power": 0.5}}
     scored = {p.stem: json.loads(p.read_text()) for p in (run / "merge_eval").glob("*.json")}
     assert len(scored) == 7 and all(v["operator"] == op for v in scored.values())
-    assert json.loads((run / "best_mask.json").read_text())["operator"] == op
+    best = json.loads((run / "best_mask.json").read_text())
+    assert best["operator"] == op and best["metric"] == "balanced_accuracy"
+    top = min(scored.values(), key=lambda r: (-r["balanced_accuracy"], -r["accuracy"], -r["macro_f1"], r["loss"], r["size"], r["mask"]))
+    assert best["mask"] == top["mask"]
     engine.clear_cache()
     direct = engine.score(base_dir=str(run / "base"), checkpoints={n: str(run / "finetune" / n / "model.safetensors")
                                                                    for n in ("books", "films")},

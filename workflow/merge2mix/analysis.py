@@ -34,7 +34,8 @@ def _coefs(x, y) -> dict:
 
 def rank_mixtures(mixtures: pd.DataFrame) -> pd.DataFrame:
     """Mixture fine-tunes ranked by their own target val metrics, with selection's tie-break."""
-    return rank(mixtures.rename(columns={"val_accuracy": "accuracy", "val_macro_f1": "macro_f1", "val_loss": "loss"}))
+    return rank(mixtures.rename(columns={"val_accuracy": "accuracy", "val_macro_f1": "macro_f1",
+                                         "val_balanced_accuracy": "balanced_accuracy", "val_loss": "loss"}))
 
 
 def correlation(merged: pd.DataFrame, oracle: pd.DataFrame, picked: str, seed: int = 0, n_boot: int = 2000) -> dict:

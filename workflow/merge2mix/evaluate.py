@@ -1,4 +1,4 @@
-"""The one evaluation function: loss, accuracy and macro-F1 of a model on an encoded split."""
+"""The one evaluation function: loss, accuracy, macro-F1 and balanced accuracy of a model on an encoded split."""
 
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ def evaluate(model, encoded, forward, batch_size: int = 128, device="cpu", dtype
     out = {
         "accuracy": float((pred == gold).float().mean()),
         "macro_f1": macro_f1(pred, gold, n_classes),
+        "balanced_accuracy": balanced_accuracy(pred, gold),
         "loss": total_loss / n,
         "n": n,
     }
@@ -104,6 +105,13 @@ def _checked(model, encoded, forward, batch_size, device, precision, check_examp
         return {**evaluate(model, encoded, forward, batch_size, device), "precision": "fp32", **check,
                 "precision_note": f"{precision} agreed with fp32 on {agreement:.4f} < {min_agreement} of the check sample"}
     return {**evaluate(model, encoded, forward, batch_size, device, DTYPES[precision]), "precision": precision, **check}
+
+
+def balanced_accuracy(pred: torch.Tensor, gold: torch.Tensor) -> float:
+    """Mean over the classes present in `gold` of their recall (sklearn's balanced_accuracy_score): a
+    model that predicts one class for everything scores 1 / (number of classes), whatever the prior."""
+    recalls = [int(((pred == c) & (gold == c)).sum()) / int((gold == c).sum()) for c in gold.unique().tolist()]
+    return sum(recalls) / len(recalls)
 
 
 def macro_f1(pred: torch.Tensor, gold: torch.Tensor, n_classes: int) -> float:

@@ -39,8 +39,8 @@ def mixture_scores(*, mask: str, base_dir: str, train_paths: dict[str, str], sin
     test = engine.score(split_path=test_path, **common)
     record = {"mask": mask, "datasets": sorted(train_paths), "size": len(train_paths), "trained": trained, "steps": steps,
               "resumed_from_step": resumed,
-              **{f"val_{k}": val[k] for k in ("accuracy", "macro_f1", "loss", "n")},
-              **{f"test_{k}": test[k] for k in ("accuracy", "macro_f1", "loss", "n")},
+              **{f"val_{k}": val[k] for k in ("accuracy", "macro_f1", "balanced_accuracy", "loss", "n")},
+              **{f"test_{k}": test[k] for k in ("accuracy", "macro_f1", "balanced_accuracy", "loss", "n")},
               "wall_s": round(time.time() - t0, 2)}
     atomic_write_json(record, out_json)
     if trained:  # the metrics are the result; 2^N - 1 checkpoints would be gigabytes

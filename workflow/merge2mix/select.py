@@ -1,6 +1,7 @@
 """The reduce: gather every mask's result into a table and pick the best mask. No torch.
 
-Tie-break (documented in the README): highest val accuracy, then highest macro-F1, then lowest
+Ranking (documented in the README): the selection metric (`select.metric`, val accuracy by default;
+loss ascending, the others descending), then the other scores in the order accuracy, macro-F1,
 loss, then fewer datasets (a cheaper deployment fine-tune), then the mask key in lexicographic order.
 """
 
@@ -11,28 +12,47 @@ import json
 import pandas as pd
 
 from . import runtime
+from .errors import Merge2MixError
 from .io import atomic_replace, atomic_write_json
 from .masks import SEP, bitstring, parse_key
 
-COLUMNS = ["mask", "bitstring", "size", "datasets", "accuracy", "macro_f1", "loss", "n", "rank"]
-TIE_BREAK = "accuracy desc, macro_f1 desc, loss asc, size asc, mask asc"
+COLUMNS = ["mask", "bitstring", "size", "datasets", "accuracy", "macro_f1", "balanced_accuracy", "loss", "n", "rank"]
+METRICS = ("accuracy", "macro_f1", "balanced_accuracy", "loss")
+SCORES = ("accuracy", "macro_f1", "loss")  # the tie-break after the selection metric
 
 
-def gather(result_paths, candidates) -> pd.DataFrame:
+def order(metric: str = "accuracy") -> list[tuple[str, bool]]:
+    """(column, ascending) from first to last key: the metric, the other scores, size, key."""
+    if metric not in METRICS:
+        raise ValueError(f"select.metric '{metric}' is not one of {', '.join(METRICS)}")
+    keys = [metric] + [c for c in SCORES if c != metric] + ["size", "mask"]
+    return [(c, c in ("loss", "size", "mask")) for c in keys]
+
+
+def tie_break(metric: str = "accuracy") -> str:
+    return ", ".join(f"{c} {'asc' if up else 'desc'}" for c, up in order(metric))
+
+
+TIE_BREAK = tie_break()
+
+
+def gather(result_paths, candidates, metric: str = "accuracy") -> pd.DataFrame:
     """The bitstring is computed here, from the current candidate order: per-mask results do not
     depend on the candidate list, so adding a candidate leaves them valid."""
     rows = []
     for p in result_paths:
         with open(p) as fh:
             r = json.load(fh)
+        if metric not in r:
+            raise Merge2MixError(f"select.metric {metric}: {p} has no '{metric}' (scored by an older merge2mix; "
+                             "delete the run's merge_eval/ folder to score the masks again)")
         rows.append({**r, "datasets": SEP.join(r["datasets"]), "bitstring": bitstring(r["mask"], candidates)})
-    return rank(pd.DataFrame(rows))
+    return rank(pd.DataFrame(rows), metric)
 
 
-def rank(df: pd.DataFrame) -> pd.DataFrame:
-    df = df.sort_values(
-        ["accuracy", "macro_f1", "loss", "size", "mask"], ascending=[False, False, True, True, True], kind="mergesort"
-    ).reset_index(drop=True)
+def rank(df: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
+    keys = order(metric)
+    df = df.sort_values([c for c, _ in keys], ascending=[up for _, up in keys], kind="mergesort").reset_index(drop=True)
     df["rank"] = range(1, len(df) + 1)
     return df
 
@@ -43,9 +63,9 @@ def operator_of(row) -> dict:
     return op if isinstance(op, dict) else {"method": "average", "params": {}}
 
 
-def select(result_paths, candidates, out_csv: str, out_best: str) -> dict:
-    df = gather(result_paths, candidates)
-    atomic_replace(lambda tmp: df[COLUMNS].to_csv(tmp, index=False), out_csv)
+def select(result_paths, candidates, out_csv: str, out_best: str, metric: str = "accuracy") -> dict:
+    df = gather(result_paths, candidates, metric)
+    atomic_replace(lambda tmp: df.reindex(columns=COLUMNS).to_csv(tmp, index=False), out_csv)
     runtime.failpoint("select.between_outputs")  # recovery tests: one output written, one not
     top = df.iloc[0]
     best = {
@@ -55,9 +75,11 @@ def select(result_paths, candidates, out_csv: str, out_best: str) -> dict:
         "candidates": list(candidates),
         "val_accuracy": float(top["accuracy"]),
         "val_macro_f1": float(top["macro_f1"]),
+        "val_balanced_accuracy": None if pd.isna(top.get("balanced_accuracy")) else float(top["balanced_accuracy"]),
         "val_loss": float(top["loss"]),
         "masks_scored": len(df),
-        "tie_break": TIE_BREAK,
+        "metric": metric,
+        "tie_break": tie_break(metric),
         "operator": operator_of(top),
     }
     atomic_write_json(best, out_best)

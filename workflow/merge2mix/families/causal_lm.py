@@ -172,7 +172,7 @@ def evaluate(model, encoded: Encoded, batch_size: int, device, task: dict) -> di
         loss_sum, tokens, right = loss_sum + float(l.sum()), tokens + int(k.sum()), right + int(r.sum())
     out = {"loss": loss_sum / max(1, tokens), "n": n, "metric": metric}
     if metric == "response_loss":
-        out["accuracy"] = out["macro_f1"] = right / max(1, tokens)
+        out["accuracy"] = out["macro_f1"] = out["balanced_accuracy"] = right / max(1, tokens)
         return out
     if metric == "choice_accuracy":
         preds = []
@@ -185,9 +185,10 @@ def evaluate(model, encoded: Encoded, batch_size: int, device, task: dict) -> di
         gold = encoded.answers
         out["accuracy"] = sum(p == g for p, g in zip(preds, gold)) / n
         k = max(len(c) for c in encoded.choices)
-        from ..evaluate import macro_f1
+        from ..evaluate import balanced_accuracy, macro_f1
 
         out["macro_f1"] = macro_f1(torch.tensor(preds), torch.tensor(gold), k)
+        out["balanced_accuracy"] = balanced_accuracy(torch.tensor(preds), torch.tensor(gold))
         return out
     hits = 0  # exact_match: greedy, one example at a time (no padding effects)
     tok = encoded.tokenizer
@@ -198,7 +199,7 @@ def evaluate(model, encoded: Encoded, batch_size: int, device, task: dict) -> di
         text = tok.decode(gen[0, ids.shape[1]:], skip_special_tokens=True)
         want = tok.decode(encoded.responses[i], skip_special_tokens=True)
         hits += " ".join(text.lower().split()) == " ".join(want.lower().split())
-    out["accuracy"] = out["macro_f1"] = hits / n
+    out["accuracy"] = out["macro_f1"] = out["balanced_accuracy"] = hits / n
     return out
 
 
