@@ -73,3 +73,36 @@ def test_methods_table_rows_and_costs():
     assert t.loc["random", "accuracy"] == pytest.approx(0.6) and t.loc["random", "accuracy_sd"] == pytest.approx(np.std([0.55, 0.65], ddof=1))
     assert t.loc["similarity_topk", "wall_s"] == 22 and t.loc["similarity_threshold", "wall_s"] == 32
     assert t.loc["all_data", "mixture"] == "a+b"
+
+
+def test_agreement_with_size_held_fixed():
+    """The size bias of plain averaging: merged scores fall with mixture size, fine-tuned scores rise,
+    while within each size both rank the masks alike. Pooled r is negative; within-size rho is 1 and
+    the partial r given size is 1."""
+    size = np.array([1, 1, 1, 2, 2, 2, 3, 3, 3])
+    quality = np.array([0.0, 0.1, 0.2, 0.0, 0.1, 0.2, 0.0, 0.1, 0.2])
+    merged_acc = 0.9 - 0.2 * size + quality
+    tuned_acc = 0.5 + 0.1 * size + 0.5 * quality
+    out = analysis.by_size(merged_acc, tuned_acc, size)
+    assert out["spearman_within_size"] == {"1": pytest.approx(1.0), "2": pytest.approx(1.0), "3": pytest.approx(1.0)}
+    assert out["pearson_r_given_size"] == pytest.approx(1.0)
+    assert stats.pearsonr(merged_acc, tuned_acc)[0] < 0
+    # by hand on a noisy case: residuals about each size's mean, then Pearson
+    rng = np.random.default_rng(1)
+    x, y = rng.random(9), rng.random(9)
+    rx = x - np.array([x[size == k].mean() for k in size])
+    ry = y - np.array([y[size == k].mean() for k in size])
+    out = analysis.by_size(x, y, size)
+    assert out["pearson_r_given_size"] == pytest.approx(stats.pearsonr(rx, ry)[0])
+    assert out["spearman_within_size"]["2"] == pytest.approx(stats.spearmanr(x[3:6], y[3:6])[0])
+    # a size with fewer than 3 masks, or a constant score, has no within-size rho
+    assert analysis.by_size([0.1, 0.2, 0.3, 0.5], [0.3, 0.2, 0.1, 0.5], [1, 1, 1, 2])["spearman_within_size"] == {"1": pytest.approx(-1.0)}
+    assert analysis.by_size([0.1, 0.1, 0.1], [0.3, 0.2, 0.1], [1, 1, 1]) == {"spearman_within_size": {}, "pearson_r_given_size": None}
+
+
+def test_correlation_reports_size_held_fixed_agreement():
+    merged, oracle = tables([0.9, 0.5, 0.8, 0.1, 0.3, 0.2], [0.6, 0.5, 0.95, 0.2, 0.4, 0.1], [0.7, 0.5, 0.9, 0.3, 0.4, 0.1])
+    merged["size"] = [1, 1, 1, 2, 2, 2]
+    c = analysis.correlation(merged, oracle, "m0", n_boot=20)
+    assert c["spearman_within_size"] == analysis.by_size(merged["accuracy"], oracle["val_accuracy"], merged["size"])["spearman_within_size"]
+    assert set(c["spearman_within_size"]) == {"1", "2"} and c["pearson_r_given_size"] is not None

@@ -2,7 +2,9 @@
 Reads result files only (no torch).
 
 - correlation(): Pearson r, Spearman rho, Kendall tau between merged and mixture-fine-tuned target
-  val accuracy over masks, with paired bootstrap 95% intervals; top-1 / top-5 agreement; regret.
+  val accuracy over masks, with paired bootstrap 95% intervals; the same agreement with the mixture
+  size held fixed (Spearman within each size, Pearson of the residuals after each size's mean);
+  top-1 / top-5 agreement; regret.
 - methods_table(): one row per method with target test metrics and its compute cost.
 """
 
@@ -32,6 +34,25 @@ def _coefs(x, y) -> dict:
             "kendall_tau": stats.kendalltau(x, y)[0]}
 
 
+def by_size(x, y, size) -> dict:
+    """Agreement that a size bias cannot produce: Spearman rho within each mixture size (sizes with at
+    least 3 masks and both scores varying), and the partial Pearson r given size (size as a factor:
+    each score minus its size's mean, then Pearson of the residuals)."""
+    x, y, size = (np.asarray(v, dtype=float) for v in (x, y, size))
+    within = {}
+    for k in np.unique(size):
+        i = size == k
+        if i.sum() >= 3 and np.ptp(x[i]) > 0 and np.ptp(y[i]) > 0:
+            within[str(int(k))] = float(stats.spearmanr(x[i], y[i])[0])
+    rx, ry = x.copy(), y.copy()
+    for k in np.unique(size):
+        i = size == k
+        rx[i] -= x[i].mean()
+        ry[i] -= y[i].mean()
+    partial = float(stats.pearsonr(rx, ry)[0]) if np.ptp(rx) > 0 and np.ptp(ry) > 0 else None
+    return {"spearman_within_size": within, "pearson_r_given_size": partial}
+
+
 def rank_mixtures(mixtures: pd.DataFrame) -> pd.DataFrame:
     """Mixture fine-tunes ranked by their own target val metrics, with selection's tie-break."""
     return rank(mixtures.rename(columns={"val_accuracy": "accuracy", "val_macro_f1": "macro_f1",
@@ -46,6 +67,8 @@ def correlation(merged: pd.DataFrame, oracle: pd.DataFrame, picked: str, seed: i
         raise ValueError(f"oracle results cover {len(df)} of {len(merged)} masks")
     x, y = df["accuracy"].to_numpy(float), df["val_accuracy"].to_numpy(float)
     out = {"masks": len(df), **{k: float(v) for k, v in _coefs(x, y).items()}}
+    if "size" in merged:
+        out |= by_size(x, y, merged.set_index("mask").loc[df["mask"], "size"].to_numpy())
     rng = np.random.default_rng(seed)
     boots = {k: [] for k in ("pearson_r", "spearman_rho", "kendall_tau")}
     for _ in range(n_boot):  # paired bootstrap over masks; degenerate resamples (constant) are skipped
