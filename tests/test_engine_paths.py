@@ -1,6 +1,7 @@
 """Every merge path of the engine is bit-for-bit the naive average, for every mask of a 4-model pool."""
 
 import random
+import re
 from itertools import combinations
 
 import pytest
@@ -171,3 +172,97 @@ def test_an_unknown_operator_is_one_line(pool_files):
     pool = engine.Pool(FAM, base_dir, "cpu", mode="memory", pool=NAMES)
     with pytest.raises(CheckpointError, match=r"^merge\.method 'mean' is not one of average, task_arithmetic, ties$"):
         pool.merge({"a": files["a"]}, "mean")
+
+
+@pytest.mark.parametrize("mode", ["memory", "stream"])
+def test_members_that_differ_where_they_must_not_are_named(pool_files, tmp_path, mode):
+    """Integer buffers are never merged and must equal theta_0's (a model with one: the tiny BERT plus
+    a persistent int buffer); a NaN in a member is refused; a missing file is named."""
+    from types import SimpleNamespace
+
+    from safetensors.torch import save_file
+
+    base_dir, files = pool_files
+
+    def with_buffer(model):
+        model.register_buffer("step_counts", torch.arange(4), persistent=True)
+        return model
+
+    fam = SimpleNamespace(load_model=lambda d, dev: with_buffer(FAM.load_model(d, dev)), is_merged=FAM.is_merged)
+    member = {n: str(tmp_path / f"{n}.safetensors") for n in ("a", "b")}
+    for n, p in member.items():
+        save_weights({**load_weights(files[n]), "step_counts": torch.arange(4)}, p)
+    engine.clear_cache()
+    pool = engine.Pool(fam, base_dir, "cpu", mode=mode, pool=NAMES)
+    assert list(pool.unmerged) == ["step_counts"]
+    pool.merge(member)  # equal buffers: fine
+    moved = {**load_weights(member["a"]), "step_counts": torch.arange(4) + 1}
+    save_weights(moved, tmp_path / "moved.safetensors")
+    with pytest.raises(CheckpointError) as e:
+        pool.merge({"b": member["b"], "moved": str(tmp_path / "moved.safetensors")})
+    assert str(e.value) == (f"checkpoint moved ({tmp_path / 'moved.safetensors'}): non-mergeable tensor 'step_counts' "
+                            "differs from the base model")
+    sd = load_weights(member["a"])
+    key = pool.keys[0]
+    sd[key] = sd[key].clone()
+    sd[key].view(-1)[0] = float("nan")
+    save_file(sd, str(tmp_path / "nan.safetensors"))  # raw: load_weights would refuse to write-read it
+    with pytest.raises(CheckpointError, match=rf"nan\.safetensors: tensor '{re.escape(key)}' contains NaN or inf"):
+        pool.merge({"nan": str(tmp_path / "nan.safetensors")})
+    with pytest.raises(CheckpointError) as e:
+        pool.merge({"gone": str(tmp_path / "gone.safetensors")})
+    assert str(e.value) == f"checkpoint {tmp_path / 'gone.safetensors'}: file not found"
+
+
+def test_available_memory_reads_memavailable_else_physical_pages(monkeypatch):
+    import io
+    import os
+
+    meminfo = "MemTotal:       24000000 kB\nMemFree:         1000000 kB\nMemAvailable:   12345678 kB\n"
+    monkeypatch.setattr(engine, "open", lambda path, *a, **k: io.StringIO(meminfo) if path == "/proc/meminfo" else None,
+                        raising=False)
+    assert engine.available_memory() == 12345678 * 1024
+
+    def no_proc(path, *a, **k):
+        raise OSError("no /proc here")
+
+    monkeypatch.setattr(engine, "open", no_proc, raising=False)
+    pages = {"SC_AVPHYS_PAGES": 1000, "SC_PAGE_SIZE": 4096}
+    monkeypatch.setattr(os, "sysconf", lambda name: pages[name])
+    assert engine.available_memory() == 1000 * 4096
+
+
+def test_prefix_sums_are_cached_reused_and_evicted_oldest_first(pool_files):
+    """The memory mode's speed contract: a mask caches the running sums of its sorted-name prefixes
+    (not its own sum when it ends in the last pool member: nothing extends it), a later mask starts
+    from the longest cached prefix, and beyond max_sums the sums least recently stored or completed
+    go first, their buffers kept for reuse. Every merge stays the naive average."""
+    base_dir, files = pool_files
+    engine.clear_cache()
+    pool = engine.Pool(FAM, base_dir, "cpu", mode="memory", pool=NAMES, budget_bytes=10**12)
+    fid = {n: engine._file_id(files[n]) for n in NAMES}
+
+    def ids(names):
+        return tuple(fid[n] for n in names)
+
+    def merge(names):
+        merged = pool.merge({n: files[n] for n in names}).state_dict()
+        naive = average([load_weights(files[n]) for n in sorted(names)])
+        assert all(torch.equal(merged[k], v) for k, v in naive.items()), names
+
+    merge("abc")
+    assert list(pool.sums) == [ids("ab"), ids("abc")]
+    merge("abd")  # ends in the last member: starts from a+b, stores nothing
+    assert list(pool.sums) == [ids("ab"), ids("abc")]
+    merge("bc")
+    merge("a")  # one member: nothing to sum
+    assert list(pool.sums) == [ids("ab"), ids("abc"), ids("bc")] and pool.free == []
+    pool.max_sums = 2
+    merge("ac")
+    assert list(pool.sums) == [ids("bc"), ids("ac")] and len(pool.free) == 2
+    kept = {b.data_ptr() for b in pool.free}
+    merge("abc")  # recomputed into the two kept buffers
+    assert list(pool.sums) == [ids("ab"), ids("abc")] and pool.free != []
+    assert {pool.sums[ids("ab")].data_ptr(), pool.sums[ids("abc")].data_ptr()} == kept
+    merge("abcd")  # from the cached a+b+c, one add straight into the model
+    assert list(pool.sums) == [ids("ab"), ids("abc")]

@@ -86,3 +86,21 @@ def test_a_state_of_another_job_or_a_broken_one_is_not_used(tmp_path):
         assert resume.load(str(tmp_path), other, "cpu") is None
     (tmp_path / "step-4" / "state.json").write_text("{not json")
     assert resume.load(str(tmp_path), FP, "cpu") is None
+
+
+def test_leftovers_of_a_killed_save_do_not_break_the_next(tmp_path, monkeypatch):
+    """A save killed half-way leaves `.step-N.tmp/` (or a complete `step-N/` not yet pointed to):
+    saving step N again replaces them, and nothing is written outside the work folder."""
+    monkeypatch.chdir(tmp_path)
+    work = tmp_path / "work"
+    (work / ".step-5.tmp").mkdir(parents=True)
+    (work / ".step-5.tmp" / "junk").write_text("half a save")
+    (work / "step-5").mkdir()
+    (work / "step-5" / "junk").write_text("an older save of the same step")
+    model, opt, sched, gen = _job()
+    _steps(model, opt, sched, gen, 1)
+    resume.save(str(work), 5, model=model, opt=opt, sched=sched, gen=gen, order=torch.arange(3), pos=0, losses=[],
+                fingerprint=FP)
+    assert sorted(p.name for p in (work / "step-5").iterdir()) == ["model.safetensors", "state.json", "state.safetensors"]
+    assert sorted(p.name for p in work.iterdir()) == ["latest", "step-5"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["work"]

@@ -90,3 +90,27 @@ def test_results_without_the_selection_metric_are_a_clear_error(tmp_path):
         select([tmp_path / "a.json"], ["a"], tmp_path / "m.csv", tmp_path / "b.json", "balanced_accuracy")
     best = select([tmp_path / "a.json"], ["a"], tmp_path / "m.csv", tmp_path / "b.json")  # accuracy: fine
     assert best["val_balanced_accuracy"] is None
+
+
+def test_outputs_have_exactly_their_documented_fields(tmp_path, monkeypatch):
+    """masks.csv columns and best_mask.json keys are an interface (pandas users, merge2mix show,
+    deploy): exact, and between the two writes a failpoint sees masks.csv without best_mask.json."""
+    paths = []
+    for r in (row("a", 0.5), row("b", 0.75)):
+        p = tmp_path / f"{r['mask']}.json"
+        p.write_text(json.dumps(r))
+        paths.append(p)
+    monkeypatch.setenv("MERGE2MIX_FAILPOINTS", "select.between_outputs=fail-once")
+    monkeypatch.setenv("MERGE2MIX_FAILPOINT_DIR", str(tmp_path))
+    with pytest.raises(RuntimeError, match="failpoint select.between_outputs"):
+        select(paths, ["a", "b"], tmp_path / "masks.csv", tmp_path / "best.json")
+    assert (tmp_path / "masks.csv").exists() and not (tmp_path / "best.json").exists()
+    best = select(paths, ["a", "b"], tmp_path / "masks.csv", tmp_path / "best.json")
+    assert list(pd.read_csv(tmp_path / "masks.csv").columns) == [
+        "mask", "bitstring", "size", "datasets", "accuracy", "macro_f1", "balanced_accuracy", "loss", "n", "rank"]
+    assert json.loads((tmp_path / "best.json").read_text()) == best == {
+        "mask": "b", "datasets": ["b"], "bitstring": "01", "candidates": ["a", "b"], "val_accuracy": 0.75,
+        "val_macro_f1": 0.5, "val_balanced_accuracy": 0.5, "val_loss": 1.0, "masks_scored": 2, "metric": "accuracy",
+        "tie_break": "accuracy desc, macro_f1 desc, loss asc, size asc, mask asc",
+        "operator": {"method": "average", "params": {}}}
+    assert pd.read_csv(tmp_path / "masks.csv", dtype={"bitstring": str})["datasets"].tolist() == ["b", "a"]

@@ -1,5 +1,6 @@
 """The content-addressed fine-tune store: reuse is verified and never ties two outputs to one inode."""
 
+import json
 import os
 
 from merge2mix import store
@@ -93,3 +94,44 @@ def test_finetune_stored_trains_again_when_the_key_differs(tmp_path, monkeypatch
     assert run(1e-3, "a")["lr"] == 1e-3 and "reused_from_store" not in run(1e-4, "b")
     assert run(1e-3, "c")["reused_from_store"] and calls == [1e-3, 1e-4]
     assert (tmp_path / "c" / "m.safetensors").read_bytes() == b"weights trained at lr 0.001"
+
+
+def test_key_is_stable_across_versions(tmp_path):
+    """Stores outlive code: the same ingredients must give the same key in every version, or every
+    stored fine-tune silently stops being found. (A deliberate format change bumps "format" and this
+    pinned value together.)"""
+    base = _weights(tmp_path / "b.safetensors", b"theta")
+    head = _weights(tmp_path / "h.safetensors", b"head")
+    k = store.key(base_weights=base, data_sha256={"books": "aa", "food": "bb"}, hp={"lr": 0.0003, "epochs": 2},
+                  seed=0, task={"type": "text_classification", "labels": ["negative", "positive"]})
+    assert k == "6865a0c19f28b8fa5ca6d241178195c7"
+    with_head = store.key(base_weights=base, data_sha256={"books": "aa"}, hp={"lr": 0.0003}, seed=1,
+                          task={"type": "clip"}, heads={"books": head})
+    assert with_head == "71014c432ea9ecd1798a5376af850537"
+
+
+def test_fetch_needs_both_files_and_records_where_it_came_from(tmp_path):
+    w = _weights(tmp_path / "run" / "model.safetensors")
+    store.put(str(tmp_path / "store"), "k", w, {"weights_sha256": file_sha256(w), "steps": 3})
+    store.put(str(tmp_path / "store"), "k", w, {"weights_sha256": file_sha256(w), "steps": 3})  # again: no error
+    out_w, out_j = tmp_path / "out" / "model.safetensors", tmp_path / "out" / "train.json"
+    rec = store.fetch(str(tmp_path / "store"), "k", str(out_w), str(out_j))
+    assert rec == {"weights_sha256": file_sha256(w), "steps": 3, "reused_from_store": str(tmp_path / "store" / "k")}
+    assert json.loads(out_j.read_text()) == rec
+    for missing in ("model.safetensors", "train.json"):
+        store.put(str(tmp_path / "s2"), "k", w, {"weights_sha256": file_sha256(w)})
+        os.unlink(tmp_path / "s2" / "k" / missing)
+        assert store.fetch(str(tmp_path / "s2"), "k", str(tmp_path / "x.safetensors"), str(tmp_path / "x.json")) is None
+
+
+def test_put_copies_when_it_cannot_link(tmp_path, monkeypatch):
+    """Another filesystem (os.link fails): the store gets a copy with the same bytes."""
+    w = _weights(tmp_path / "run" / "model.safetensors")
+
+    def no_link(src, dst):
+        raise OSError("Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", no_link)
+    store.put(str(tmp_path / "store"), "k", w, {"weights_sha256": file_sha256(w)})
+    entry = tmp_path / "store" / "k" / "model.safetensors"
+    assert entry.read_bytes() == open(w, "rb").read() and os.stat(entry).st_ino != os.stat(w).st_ino

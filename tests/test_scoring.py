@@ -1,0 +1,181 @@
+"""engine.score / merge_eval and the evaluation wrappers around them (precision check, batch-size
+back-off) on theta_0 of the tiny random BERT and perturbed copies of it: no training, so these run
+in a second (mutation testing runs them once per mutant)."""
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+from conftest import FIXTURES
+from merge2mix import engine, families
+from merge2mix import evaluate as ev
+from merge2mix.data.prepare import prepare_dataset
+from merge2mix.evaluate import evaluate
+from merge2mix.merge import average, load_weights, merge_state, save_weights
+
+TASK = {"type": "text_classification", "labels": ["negative", "positive"], "max_length": 16}
+FAM = families.get("text_classification")
+
+
+@pytest.fixture(scope="module")
+def world(tiny_model, tmp_path_factory):
+    root = tmp_path_factory.mktemp("scoring")
+    FAM.init_base(str(tiny_model), str(root / "base"), TASK, seed=0)
+    out = {s: str(root / "phones" / f"{s}.parquet") for s in ("train", "val", "test")} | {"meta": str(root / "phones" / "meta.json")}
+    prepare_dataset("phones", {"local": {"path": str(FIXTURES / "phones.csv")}, "columns": {"text": "review", "label": "stars"},
+                               "label_map": {"neg": "negative", "pos": "positive"}}, TASK["labels"],
+                    {"val_fraction": 0.25, "test_fraction": 0.25}, 0, out)
+    base = load_weights(root / "base" / "model.safetensors")
+    ckpts = {}
+    for i, name in enumerate(("books", "food")):  # stand-ins for fine-tunes: theta_0 moved at random
+        g = torch.Generator().manual_seed(i + 1)
+        ckpts[name] = str(root / name / "model.safetensors")
+        save_weights({k: v + 0.3 * torch.randn(v.shape, generator=g) if v.is_floating_point() else v
+                      for k, v in base.items()}, ckpts[name])
+    return {"base": str(root / "base"), "val": out["val"], "ckpts": ckpts}
+
+
+def _by_hand(world, state):
+    model = FAM.load_model(world["base"])
+    model.load_state_dict(state)
+    enc = FAM.encode(FAM.load_processor(world["base"]), pd.read_parquet(world["val"]), TASK)
+    return evaluate(model, enc, FAM.forward, 4)
+
+
+def test_score_is_the_evaluation_of_the_merged_model(world):
+    engine.clear_cache()
+    s = dict(split_path=world["val"], task=TASK, batch_size=4, device="cpu", base_dir=world["base"])
+    got = engine.score(checkpoints=world["ckpts"], **s)
+    want = _by_hand(world, average([load_weights(p) for p in world["ckpts"].values()]))
+    assert {k: got[k] for k in ("accuracy", "macro_f1", "balanced_accuracy", "loss", "n")} == \
+        {k: want[k] for k in ("accuracy", "macro_f1", "balanced_accuracy", "loss", "n")}
+    assert got["batch_size"] == 4 and got["precision"] == "fp32" and got["merge_s"] >= 0 and got["eval_s"] > 0
+    base = load_weights(f"{world['base']}/model.safetensors")
+    op = {"method": "ties", "params": {"density": 0.5, "lam": 1.0, "power": 0.0}}
+    ties = engine.score(checkpoints=world["ckpts"], operator=op, **s)
+    want = _by_hand(world, merge_state("ties", base, [load_weights(world["ckpts"][n]) for n in ("books", "food")], op["params"]))
+    assert (ties["accuracy"], ties["loss"]) == (want["accuracy"], want["loss"])
+    one = engine.score(checkpoints={"books": world["ckpts"]["books"]}, **s)  # the same warm pool, one member
+    want = _by_hand(world, load_weights(world["ckpts"]["books"]))
+    assert (one["accuracy"], one["loss"]) == (want["accuracy"], want["loss"])
+
+
+def test_merge_eval_writes_one_record_per_mask(world, tmp_path):
+    engine.clear_cache()
+    out = tmp_path / "me" / "books+food.json"
+    rec = engine.merge_eval(key="books+food", out_json=str(out), base_dir=world["base"], checkpoints=world["ckpts"],
+                            split_path=world["val"], task=TASK, batch_size=4, device="cpu")
+    on_disk = json.loads(out.read_text())
+    assert on_disk == json.loads(json.dumps(rec))
+    assert rec["mask"] == "books+food" and rec["datasets"] == ["books", "food"] and rec["size"] == 2 and rec["n"] == 15
+    assert rec["operator"] == {"method": "average", "params": {}} and rec["wall_s"] >= rec["eval_s"]
+    direct = engine.score(base_dir=world["base"], checkpoints=world["ckpts"], split_path=world["val"], task=TASK,
+                          batch_size=4, device="cpu")
+    assert (rec["accuracy"], rec["loss"]) == (direct["accuracy"], direct["loss"])
+
+
+def test_warm_caches_are_keyed_by_file_identity(world, tmp_path):
+    """The pool and the tokenised split are built once per process and base, and rebuilt when a file
+    they came from changes (the cache key holds its size and mtime)."""
+    engine.clear_cache()
+    s = dict(split_path=world["val"], task=TASK, batch_size=4, device="cpu", base_dir=world["base"],
+             checkpoints=world["ckpts"])
+    engine.score(**s)
+    pools = [v for k, v in engine._CACHE.items() if k[0] == "pool"]
+    splits = [v for k, v in engine._CACHE.items() if k[0] == "split"]
+    engine.score(**s)
+    assert [v for k, v in engine._CACHE.items() if k[0] == "pool"] == pools and len(pools) == 1
+    assert [v for k, v in engine._CACHE.items() if k[0] == "split"] == splits and len(splits) == 1
+    engine.score(**s, mode="stream")  # another mode: another pool
+    assert len([k for k in engine._CACHE if k[0] == "pool"]) == 2
+    val = pd.read_parquet(world["val"]).head(6)
+    copy = tmp_path / "val.parquet"
+    val.to_parquet(copy)
+    six = engine.score(**{**s, "split_path": str(copy)})
+    assert six["n"] == 6
+    val.head(4).to_parquet(copy)  # the same path, new content
+    assert engine.score(**{**s, "split_path": str(copy)})["n"] == 4
+    engine.clear_cache()
+    assert engine._CACHE == {}
+
+
+def test_resolvers():
+    assert ev.resolve_precision("auto", "cpu") == "fp32"
+    assert ev.resolve_precision("bf16", "cpu") == "bf16" and ev.resolve_precision("fp32", "cuda") == "fp32"
+    assert ev.resolve_batch_size(7, "cpu") == 7 and ev.resolve_batch_size("16", "cpu") == 16
+    saved = dict(ev._FITS)
+    ev._FITS.clear()
+    try:
+        assert ev.resolve_batch_size("auto", "cpu") == 128
+        ev._FITS["cpu"] = 32
+        assert ev.resolve_batch_size("auto", "cpu") == 32 and ev.resolve_batch_size(64, "cpu") == 64
+    finally:
+        ev._FITS.clear()
+        ev._FITS.update(saved)
+
+
+def test_low_precision_scoring_is_checked_against_fp32(world):
+    """bf16 autocast (CPU supports it too) is compared with fp32 on a sample and falls back when they
+    disagree; fp32 is the default off the GPU and is what the fp32 path computes."""
+    s = dict(split_path=world["val"], task=TASK, batch_size=4, device="cpu", base_dir=world["base"],
+             checkpoints={"books": world["ckpts"]["books"], "food": world["ckpts"]["food"]})
+    fp32 = engine.score(**s)
+    assert fp32["precision"] == "fp32" and "precision_agreement" not in fp32  # auto on CPU = fp32
+    bf16 = engine.score(**s, precision={"precision": "bf16", "check_examples": 8, "min_agreement": 0.0})
+    assert bf16["precision"] == "bf16" and bf16["precision_check_n"] == 8 and 0.0 <= bf16["precision_agreement"] <= 1.0
+    assert abs(bf16["loss"] - fp32["loss"]) < 0.05  # close, not equal: bf16 keeps 8 mantissa bits
+    strict = engine.score(**s, precision={"precision": "bf16", "check_examples": 8, "min_agreement": 1.01})
+    assert strict["precision"] == "fp32" and "agreed with fp32" in strict["precision_note"]
+    assert (strict["accuracy"], strict["loss"]) == (fp32["accuracy"], fp32["loss"])  # the fallback is plain fp32
+
+
+def test_eval_batch_backs_off_on_gpu_out_of_memory(world, monkeypatch):
+    """A forward pass that runs out of GPU memory above 8 examples (simulated on CPU): `auto` halves
+    the batch until it fits, gives the same scores as batch 8, and later masks start from 8."""
+    import pandas as pd
+
+    from merge2mix import evaluate as ev
+
+    enc = FAM.encode(FAM.load_processor(world["base"]), pd.read_parquet(world["val"]),
+                     TASK)
+    model = FAM.load_model(world["base"])
+    sizes = []
+
+    def tight_forward(m, b):
+        sizes.append(len(b["labels"]))
+        if len(b["labels"]) > 8:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return FAM.forward(m, b)
+
+    monkeypatch.setattr(ev, "_FITS", {})
+    got = ev.evaluate_checked(model, enc, tight_forward, "auto", "cpu")  # auto on CPU starts at 128
+    want = ev.evaluate_checked(model, enc, FAM.forward, 8, "cpu")
+    assert got["batch_size"] == 8 and {k: got[k] for k in ("accuracy", "loss", "n")} == {k: want[k] for k in ("accuracy", "loss", "n")}
+    assert ev._FITS == {"cpu": 8} and ev.resolve_batch_size("auto", "cpu") == 8
+    assert max(sizes) > 8  # it tried bigger batches first
+    with pytest.raises(torch.cuda.OutOfMemoryError):  # an explicit size backs off too, down to 1 at most
+        ev.evaluate_checked(model, enc, lambda m, b: (_ for _ in ()).throw(torch.cuda.OutOfMemoryError("oom")), 4, "cpu")
+
+
+def test_precision_check_by_hand(world):
+    """The check compares bf16 and fp32 predictions on the first `check_examples` examples; agreement
+    equal to the minimum keeps bf16 (scored on the whole split), anything below falls back to fp32."""
+    model = FAM.load_model(world["base"])
+    model.load_state_dict(average([load_weights(p) for p in world["ckpts"].values()]))
+    enc = FAM.encode(FAM.load_processor(world["base"]), pd.read_parquet(world["val"]), TASK)
+    low = evaluate(model, enc, FAM.forward, 4, "cpu", torch.bfloat16, 8, keep_preds=True)
+    ref = evaluate(model, enc, FAM.forward, 4, "cpu", None, 8, keep_preds=True)
+    agreement = float((low["preds"] == ref["preds"]).float().mean())
+    kept = ev.evaluate_checked(model, enc, FAM.forward, 4, "cpu", "bf16", check_examples=8, min_agreement=agreement)
+    whole = evaluate(model, enc, FAM.forward, 4, "cpu", torch.bfloat16)
+    assert kept["precision"] == "bf16" and kept["precision_check_n"] == 8 and kept["precision_agreement"] == agreement
+    assert (kept["n"], kept["accuracy"], kept["loss"]) == (15, whole["accuracy"], whole["loss"])
+    assert "precision_note" not in kept and kept["batch_size"] == 4
+    fell = ev.evaluate_checked(model, enc, FAM.forward, 4, "cpu", "bf16", check_examples=8, min_agreement=agreement + 1e-6)
+    fp32 = evaluate(model, enc, FAM.forward, 4, "cpu")
+    assert fell["precision"] == "fp32" and (fell["n"], fell["loss"]) == (15, fp32["loss"])
+    assert fell["precision_note"] == f"bf16 agreed with fp32 on {agreement:.4f} < {agreement + 1e-6} of the check sample"
+    plain = ev.evaluate_checked(model, enc, FAM.forward, 4, "cpu", "fp32")
+    assert plain == {**fp32, "precision": "fp32", "batch_size": 4}
