@@ -1,0 +1,162 @@
+"""How well each merge operator stands in for mixture fine-tunes, against committed oracle runs.
+
+    python bench/surrogates.py                                   # apple (config.yaml) and airline
+    python bench/surrogates.py --targets config.yaml --surrogates average ta_0.5
+
+The oracle (every mixture fine-tuned and scored on the target) does not depend on the surrogate, so
+the committed oracle of bench/results/evidence-<run>/oracle.csv serves every operator: this script
+computes (or reuses) only the run's per-dataset fine-tunes (`snakemake --until finetune`), then
+scores all 2^N - 1 masks in one process with each operator (merge2mix.engine.score, the code path of
+merge_eval). The `average` scores must equal the committed masks.csv: that checks the fine-tunes are
+the ones the oracle run merged.
+
+For each target x surrogate x selection metric (accuracy, macro_f1): pooled Pearson r (paired
+bootstrap 95 % interval over masks), Spearman rho, Spearman within each mixture size (mean over
+sizes), Pearson given size, top-5 overlap, the pick and its regret (test metric of the oracle's
+val-best mixture minus that of the surrogate's pick). Then leave-one-target-out: the surrogate with
+the best pooled r on the other target(s) is reported on the held-out one.
+
+Writes bench/results/surrogates.csv, bench/results/surrogates/<run>-scores.csv (every mask's merged
+val scores per operator) and bench/results/surrogates/run.json (command, commit, machine, wall time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "workflow"))
+
+from merge2mix import config as config_mod  # noqa: E402  (light: no torch)
+
+SURROGATES = {
+    "average": ("average", {}),
+    "ta_0.25": ("task_arithmetic", {"lam": 0.25, "power": 0.0}),
+    "ta_0.5": ("task_arithmetic", {"lam": 0.5, "power": 0.0}),
+    "ta_1": ("task_arithmetic", {"lam": 1.0, "power": 0.0}),
+    "ta_sqrt": ("task_arithmetic", {"lam": 1.0, "power": 0.5}),
+    "ties_0.2_1": ("ties", {"density": 0.2, "lam": 1.0, "power": 0.0}),
+    "ties_0.2_0.5": ("ties", {"density": 0.2, "lam": 0.5, "power": 0.0}),
+}
+TARGETS = ["config.yaml", "bench/configs/target-airline.yaml"]
+
+
+def finetunes(cfg_path: str, cores: int) -> config_mod.Plan:
+    plan = config_mod.Plan(config_mod.load(cfg_path))
+    cmd = [sys.executable, "-m", "snakemake", "--cores", str(cores), "--configfile", cfg_path, "--until", "finetune"]
+    if subprocess.run(cmd, cwd=REPO).returncode:
+        sys.exit(f"surrogates: the fine-tunes of {cfg_path} failed")
+    return plan
+
+
+def score_all(plan: config_mod.Plan, surrogates: list[str], threads: int) -> pd.DataFrame:
+    from tqdm import tqdm
+
+    from merge2mix import engine
+
+    cfg, run = plan.cfg, REPO / plan.run_dir
+    ckpt = {n: str(run / "finetune" / n / "model.safetensors") for n in plan.candidates}
+    rows = []
+    for name in surrogates:
+        method, params = SURROGATES[name]
+        for mask in tqdm(plan.masks, desc=f"{cfg['run']} {name}", mininterval=5):
+            members = mask.split("+")
+            r = engine.score(base_dir=str(run / "base"), checkpoints={m: ckpt[m] for m in members},
+                             split_path=str(run / "data" / plan.target / "val.parquet"), task=cfg["task"],
+                             batch_size=cfg["eval"]["batch_size"], device=cfg["device"], threads=threads,
+                             pool=plan.candidates, operator={"method": method, "params": params})
+            rows.append({"surrogate": name, "mask": mask, "size": len(members),
+                         **{k: r[k] for k in ("accuracy", "macro_f1", "balanced_accuracy", "loss")}})
+    return pd.DataFrame(rows)
+
+
+def agreement(scores: pd.DataFrame, oracle: pd.DataFrame, metric: str) -> dict:
+    """analysis.correlation with `metric` in place of accuracy on both sides."""
+    from merge2mix import analysis
+    from merge2mix.select import rank
+
+    merged = scores[["mask", "size", "accuracy", "macro_f1", "loss"]].copy()
+    picked = rank(merged.assign(balanced_accuracy=0.0), metric)["mask"].iloc[0]
+    o = oracle.copy()
+    if metric != "accuracy":  # correlation() reads *accuracy columns: point them at the metric
+        merged["accuracy"] = scores[metric].to_numpy()
+        for split in ("val", "test"):
+            o[f"{split}_accuracy"] = oracle[f"{split}_{metric}"]
+    c = analysis.correlation(merged, o, picked, n_boot=2000)
+    within = c["spearman_within_size"]
+    return {"pearson_r": c["pearson_r"], "pearson_r_ci95": c["pearson_r_ci95"], "spearman_rho": c["spearman_rho"],
+            "spearman_within_size_mean": float(np.mean(list(within.values()))) if within else None,
+            "pearson_r_given_size": c["pearson_r_given_size"], "top5_overlap": c["top5_overlap"],
+            "picked": picked, "oracle_best": c["oracle_best"], "picked_test": c["picked_test_accuracy"],
+            "regret": c["regret"], "max_test": c["max_test_accuracy"]}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--targets", nargs="+", default=TARGETS, help="configs whose evidence-<run>/oracle.csv is committed")
+    ap.add_argument("--surrogates", nargs="+", default=list(SURROGATES), choices=list(SURROGATES))
+    ap.add_argument("--cores", type=int, default=2)
+    ap.add_argument("--out", default=str(REPO / "bench" / "results"))
+    a = ap.parse_args(argv)
+    out = Path(a.out)
+    (out / "surrogates").mkdir(parents=True, exist_ok=True)
+    t0, rows, checks = time.time(), [], {}
+    for cfg_path in a.targets:
+        plan = finetunes(cfg_path, a.cores)
+        run = plan.cfg["run"]
+        evidence = REPO / "bench" / "results" / f"evidence-{run}"
+        oracle = pd.read_csv(evidence / "oracle.csv")
+        scores = score_all(plan, a.surrogates, a.cores)
+        scores.to_csv(out / "surrogates" / f"{run}-scores.csv", index=False)
+        if "average" in a.surrogates:  # the fine-tunes are the oracle run's: same merged scores
+            committed = pd.read_csv(evidence / "masks.csv").set_index("mask")["accuracy"]
+            mine = scores[scores["surrogate"] == "average"].set_index("mask")["accuracy"]
+            checks[run] = float((mine - committed.loc[mine.index]).abs().max())
+        for name in a.surrogates:
+            s = scores[scores["surrogate"] == name]
+            for metric in ("accuracy", "macro_f1"):
+                rows.append({"target": plan.target, "run": run, "surrogate": name, "operator": json.dumps(SURROGATES[name]),
+                             "metric": metric, "extra_finetunes": 0, **agreement(s, oracle, metric)})
+    table = pd.DataFrame(rows)
+    # Leave-one-target-out: per metric, the surrogate with the best mean pooled r on the other targets.
+    loto = []
+    for metric, m in table.groupby("metric"):
+        for held in m["target"].unique():
+            others = m[m["target"] != held]
+            if others.empty:
+                continue
+            chosen = others.groupby("surrogate")["pearson_r"].mean().idxmax()
+            loto.append({"metric": metric, "held_out": held, "chosen_on_others": chosen,
+                         **m[(m["target"] == held) & (m["surrogate"] == chosen)].iloc[0][
+                             ["pearson_r", "spearman_rho", "regret", "picked"]].to_dict()})
+    table["pearson_r_ci95"] = table["pearson_r_ci95"].map(lambda v: None if v is None else [round(x, 3) for x in v])
+    table.to_csv(out / "surrogates.csv", index=False)
+    pd.DataFrame(loto).to_csv(out / "surrogates" / "leave-one-target-out.csv", index=False)
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    dirty = bool(subprocess.run(["git", "status", "--porcelain", "--", "workflow", "bench/surrogates.py"], cwd=REPO,
+                                capture_output=True, text=True).stdout.strip())
+    (out / "surrogates" / "run.json").write_text(json.dumps({
+        "command": "python bench/surrogates.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "commit": commit, "code_dirty": dirty, "wall_s": round(time.time() - t0, 1),
+        "average_vs_committed_masks_csv_max_abs_diff": checks,
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()}}, indent=2) + "\n")
+    pd.set_option("display.width", 200)
+    print(table[["run", "surrogate", "metric", "pearson_r", "spearman_rho", "spearman_within_size_mean",
+                 "pearson_r_given_size", "top5_overlap", "regret", "picked"]].round(3).to_string(index=False))
+    print(pd.DataFrame(loto).round(3).to_string(index=False))
+    print(f"average vs committed masks.csv, max |diff|: {checks}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
