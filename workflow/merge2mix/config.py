@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import copy
 import os
-from importlib import metadata
 from pathlib import Path
 
 import jsonschema
 import yaml
 
+from .assets import resolve_package_path
 from .errors import ConfigError
 from .masks import enumerate_masks, mask_key
 
@@ -154,20 +154,6 @@ def _check_semantics(cfg: dict) -> None:
             lp = ds["local"].get("labels_path")
             if lp and not Path(lp).is_file():
                 raise ConfigError(f"config: datasets.{name}.local.labels_path: no such file: {lp}")
-
-
-def resolve_package_path(dist: str, relpath: str, what: str) -> str:
-    """A directory or file shipped inside an installed distribution, located without importing it."""
-    try:
-        d = metadata.distribution(dist)
-    except metadata.PackageNotFoundError:
-        raise ConfigError(
-            f"config: {what}: package '{dist}' is not installed (pip install --no-deps {dist})"
-        ) from None
-    p = Path(str(d.locate_file(relpath)))
-    if not p.exists():
-        raise ConfigError(f"config: {what}: '{relpath}' not found inside installed package '{dist}'")
-    return str(p)
 
 
 def model_source(cfg: dict) -> str:

