@@ -251,7 +251,6 @@ class Pool:
             self._operate(members, method, params or {})
         elif self.mode == "stream":
             self._stream(members)
-            return self.model
         else:
             self._sum_into_flat(members)
         if self.mode == "memory" and not self.direct:  # fp16/bf16 models: cast the fp32 mean into the parameters
