@@ -11,6 +11,7 @@ it is harmless, taken from bench/mutation/survivors.yaml (a survivor without a r
 there: either write a test that kills it or say why it cannot matter).
 
     python bench/mutation.py [--children 2] [--keep]   # --keep: resume an interrupted run
+    python bench/mutation.py --keep --retest-survivors  # after adding tests: test the survivors again
 """
 
 from __future__ import annotations
@@ -59,11 +60,14 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--children", type=int, default=os.cpu_count() or 2, help="mutants tested in parallel")
     ap.add_argument("--keep", action="store_true", help="keep build/mutation and resume where mutmut stopped")
+    ap.add_argument("--retest-survivors", action="store_true",
+                    help="with --keep: run the survivors of the last run again (new tests may kill them)")
     args = ap.parse_args(argv)
 
     prepare(args.keep)
     t0 = time.time()
-    run = subprocess.run([*MUTMUT, "run", "--max-children", str(args.children)], cwd=SCRATCH,
+    names = [n for n, s in statuses().items() if s == "survived"] if args.retest_survivors else []
+    run = subprocess.run([*MUTMUT, "run", "--max-children", str(args.children), *names], cwd=SCRATCH,
                          env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
     wall = time.time() - t0
     st = statuses()
