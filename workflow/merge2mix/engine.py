@@ -1,4 +1,5 @@
-"""Score subset masks: average the members' fine-tuned weights and evaluate on the target val split.
+"""Score subset masks: merge the members' fine-tuned weights (merge.OPERATORS; the average by default)
+and evaluate on the target val split.
 
 One process may score many masks (Snakemake `run:` jobs with --force-use-threads execute in the main
 process), so this module keeps a lock-guarded, module-level cache keyed by file identity (path, size,

@@ -1,6 +1,6 @@
 """The reduce: gather every mask's result into a table and pick the best mask. No torch.
 
-Ranking (documented in the README): the selection metric (`select.metric`, val accuracy by default;
+Ranking (documented in docs/method.md): the selection metric (`select.metric`, val accuracy by default;
 loss ascending, the others descending), then the other scores in the order accuracy, macro-F1,
 loss, then fewer datasets (a cheaper deployment fine-tune), then the mask key in lexicographic order.
 """
