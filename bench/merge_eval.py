@@ -33,6 +33,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "workflow"))
+sys.path.insert(0, str(REPO / "bench"))
 
 from merge2mix import config as config_mod  # noqa: E402  (light: no torch)
 
@@ -148,22 +149,9 @@ def kernel(plan, threads):
 def make_p5_pool(root: Path, n: int) -> Path:
     """A BERT-base-shaped random model (~110 M parameters, 440 MB fp32) and n perturbed copies: a model
     whose size dominates the process's fixed costs, so the ratio says what it would for a large one."""
-    import torch
-    from transformers import BertConfig, BertForSequenceClassification
+    from pools import make_pool
 
-    from merge2mix.merge import save_weights
-
-    if (root / f"ft{n - 1}.safetensors").exists():
-        return root
-    root.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(0)
-    model = BertForSequenceClassification(BertConfig(num_labels=2))
-    model.save_pretrained(root / "base")
-    base = model.state_dict()
-    for i in range(n):
-        save_weights({k: v + 0.01 * torch.randn_like(v) if v.is_floating_point() else v for k, v in base.items()},
-                     root / f"ft{i}.safetensors")
-    return root
+    return make_pool(root, "base", n)
 
 
 def vm_hwm() -> int:

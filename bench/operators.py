@@ -24,32 +24,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "workflow"))
+sys.path.insert(0, str(REPO / "bench"))
 
-SIZES = {  # BertConfig keywords
-    "tiny": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, vocab_size=500),
-    "small": dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024),
-    "base": dict(),
-}
+from pools import SIZES, make_pool  # noqa: E402
+
 OPERATORS = [("average", {}), ("task_arithmetic", {"lam": 1.0, "power": 0.5}), ("ties", {"density": 0.2, "lam": 1.0})]
-
-
-def make_pool(root: Path, size: str, n: int) -> Path:
-    import torch
-    from transformers import BertConfig, BertForSequenceClassification
-
-    from merge2mix.merge import save_weights
-
-    if (root / f"ft{n - 1}.safetensors").exists():
-        return root
-    root.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(0)
-    model = BertForSequenceClassification(BertConfig(num_labels=2, **SIZES[size]))
-    model.save_pretrained(root / "base")
-    base = model.state_dict()
-    for i in range(n):
-        save_weights({k: v + 0.01 * torch.randn_like(v) if v.is_floating_point() else v for k, v in base.items()},
-                     root / f"ft{i}.safetensors")
-    return root
 
 
 def measure(root: Path, n: int, masks: int, threads: int, seed: int = 0) -> dict:
