@@ -5,7 +5,7 @@
 
 The oracle (every mixture fine-tuned and scored on the target) does not depend on the surrogate, so
 the committed oracle of bench/results/evidence-<run>/oracle.csv serves every operator: this script
-computes (or reuses) only the run's per-dataset fine-tunes (`snakemake --until finetune`), then
+computes (or reuses) only the run's per-dataset fine-tunes and the target's val split, then
 scores all 2^N - 1 masks in one process with each operator (merge2mix.engine.score, the code path of
 merge_eval). The `average` scores must equal the committed masks.csv: that checks the fine-tunes are
 the ones the oracle run merged.
@@ -53,7 +53,9 @@ TARGETS = ["config.yaml", "bench/configs/target-airline.yaml"]
 
 def finetunes(cfg_path: str, cores: int) -> config_mod.Plan:
     plan = config_mod.Plan(config_mod.load(cfg_path))
-    cmd = [sys.executable, "-m", "snakemake", "--cores", str(cores), "--configfile", cfg_path, "--until", "finetune"]
+    run = plan.run_dir
+    files = [f"{run}/finetune/{n}/model.safetensors" for n in plan.candidates] + [f"{run}/data/{plan.target}/val.parquet"]
+    cmd = [sys.executable, "-m", "snakemake", "--cores", str(cores), "--configfile", cfg_path, *files]
     if subprocess.run(cmd, cwd=REPO).returncode:
         sys.exit(f"surrogates: the fine-tunes of {cfg_path} failed")
     return plan
