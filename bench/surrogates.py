@@ -55,7 +55,7 @@ def finetunes(cfg_path: str, cores: int) -> config_mod.Plan:
     plan = config_mod.Plan(config_mod.load(cfg_path))
     run = plan.run_dir
     files = [f"{run}/finetune/{n}/model.safetensors" for n in plan.candidates] + [f"{run}/data/{plan.target}/val.parquet"]
-    cmd = [sys.executable, "-m", "snakemake", "--cores", str(cores), "--configfile", cfg_path, *files]
+    cmd = [sys.executable, "-m", "snakemake", *files, "--cores", str(cores), "--configfile", cfg_path]  # --configfile takes a list
     if subprocess.run(cmd, cwd=REPO).returncode:
         sys.exit(f"surrogates: the fine-tunes of {cfg_path} failed")
     return plan
