@@ -217,6 +217,15 @@ def tiny_cfg(tiny_model, tmp_path) -> dict:
     return tiny_config(tiny_model, tmp_path / "results")
 
 
+@pytest.fixture
+def isolated_cwd(tmp_path, monkeypatch):
+    """Run in an empty folder of the test's own: code that writes to a relative path by mistake (a
+    mutant planted by `make mutate`, say) fails the test instead of leaving files that the next test
+    in the same folder would find."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
 def write_config(cfg: dict, path: Path) -> Path:
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path

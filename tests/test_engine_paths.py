@@ -11,6 +11,8 @@ from merge2mix import engine, families
 from merge2mix.errors import CheckpointError
 from merge2mix.merge import average, load_weights, save_weights
 
+pytestmark = pytest.mark.usefixtures("isolated_cwd")  # relative-path writes fail, not leak
+
 FAM = families.get("text_classification")
 NAMES = ["a", "b", "c", "d"]
 MASKS = [m for k in range(1, 5) for m in combinations(NAMES, k)]

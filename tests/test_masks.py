@@ -5,6 +5,8 @@ from hypothesis import strategies as st
 from merge2mix.errors import ConfigError
 from merge2mix.masks import bitstring, enumerate_masks, mask_key, parse_key
 
+pytestmark = pytest.mark.usefixtures("isolated_cwd")  # relative-path writes fail, not leak
+
 names = st.lists(st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True), min_size=1, max_size=6, unique=True)
 
 

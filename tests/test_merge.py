@@ -4,7 +4,9 @@ import pytest
 import torch
 
 from merge2mix.errors import CheckpointError
-from merge2mix.merge import TaskVector, average, check_compatible, load_weights, save_weights
+from merge2mix.merge import OPERATORS, TaskVector, average, check_compatible, load_weights, merge_state, save_weights, size_scale
+
+pytestmark = pytest.mark.usefixtures("isolated_cwd")  # relative-path writes fail, not leak
 
 
 def state(seed):
@@ -116,7 +118,7 @@ def test_saved_files_are_byte_identical_and_carry_their_metadata(tmp_path):
 
 
 # -- merge operators ------------------------------------------------------------------------------
-from merge2mix.merge import OPERATORS, merge_state, size_scale  # noqa: E402
+
 
 
 def test_operators_by_hand():

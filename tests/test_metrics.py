@@ -9,6 +9,8 @@ from hypothesis import strategies as st
 
 from merge2mix.evaluate import evaluate, macro_f1
 
+pytestmark = pytest.mark.usefixtures("isolated_cwd")  # relative-path writes fail, not leak
+
 
 def f1_by_confusion_matrix(pred, gold, n_classes):
     """F1 per class from a confusion matrix: 2 P R / (P + R), 0 where the class has no true positive."""

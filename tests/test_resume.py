@@ -8,6 +8,8 @@ import torch
 
 from merge2mix import resume
 
+pytestmark = pytest.mark.usefixtures("isolated_cwd")  # relative-path writes fail, not leak
+
 
 def _job(seed=0):
     torch.manual_seed(seed)
@@ -104,3 +106,32 @@ def test_leftovers_of_a_killed_save_do_not_break_the_next(tmp_path, monkeypatch)
     assert sorted(p.name for p in (work / "step-5").iterdir()) == ["model.safetensors", "state.json", "state.safetensors"]
     assert sorted(p.name for p in work.iterdir()) == ["latest", "step-5"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["work"]
+
+
+class _Warmup:
+    """A schedule as a callable object: LambdaLR then saves its attributes, here a tensor (not JSON)."""
+
+    def __init__(self):
+        self.table = torch.linspace(0.1, 1.0, 10)
+
+    def __call__(self, step):
+        return float(self.table[min(step, 9)])
+
+
+def test_a_schedule_object_does_not_break_the_json_state(tmp_path):
+    model, opt, _, gen = _job()
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _Warmup())
+    _steps(model, opt, sched, gen, 2)
+    resume.save(str(tmp_path), 2, model=model, opt=opt, sched=sched, gen=gen, order=torch.arange(3), pos=0,
+                losses=[], fingerprint=FP)
+    meta = json.loads((tmp_path / "step-2" / "state.json").read_text())
+    assert meta["scheduler"]["lr_lambdas"] is None and meta["scheduler"]["last_epoch"] == 2
+    fresh = _job()
+    sched2 = torch.optim.lr_scheduler.LambdaLR(fresh[1], _Warmup())
+    resume.restore(resume.load(str(tmp_path), FP, "cpu"), model=fresh[0], opt=fresh[1], sched=sched2, gen=fresh[3],
+                   device="cpu")
+    assert sched2.last_epoch == 2 and fresh[1].param_groups[0]["lr"] == pytest.approx(0.01 * 0.3)
+
+
+def test_clearing_a_missing_work_folder_is_fine(tmp_path):
+    resume.clear(str(tmp_path / "never-made"))  # a fine-tune that finished without ever saving a state

@@ -15,6 +15,8 @@ from merge2mix.data.prepare import prepare_dataset
 from merge2mix.evaluate import evaluate
 from merge2mix.merge import average, load_weights, merge_state, save_weights
 
+pytestmark = pytest.mark.usefixtures("isolated_cwd")  # relative-path writes fail, not leak
+
 TASK = {"type": "text_classification", "labels": ["negative", "positive"], "max_length": 16}
 FAM = families.get("text_classification")
 
@@ -179,3 +181,79 @@ def test_precision_check_by_hand(world):
     assert fell["precision_note"] == f"bf16 agreed with fp32 on {agreement:.4f} < {agreement + 1e-6} of the check sample"
     plain = ev.evaluate_checked(model, enc, FAM.forward, 4, "cpu", "fp32")
     assert plain == {**fp32, "precision": "fp32", "batch_size": 4}
+
+
+def test_score_passes_its_settings_down(world, tmp_path):
+    """The memory budget reaches the pool (a 1-byte budget: stream mode), the task is part of the
+    split's cache key (another max_length re-encodes), the operator is recorded by merge_eval, and
+    wall_s is the call's own time."""
+    import time
+
+    engine.clear_cache()
+    s = dict(split_path=world["val"], batch_size=4, device="cpu", base_dir=world["base"], checkpoints=world["ckpts"])
+    engine.score(task=TASK, budget_bytes=1, **s)
+    assert [v.mode for k, v in engine._CACHE.items() if k[0] == "pool"] == ["stream"]
+    engine.clear_cache()
+    engine.score(task=TASK, budget_bytes=10**13, **s)
+    assert [v.mode for k, v in engine._CACHE.items() if k[0] == "pool"] == ["memory"]
+    full = engine.score(task=TASK, **s)
+    short = engine.score(task={**TASK, "max_length": 3}, **s)
+    assert short["loss"] != full["loss"]
+    op = {"method": "task_arithmetic", "params": {"lam": 0.5, "power": 0.0}}
+    t0 = time.perf_counter()
+    rec = engine.merge_eval(key="books+food", out_json=str(tmp_path / "m.json"), task=TASK, operator=op, **s)
+    elapsed = time.perf_counter() - t0
+    assert rec["operator"] == op and json.loads((tmp_path / "m.json").read_text())["operator"] == op
+    assert rec["eval_s"] <= rec["wall_s"] <= elapsed
+
+
+def test_a_family_with_its_own_evaluation_is_scored_through_it(world, monkeypatch):
+    """causal_lm scores generatively (families' own `evaluate`); the engine passes it the merged model,
+    the encoded split, the batch size, the device and the task, and records dtype and batch size."""
+    from types import SimpleNamespace
+
+    calls = []
+
+    def own_evaluate(model, split, batch_size, device, task):
+        calls.append((model, split, batch_size, device, task))
+        return {"accuracy": 0.25, "macro_f1": 0.25, "balanced_accuracy": 0.25, "loss": 1.5, "n": len(split)}
+
+    fam = SimpleNamespace(**{k: getattr(FAM, k) for k in ("load_model", "load_processor", "encode", "is_merged")},
+                          evaluate=own_evaluate)
+    monkeypatch.setattr(families, "get", lambda name: fam)
+    engine.clear_cache()
+    out = engine.score(base_dir=world["base"], checkpoints=world["ckpts"], split_path=world["val"], task=TASK,
+                       batch_size=4, device="cpu")
+    (model, split, bs, dev, task), = calls
+    pool = next(v for k, v in engine._CACHE.items() if k[0] == "pool")
+    assert model is pool.model and len(split) == 15 and bs == 4 and dev == torch.device("cpu") and task == TASK
+    assert {k: out[k] for k in ("accuracy", "loss", "n", "batch_size", "precision")} == \
+        {"accuracy": 0.25, "loss": 1.5, "n": 15, "batch_size": 4, "precision": "float32"}
+    engine.clear_cache()
+
+
+def test_explicit_batch_sizes_back_off_to_one_and_are_not_remembered(monkeypatch):
+    sizes = []
+
+    def always_oom(bs):
+        sizes.append(bs)
+        raise torch.cuda.OutOfMemoryError("oom")
+
+    monkeypatch.setattr(ev, "_FITS", {})
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        ev.with_oom_backoff(always_oom, 4, "cpu")
+    assert sizes == [4, 2, 1]
+    out, bs = ev.with_oom_backoff(lambda b: b * 10, 6, "cpu")
+    assert (out, bs) == (60, 6) and ev._FITS == {}  # only `auto` learns what fits
+    out, bs = ev.with_oom_backoff(lambda b: b, "auto", "cpu")
+    assert bs == 128 and ev._FITS == {"cpu": 128}
+
+
+def test_default_precision_check_keeps_bf16_when_it_agrees():
+    """Defaults (256 check examples, 0.99 agreement): well-separated logits agree in bf16 and fp32."""
+    from test_metrics import _forward, _Split
+
+    logits = torch.tensor([[4.0, -4.0], [-4.0, 4.0]] * 10)
+    labels = torch.tensor([0, 1] * 10)
+    out = ev.evaluate_checked(torch.nn.Identity(), _Split(logits, labels), _forward, 8, "cpu", "bf16")
+    assert out["precision"] == "bf16" and out["precision_check_n"] == 20 and out["precision_agreement"] == 1.0

@@ -6,6 +6,8 @@ import pytest
 
 from merge2mix.select import TIE_BREAK, rank, select, tie_break
 
+pytestmark = pytest.mark.usefixtures("isolated_cwd")  # relative-path writes fail, not leak
+
 
 def row(mask, acc, f1=0.5, loss=1.0, bal=0.5):
     names = mask.split("+")
@@ -114,3 +116,31 @@ def test_outputs_have_exactly_their_documented_fields(tmp_path, monkeypatch):
         "tie_break": "accuracy desc, macro_f1 desc, loss asc, size asc, mask asc",
         "operator": {"method": "average", "params": {}}}
     assert pd.read_csv(tmp_path / "masks.csv", dtype={"bitstring": str})["datasets"].tolist() == ["b", "a"]
+
+
+def test_operator_of_a_row_and_clear_messages():
+    from merge2mix.select import operator_of, order
+
+    op = {"method": "ties", "params": {"density": 0.2}}
+    assert operator_of(pd.Series({"operator": op})) == op
+    assert operator_of(pd.Series({"mask": "a"})) == operator_of(pd.Series({"operator": float("nan")})) == {
+        "method": "average", "params": {}}
+    with pytest.raises(ValueError) as e:
+        order("auroc")
+    assert str(e.value) == "select.metric 'auroc' is not one of accuracy, macro_f1, balanced_accuracy, loss"
+    assert order() == [("accuracy", False), ("macro_f1", False), ("loss", True), ("size", True), ("mask", True)]
+    df = rank(pd.DataFrame([row("b", 0.5), row("a", 0.7)]).assign(datasets=lambda d: d["datasets"].map("+".join)))
+    assert list(df.index) == [0, 1] and "index" not in df.columns
+
+
+def test_gather_names_the_file_without_the_metric(tmp_path):
+    from merge2mix.errors import Merge2MixError
+    from merge2mix.select import gather
+
+    old = row("a", 0.5)
+    del old["macro_f1"]
+    (tmp_path / "a.json").write_text(json.dumps(old))
+    with pytest.raises(Merge2MixError) as e:
+        gather([tmp_path / "a.json"], ["a"], "macro_f1")
+    assert str(e.value) == (f"select.metric macro_f1: {tmp_path / 'a.json'} has no 'macro_f1' (scored by an older "
+                            "merge2mix; delete the run's merge_eval/ folder to score the masks again)")

@@ -3,8 +3,12 @@
 import json
 import os
 
+import pytest
+
 from merge2mix import store
 from merge2mix.merge import file_sha256
+
+pytestmark = pytest.mark.usefixtures("isolated_cwd")  # relative-path writes fail, not leak
 
 
 def _weights(path, payload=b"theta" * 1000):
