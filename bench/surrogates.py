@@ -8,7 +8,8 @@ the committed oracle of bench/results/evidence-<run>/oracle.csv serves every ope
 computes (or reuses) only the run's per-dataset fine-tunes and the target's val split, then
 scores all 2^N - 1 masks in one process with each operator (merge2mix.engine.score, the code path of
 merge_eval). The `average` scores must equal the committed masks.csv: that checks the fine-tunes are
-the ones the oracle run merged.
+the ones the oracle run merged. Scores already in bench/results/surrogates/<run>-scores.csv are reused
+(--rescore to compute them again), so the analysis can be rerun without the scoring.
 
 For each target x surrogate x selection metric (accuracy, macro_f1): pooled Pearson r (paired
 bootstrap 95 % interval over masks), Spearman rho, Spearman within each mixture size (mean over
@@ -109,6 +110,7 @@ def main(argv=None) -> int:
     ap.add_argument("--surrogates", nargs="+", default=list(SURROGATES), choices=list(SURROGATES))
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--out", default=str(REPO / "bench" / "results"))
+    ap.add_argument("--rescore", action="store_true", help="score every mask again even where <run>-scores.csv has it")
     a = ap.parse_args(argv)
     out = Path(a.out)
     (out / "surrogates").mkdir(parents=True, exist_ok=True)
@@ -118,8 +120,12 @@ def main(argv=None) -> int:
         run = plan.cfg["run"]
         evidence = REPO / "bench" / "results" / f"evidence-{run}"
         oracle = pd.read_csv(evidence / "oracle.csv")
-        scores = score_all(plan, a.surrogates, a.cores)
-        scores.to_csv(out / "surrogates" / f"{run}-scores.csv", index=False)
+        cached = out / "surrogates" / f"{run}-scores.csv"
+        have = pd.read_csv(cached) if cached.exists() and not a.rescore else pd.DataFrame(columns=["surrogate"])
+        missing = [n for n in a.surrogates if n not in set(have["surrogate"])]
+        scores = pd.concat([have[have["surrogate"].isin(a.surrogates)], score_all(plan, missing, a.cores)] if missing
+                           else [have[have["surrogate"].isin(a.surrogates)]], ignore_index=True)
+        scores.to_csv(cached, index=False)
         if "average" in a.surrogates:  # the fine-tunes are the oracle run's: same merged scores
             committed = pd.read_csv(evidence / "masks.csv").set_index("mask")["accuracy"]
             mine = scores[scores["surrogate"] == "average"].set_index("mask")["accuracy"]
