@@ -114,8 +114,10 @@ def test_without_a_training_record_a_checkpoint_is_merged_unverified(pool_files,
     (bare.parent / "train.json").write_text(json.dumps({"weights_sha256": "0" * 64}))
     engine.verify_checkpoint(str(bare))  # same file identity: the cached verdict stands
     engine.clear_cache()
-    with pytest.raises(CheckpointError, match=r"sha256 differs"):
+    with pytest.raises(CheckpointError) as e:
         engine.verify_checkpoint(str(bare))
+    assert str(e.value) == (f"checkpoint {bare}: sha256 differs from the one recorded at training in "
+                            f"{bare.parent / 'train.json'} (changed or damaged since; delete it to retrain)")
     (bare.parent / "train.json").write_text(json.dumps({"weights_sha256": file_sha256(bare)}))
     engine.verify_checkpoint(str(bare))
     with pytest.raises(CheckpointError, match=r"missing\.safetensors: file not found"):
@@ -171,6 +173,12 @@ def test_every_operator_equals_its_reference_for_every_mask(pool_files, mode, me
 
 def test_an_unknown_operator_is_one_line(pool_files):
     base_dir, files = pool_files
+    with pytest.raises(ValueError) as e:
+        engine.Pool(FAM, base_dir, "cpu", mode="fast", pool=NAMES)
+    assert str(e.value) == "merge mode 'fast' (one of auto, memory, stream)"
+    with pytest.raises(CheckpointError) as e:
+        engine.Pool(FAM, base_dir, "cpu", mode="memory", pool=NAMES).merge({})
+    assert str(e.value) == "merge: a mask over zero datasets has no average"
     pool = engine.Pool(FAM, base_dir, "cpu", mode="memory", pool=NAMES)
     with pytest.raises(CheckpointError, match=r"^merge\.method 'mean' is not one of average, task_arithmetic, ties$"):
         pool.merge({"a": files["a"]}, "mean")

@@ -66,15 +66,16 @@ def test_a_restored_state_continues_exactly_like_the_uninterrupted_run(tmp_path)
 def test_only_the_newest_state_is_kept_and_latest_points_to_it(tmp_path):
     model, opt, sched, gen = _job()
     _steps(model, opt, sched, gen, 1)
+    work = tmp_path / "work"
     for step in (5, 10):
-        resume.save(str(tmp_path), step, model=model, opt=opt, sched=sched, gen=gen, order=torch.arange(3), pos=0,
+        resume.save(str(work), step, model=model, opt=opt, sched=sched, gen=gen, order=torch.arange(3), pos=0,
                     losses=[], fingerprint=FP)
-    assert (tmp_path / "latest").read_text() == "step-10\n"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest", "step-10"]
-    assert sorted(p.name for p in (tmp_path / "step-10").iterdir()) == ["model.safetensors", "state.json", "state.safetensors"]
-    assert json.loads((tmp_path / "step-10" / "state.json").read_text())["fingerprint"] == FP
-    resume.clear(str(tmp_path))
-    assert not tmp_path.exists()
+    assert (work / "latest").read_text() == "step-10\n"
+    assert sorted(p.name for p in work.iterdir()) == ["latest", "step-10"]
+    assert sorted(p.name for p in (work / "step-10").iterdir()) == ["model.safetensors", "state.json", "state.safetensors"]
+    assert json.loads((work / "step-10" / "state.json").read_text())["fingerprint"] == FP
+    resume.clear(str(work))
+    assert not work.exists()
 
 
 def test_a_state_of_another_job_or_a_broken_one_is_not_used(tmp_path):

@@ -204,7 +204,7 @@ def test_score_passes_its_settings_down(world, tmp_path):
     rec = engine.merge_eval(key="books+food", out_json=str(tmp_path / "m.json"), task=TASK, operator=op, **s)
     elapsed = time.perf_counter() - t0
     assert rec["operator"] == op and json.loads((tmp_path / "m.json").read_text())["operator"] == op
-    assert rec["eval_s"] <= rec["wall_s"] <= elapsed
+    assert rec["eval_s"] <= rec["wall_s"] <= elapsed and rec["merge_s"] + rec["eval_s"] <= rec["wall_s"] + 2e-4
 
 
 def test_a_family_with_its_own_evaluation_is_scored_through_it(world, monkeypatch):
@@ -223,12 +223,12 @@ def test_a_family_with_its_own_evaluation_is_scored_through_it(world, monkeypatc
     monkeypatch.setattr(families, "get", lambda name: fam)
     engine.clear_cache()
     out = engine.score(base_dir=world["base"], checkpoints=world["ckpts"], split_path=world["val"], task=TASK,
-                       batch_size=4, device="cpu")
+                       batch_size="auto", device="cpu")
     (model, split, bs, dev, task), = calls
     pool = next(v for k, v in engine._CACHE.items() if k[0] == "pool")
-    assert model is pool.model and len(split) == 15 and bs == 4 and dev == torch.device("cpu") and task == TASK
+    assert model is pool.model and len(split) == 15 and bs == 128 and dev == torch.device("cpu") and task == TASK
     assert {k: out[k] for k in ("accuracy", "loss", "n", "batch_size", "precision")} == \
-        {"accuracy": 0.25, "loss": 1.5, "n": 15, "batch_size": 4, "precision": "float32"}
+        {"accuracy": 0.25, "loss": 1.5, "n": 15, "batch_size": 128, "precision": "float32"}
     engine.clear_cache()
 
 
@@ -257,3 +257,20 @@ def test_default_precision_check_keeps_bf16_when_it_agrees():
     labels = torch.tensor([0, 1] * 10)
     out = ev.evaluate_checked(torch.nn.Identity(), _Split(logits, labels), _forward, 8, "cpu", "bf16")
     assert out["precision"] == "bf16" and out["precision_check_n"] == 20 and out["precision_agreement"] == 1.0
+
+
+def test_bf16_that_flips_a_near_tie_falls_back_to_fp32():
+    """Logits 1.0 and 1.0001 are equal in bf16 (8 mantissa bits): bf16 predicts class 0, fp32 class 1,
+    so the check sees the disagreement and scores in fp32."""
+    from test_metrics import _Split
+
+    def through_a_linear_layer(model, b):  # a matmul, so autocast computes it in bf16
+        z = model(b["logits"])
+        return torch.nn.functional.cross_entropy(z.float(), b["labels"]), z
+
+    identity = torch.nn.Linear(2, 2, bias=False)
+    torch.nn.init.eye_(identity.weight)
+    logits = torch.tensor([[1.0, 1.0001], [4.0, -4.0]] * 5)
+    labels = torch.tensor([1, 0] * 5)
+    out = ev.evaluate_checked(identity, _Split(logits, labels), through_a_linear_layer, 4, "cpu", "bf16")
+    assert out["precision"] == "fp32" and out["precision_agreement"] == 0.5 and out["accuracy"] == 1.0
