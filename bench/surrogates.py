@@ -112,6 +112,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(REPO / "bench" / "results"))
     ap.add_argument("--rescore", action="store_true", help="score every mask again even where <run>-scores.csv has it")
     a = ap.parse_args(argv)
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
     out = Path(a.out)
     (out / "surrogates").mkdir(parents=True, exist_ok=True)
     t0, rows, checks = time.time(), [], {}
@@ -150,7 +151,6 @@ def main(argv=None) -> int:
     table["pearson_r_ci95"] = table["pearson_r_ci95"].map(lambda v: None if v is None else [round(x, 3) for x in v])
     table.to_csv(out / "surrogates.csv", index=False)
     pd.DataFrame(loto).to_csv(out / "surrogates" / "leave-one-target-out.csv", index=False)
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
     dirty = bool(subprocess.run(["git", "status", "--porcelain", "--", "workflow", "bench/surrogates.py"], cwd=REPO,
                                 capture_output=True, text=True).stdout.strip())
     (out / "surrogates" / "run.json").write_text(json.dumps({
