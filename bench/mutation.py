@@ -7,11 +7,12 @@ in a scratch tree (build/mutation/) holding the package as src/merge2mix next to
 
 Writes bench/results/mutation/: summary.json (per module: killed, survived, ...; the score is
 killed / (killed + survived + timeouts)), and report.md with every survivor, its diff and the reason
-it is harmless, taken from bench/mutation/survivors.yaml (a survivor without a reason is flagged
-there: either write a test that kills it or say why it cannot matter).
+it is harmless, from the first rule of bench/mutation/survivors.yaml that matches it (a survivor no
+rule explains is flagged: either write a test that kills it or say why it cannot matter).
 
     python bench/mutation.py [--children 2] [--keep]   # --keep: resume an interrupted run
     python bench/mutation.py --keep --retest-survivors  # after adding tests: test the survivors again
+    python bench/mutation.py --report-only              # rewrite the report (e.g. after editing survivors.yaml)
 """
 
 from __future__ import annotations
@@ -62,13 +63,16 @@ def main(argv=None) -> int:
     ap.add_argument("--keep", action="store_true", help="keep build/mutation and resume where mutmut stopped")
     ap.add_argument("--retest-survivors", action="store_true",
                     help="with --keep: run the survivors of the last run again (new tests may kill them)")
+    ap.add_argument("--report-only", action="store_true", help="write the report from build/mutation's results, run nothing")
     args = ap.parse_args(argv)
 
-    prepare(args.keep)
     t0 = time.time()
-    names = [n for n, s in statuses().items() if s == "survived"] if args.retest_survivors else []
-    run = subprocess.run([*MUTMUT, "run", "--max-children", str(args.children), *names], cwd=SCRATCH,
-                         env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    run = subprocess.CompletedProcess([], 0)
+    if not args.report_only:
+        prepare(args.keep)
+        names = [n for n, s in statuses().items() if s == "survived"] if args.retest_survivors else []
+        run = subprocess.run([*MUTMUT, "run", "--max-children", str(args.children), *names], cwd=SCRATCH,
+                             env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
     wall = time.time() - t0
     st = statuses()
     if not st:
@@ -78,7 +82,13 @@ def main(argv=None) -> int:
     per_module: dict[str, Counter] = {}
     for name, status in st.items():
         per_module.setdefault(module_of(name), Counter())[status] += 1
-    reasons = yaml.safe_load(REASONS.read_text()) or {} if REASONS.exists() else {}
+    rules = (yaml.safe_load(REASONS.read_text()) or []) if REASONS.exists() else []
+
+    def reason_for(name: str, diff: str) -> str | None:
+        for r in rules:
+            if re.search(r["name"], name) and re.search(r.get("diff", ""), diff):
+                return r["reason"]
+        return None
 
     def score(c: Counter) -> float:
         tested = c["killed"] + c["survived"] + c["timeout"]
@@ -94,7 +104,7 @@ def main(argv=None) -> int:
 
     survivors = sorted(n for n, s in st.items() if s not in ("killed", "timeout"))
     lines = ["# Mutation testing: survivors and why each is harmless", "",
-             f"Command: `make mutate` (bench/mutation.py, {args.children} workers, {wall / 60:.1f} min). "
+             f"Command: `make mutate` (bench/mutation.py, {args.children} workers; this invocation {wall / 60:.1f} min). "
              "Score = (killed + timeout) / (killed + survived + timeout).", "",
              "| module | killed | survived | timeout | no tests | score |", "|---|---|---|---|---|---|"]
     for m, c in sorted(per_module.items()):
@@ -106,7 +116,7 @@ def main(argv=None) -> int:
     for n in survivors:
         diff = subprocess.run([*MUTMUT, "show", n], cwd=SCRATCH, capture_output=True, text=True).stdout.strip()
         diff = "\n".join(l for l in diff.splitlines() if l.startswith(("+", "-")) and not l.startswith(("+++", "---")))
-        reason = reasons.get(n)
+        reason = reason_for(n, diff)
         if not reason:
             missing.append(n)
         lines += [f"### `{n}` ({st[n]})", "", "```diff", diff, "```", "", reason or "**NO REASON GIVEN**", ""]
