@@ -102,7 +102,7 @@ def main(argv=None) -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
 
-    survivors = sorted(n for n, s in st.items() if s not in ("killed", "timeout"))
+    survivors = sorted(n for n, s in st.items() if s not in ("killed", "timeout", "not checked"))
     lines = ["# Mutation testing: survivors and why each is harmless", "",
              f"Command: `make mutate` (bench/mutation.py, {args.children} workers; this invocation {wall / 60:.1f} min). "
              "Score = (killed + timeout) / (killed + survived + timeout).", "",
