@@ -39,14 +39,11 @@ def by_size(x, y, size) -> dict:
     least 3 masks and both scores varying), and the partial Pearson r given size (size as a factor:
     each score minus its size's mean, then Pearson of the residuals)."""
     x, y, size = (np.asarray(v, dtype=float) for v in (x, y, size))
-    within = {}
+    within, rx, ry = {}, x.copy(), y.copy()
     for k in np.unique(size):
         i = size == k
         if i.sum() >= 3 and np.ptp(x[i]) > 0 and np.ptp(y[i]) > 0:
             within[str(int(k))] = float(stats.spearmanr(x[i], y[i])[0])
-    rx, ry = x.copy(), y.copy()
-    for k in np.unique(size):
-        i = size == k
         rx[i] -= x[i].mean()
         ry[i] -= y[i].mean()
     partial = float(stats.pearsonr(rx, ry)[0]) if np.ptp(rx) > 0 and np.ptp(ry) > 0 else None
