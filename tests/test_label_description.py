@@ -121,3 +121,50 @@ def test_topic_loaders_and_demo_config():
     assert packaged.load("reuters", "r8")["label"].nunique() == 8
     cfg = config_mod.load(REPO / "configs" / "demo-topics.yaml")
     assert cfg["task"]["type"] == "text_label_description" and len(config_mod.Plan(cfg).masks) == 31
+
+
+def test_frozen_shared_head_is_the_label_description_family_over_task_labels(tiny_model, tmp_path):
+    """task.head label_description on text_classification: every dataset's classes are task.labels (in
+    their order), each dataset's prepared labels index into them, and every frozen head is one matrix."""
+    raw = {"target": "phones", "model": {"name_or_path": str(tiny_model)},
+           "task": {"type": "text_classification", "labels": ["great", "broken"], "head": "label_description", "max_length": 16},
+           "datasets": {n: {"local": {"path": str(FIXTURES / f)}, **COLS, "label_map": m}
+                        for n, (f, m) in {"phones": SOURCES["phones"], "books": ("books.csv", {"neg": "broken", "pos": "great"}),
+                                          "food": ("food.jsonl", {"neg": "broken", "pos": "great"})}.items()}}
+    cfg = config_mod.validate(raw)
+    task = cfg["task"]
+    assert task["type"] == "text_label_description" and task["head"] == "label_description" and "labels" not in task
+    assert task["templates"] == ["This text is about {}."]
+    assert all(ds["classes"] == ["great", "broken"] for ds in cfg["datasets"].values())
+    assert "classes" not in raw["datasets"]["books"] and raw["task"]["type"] == "text_classification"  # input untouched
+    FAM.init_base(str(tiny_model), str(tmp_path / "base"), task, seed=0)
+    heads = {}
+    for name, ds in cfg["datasets"].items():
+        out = {s: str(tmp_path / name / f"{s}.parquet") for s in ("train", "val", "test")} | {"meta": str(tmp_path / name / "m.json")}
+        meta = prepare_dataset(name, ds, None, {"val_fraction": 0.25, "test_fraction": 0.25}, 0, out)
+        assert set(pd.read_parquet(out["train"])["label"]) == {"great", "broken"}
+        assert meta["labels"] == ["great", "broken"]  # task.labels' order, not sorted
+        heads[name] = FAM.build_head(str(tmp_path / "base"), meta["labels"], task["templates"], str(tmp_path / f"{name}.st"))
+    assert torch.equal(heads["phones"], heads["books"]) and torch.equal(heads["phones"], heads["food"])
+    val = str(tmp_path / "phones" / "val.parquet")  # theta_0 is a zero-shot classifier through the frozen head
+    res = engine.score(base_dir=str(tmp_path / "base"), checkpoints={"base": str(tmp_path / "base" / "model.safetensors")},
+                       split_path=val, task=task, batch_size=8, device="cpu", heads={"phones": str(tmp_path / "phones.st")})
+    acc, _ = by_hand(load_weights(tmp_path / "base" / "model.safetensors"), str(tmp_path / "base"), str(tmp_path / "phones.st"), val)
+    assert res["accuracy"] == pytest.approx(acc)
+
+
+@pytest.mark.parametrize("edit, message", [
+    ({"type": "clip"}, r"^config: task\.head: 'label_description' is an option of task\.type text_classification, not clip$"),
+    ({"head": "frozen"}, r"^config: task\.head: 'frozen' is not one of \['trained', 'label_description'\]$"),
+])
+def test_head_option_errors_name_the_key(edit, message):
+    raw = {"target": "a", "model": {"name_or_path": "x/y"}, "datasets": {n: {"package": {"loader": "rotten_tomatoes"}} for n in "abc"},
+           "task": {"type": "text_classification", "labels": ["negative", "positive"], "head": "label_description", **edit}}
+    with pytest.raises(config_mod.ConfigError, match=message):
+        config_mod.validate(raw)
+
+
+def test_no_head_key_leaves_the_task_as_it_was():
+    """Absent task.head is the trained head, and the task dict (part of every store key) is unchanged."""
+    cfg = config_mod.load(REPO / "config.yaml")
+    assert "head" not in cfg["task"] and cfg["task"]["type"] == "text_classification" and "classes" not in cfg["datasets"]["apple"]

@@ -111,6 +111,9 @@ def _check_semantics(cfg: dict) -> None:
         )
     cfg["candidates"] = list(cands)
     task = cfg["task"]
+    head = task.get("head")
+    if head is not None and task["type"] != "text_classification":
+        raise ConfigError(f"config: task.head: '{head}' is an option of task.type text_classification, not {task['type']}")
     if task["type"] in PER_DATASET_LABELS:
         task.setdefault("templates", list(DEFAULT_TEMPLATES[task["type"]]))
         task.pop("labels", None)  # each dataset's classes are its label space
@@ -154,6 +157,19 @@ def _check_semantics(cfg: dict) -> None:
             lp = ds["local"].get("labels_path")
             if lp and not Path(lp).is_file():
                 raise ConfigError(f"config: datasets.{name}.local.labels_path: no such file: {lp}")
+    if head == "label_description":
+        _frozen_shared_head(cfg)
+
+
+def _frozen_shared_head(cfg: dict) -> None:
+    """task.head label_description: text_label_description with every dataset's classes = task.labels
+    (one shared label space, so every dataset's frozen head is the same matrix of class embeddings)."""
+    task = cfg["task"]
+    for ds in cfg["datasets"].values():
+        ds["classes"] = list(task["labels"])
+    task["type"] = "text_label_description"
+    task.setdefault("templates", list(DEFAULT_TEMPLATES["text_label_description"]))
+    del task["labels"]
 
 
 def model_source(cfg: dict) -> str:
