@@ -2,6 +2,7 @@
 
     python bench/surrogates.py                                   # apple (config.yaml) and airline
     python bench/surrogates.py --targets config.yaml --surrogates average ta_0.5
+    python bench/surrogates.py --drop rt_movies --targets config.yaml bench/configs/apple-frozen-n5.yaml ...
 
 The oracle (every mixture fine-tuned and scored on the target) does not depend on the surrogate, so
 the committed oracle of bench/results/evidence-<run>/oracle.csv serves every operator: this script
@@ -15,10 +16,18 @@ For each target x surrogate x selection metric (accuracy, macro_f1): pooled Pear
 bootstrap 95 % interval over masks), Spearman rho, Spearman within each mixture size (mean over
 sizes), Pearson given size, top-5 overlap, the pick and its regret (test metric of the oracle's
 val-best mixture minus that of the surrogate's pick). Then leave-one-target-out: the surrogate with
-the best pooled r on the other target(s) is reported on the held-out one.
+the best pooled r on the other target(s) is reported on the held-out one, within each (head, pool).
+
+`--drop NAME`: also analyse each run on the sub-pool without NAME (the masks without it, and their
+oracle fine-tunes, are a subset of the full run's), so a run of N = 6 compares with one of N = 5.
+
+Size calibration (merge2mix.calibration) is simulated on the same oracles: for M extra anchors, the
+anchors' oracle scores stand for the fine-tunes the run would make (`calibrated()`), over several
+seeded anchor draws.
 
 Writes bench/results/surrogates.csv, bench/results/surrogates/<run>-scores.csv (every mask's merged
-val scores per operator) and bench/results/surrogates/run.json (command, commit, machine, wall time).
+val scores per operator), surrogates/calibration.csv and surrogates/run.json (command, commit,
+machine, wall time).
 """
 
 from __future__ import annotations
@@ -50,16 +59,21 @@ SURROGATES = {
     "ties_0.2_0.5": ("ties", {"density": 0.2, "lam": 0.5, "power": 0.0}),
 }
 TARGETS = ["config.yaml", "bench/configs/target-airline.yaml"]
+METRICS = ("accuracy", "macro_f1", "balanced_accuracy")
 
 
-def finetunes(cfg_path: str, cores: int) -> config_mod.Plan:
-    plan = config_mod.Plan(config_mod.load(cfg_path))
+def without(frame: pd.DataFrame, drop: list[str]) -> pd.DataFrame:
+    """The rows whose mask uses none of `drop`."""
+    return frame[[not set(m.split("+")) & set(drop) for m in frame["mask"]]]
+
+
+def finetunes(plan: config_mod.Plan, cfg_path: str, cores: int) -> None:
+    """Make sure the run's per-dataset fine-tunes and the target's val split exist (reused if done)."""
     run = plan.run_dir
     files = [f"{run}/finetune/{n}/model.safetensors" for n in plan.candidates] + [f"{run}/data/{plan.target}/val.parquet"]
     cmd = [sys.executable, "-m", "snakemake", *files, "--cores", str(cores), "--configfile", cfg_path]  # --configfile takes a list
     if subprocess.run(cmd, cwd=REPO).returncode:
         sys.exit(f"surrogates: the fine-tunes of {cfg_path} failed")
-    return plan
 
 
 def score_all(plan: config_mod.Plan, surrogates: list[str], threads: int) -> pd.DataFrame:
@@ -88,8 +102,8 @@ def agreement(scores: pd.DataFrame, oracle: pd.DataFrame, metric: str) -> dict:
     from merge2mix import analysis
     from merge2mix.select import rank
 
-    merged = scores[["mask", "size", "accuracy", "macro_f1", "loss"]].copy()
-    picked = rank(merged.assign(balanced_accuracy=0.0), metric)["mask"].iloc[0]
+    merged = scores[["mask", "size", "accuracy", "macro_f1", "balanced_accuracy", "loss"]].copy()
+    picked = rank(merged, metric)["mask"].iloc[0]
     o = oracle.copy()
     if metric != "accuracy":  # correlation() reads *accuracy columns: point them at the metric
         merged["accuracy"] = scores[metric].to_numpy()
@@ -104,6 +118,39 @@ def agreement(scores: pd.DataFrame, oracle: pd.DataFrame, metric: str) -> dict:
             "regret": c["regret"], "max_test": c["max_test_accuracy"]}
 
 
+def calibrated(scores: pd.DataFrame, oracle: pd.DataFrame, metric: str, candidates: list[str], extra: int,
+               seeds: int) -> dict:
+    """Size calibration (merge2mix.calibration) as the workflow would run it: anchors = the singles, all
+    the data and `extra` seeded pairs/triples, whose oracle val scores are what the run would have
+    fine-tuned; every mask ranked by the fitted prediction. Over `seeds` anchor draws: Pearson r on the
+    masks that are not anchors (and the uncalibrated r on the same masks, paired), and the regret of
+    the prediction's pick. loss is the one metric where lower is better: it is predicted as is."""
+    from scipy import stats
+
+    from merge2mix import calibration
+
+    df = scores.merge(oracle, on=["mask", "size"])
+    up = metric != "loss"
+    best_val = df.sort_values(f"val_{metric}", ascending=not up, kind="mergesort").iloc[0]
+    r_cal, r_raw, regrets, picks = [], [], [], []
+    for seed in range(seeds):
+        anchors = set(calibration.anchor_masks(candidates, extra, seed))
+        a = df[df["mask"].isin(anchors)]
+        params = calibration.fit(a[metric], a["size"], a[f"val_{metric}"])
+        pred = calibration.predict(params, df[metric], df["size"])
+        held = ~df["mask"].isin(anchors).to_numpy()
+        r_cal.append(stats.pearsonr(pred[held], df.loc[held, f"val_{metric}"])[0])
+        r_raw.append(stats.pearsonr(df.loc[held, metric], df.loc[held, f"val_{metric}"])[0])
+        order = np.lexsort((df[metric].to_numpy() * (-1 if up else 1), pred * (-1 if up else 1)))
+        pick = df.iloc[order[0]]
+        regrets.append(float(best_val[f"test_{metric}"] - pick[f"test_{metric}"]) * (1 if up else -1))
+        picks.append(pick["mask"])
+    return {"pearson_r_held": float(np.mean(r_cal)), "pearson_r_held_uncalibrated": float(np.mean(r_raw)),
+            "pearson_r_held_range": [round(float(np.min(r_cal)), 3), round(float(np.max(r_cal)), 3)],
+            "regret": float(np.mean(regrets)), "regret_max": float(np.max(regrets)),
+            "picked": pd.Series(picks).mode().iloc[0], "anchor_draws": seeds}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--targets", nargs="+", default=TARGETS, help="configs whose evidence-<run>/oracle.csv is committed")
@@ -111,19 +158,25 @@ def main(argv=None) -> int:
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--out", default=str(REPO / "bench" / "results"))
     ap.add_argument("--rescore", action="store_true", help="score every mask again even where <run>-scores.csv has it")
+    ap.add_argument("--drop", nargs="*", default=[], help="also analyse each run on the pool without these candidates")
+    ap.add_argument("--calibration", nargs="*", type=int, default=[0, 2, 4, 8],
+                    help="extra anchors M to simulate size calibration with (singles + all data + M)")
+    ap.add_argument("--anchor-draws", type=int, default=20)
     a = ap.parse_args(argv)
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
     out = Path(a.out)
     (out / "surrogates").mkdir(parents=True, exist_ok=True)
-    t0, rows, checks = time.time(), [], {}
+    t0, rows, cal, checks = time.time(), [], [], {}
     for cfg_path in a.targets:
-        plan = finetunes(cfg_path, a.cores)
+        plan = config_mod.Plan(config_mod.load(cfg_path))
         run = plan.cfg["run"]
         evidence = REPO / "bench" / "results" / f"evidence-{run}"
         oracle = pd.read_csv(evidence / "oracle.csv")
         cached = out / "surrogates" / f"{run}-scores.csv"
         have = pd.read_csv(cached) if cached.exists() and not a.rescore else pd.DataFrame(columns=["surrogate"])
         missing = [n for n in a.surrogates if n not in set(have["surrogate"])]
+        if missing:
+            finetunes(plan, cfg_path, a.cores)
         scores = pd.concat([have[have["surrogate"].isin(a.surrogates)], score_all(plan, missing, a.cores)] if missing
                            else [have[have["surrogate"].isin(a.surrogates)]], ignore_index=True)
         scores.to_csv(cached, index=False)
@@ -131,23 +184,38 @@ def main(argv=None) -> int:
             committed = pd.read_csv(evidence / "masks.csv").set_index("mask")["accuracy"]
             mine = scores[scores["surrogate"] == "average"].set_index("mask")["accuracy"]
             checks[run] = float((mine - committed.loc[mine.index]).abs().max())
-        for name in a.surrogates:
-            s = scores[scores["surrogate"] == name]
-            for metric in ("accuracy", "macro_f1"):
-                rows.append({"target": plan.target, "run": run, "surrogate": name, "operator": json.dumps(SURROGATES[name]),
-                             "metric": metric, "extra_finetunes": 0, **agreement(s, oracle, metric)})
+        head = plan.cfg["task"].get("head", "trained")
+        pools = [(f"N={len(plan.candidates)}", [])]
+        kept = [c for c in plan.candidates if c not in a.drop]
+        if len(kept) < len(plan.candidates):
+            pools.append((f"N={len(kept)}", [c for c in plan.candidates if c in a.drop]))
+        for pool, drop in pools:
+            for name in a.surrogates:
+                s = without(scores[scores["surrogate"] == name], drop)
+                for metric in [m for m in METRICS if f"val_{m}" in oracle]:  # older oracles lack balanced_accuracy
+                    rows.append({"target": plan.target, "run": run, "head": head, "pool": pool,
+                                 "surrogate": name, "operator": json.dumps(SURROGATES[name]), "metric": metric,
+                                 "extra_finetunes": 0, **agreement(s, without(oracle, drop), metric)})
+                    kept_cands = [c for c in plan.candidates if c not in drop]
+                    for extra in a.calibration:
+                        cal.append({"target": plan.target, "run": run, "head": head, "pool": pool,
+                                    "surrogate": f"{name}+cal{extra}", "metric": metric, "extra_finetunes": extra,
+                                    **calibrated(s, without(oracle, drop), metric, kept_cands, extra, a.anchor_draws)})
     table = pd.DataFrame(rows)
-    # Leave-one-target-out: per metric, the surrogate with the best mean pooled r on the other targets.
+    # Leave-one-target-out within each (head, pool, metric): the surrogate with the best mean pooled r
+    # on the other targets is reported on the held-out one.
     loto = []
-    for metric, m in table.groupby("metric"):
+    for (head, pool, metric), m in table.groupby(["head", "pool", "metric"]):
         for held in m["target"].unique():
             others = m[m["target"] != held]
             if others.empty:
                 continue
             chosen = others.groupby("surrogate")["pearson_r"].mean().idxmax()
-            loto.append({"metric": metric, "held_out": held, "chosen_on_others": chosen,
+            loto.append({"head": head, "pool": pool, "metric": metric, "held_out": held, "chosen_on_others": chosen,
                          **m[(m["target"] == held) & (m["surrogate"] == chosen)].iloc[0][
                              ["pearson_r", "spearman_rho", "regret", "picked"]].to_dict()})
+    cal = pd.DataFrame(cal)
+    cal.to_csv(out / "surrogates" / "calibration.csv", index=False)
     table["pearson_r_ci95"] = table["pearson_r_ci95"].map(lambda v: None if v is None else [round(x, 3) for x in v])
     table.to_csv(out / "surrogates.csv", index=False)
     pd.DataFrame(loto).to_csv(out / "surrogates" / "leave-one-target-out.csv", index=False)
@@ -159,9 +227,11 @@ def main(argv=None) -> int:
         "average_vs_committed_masks_csv_max_abs_diff": checks,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()}}, indent=2) + "\n")
     pd.set_option("display.width", 200)
-    print(table[["run", "surrogate", "metric", "pearson_r", "spearman_rho", "spearman_within_size_mean",
+    print(table[["run", "pool", "surrogate", "metric", "pearson_r", "spearman_rho", "spearman_within_size_mean",
                  "pearson_r_given_size", "top5_overlap", "regret", "picked"]].round(3).to_string(index=False))
     print(pd.DataFrame(loto).round(3).to_string(index=False))
+    print(cal[cal["metric"] == "accuracy"][["run", "pool", "surrogate", "pearson_r_held", "pearson_r_held_uncalibrated",
+                                              "regret", "regret_max", "picked"]].round(3).to_string(index=False))
     print(f"average vs committed masks.csv, max |diff|: {checks}")
     return 0
 

@@ -24,6 +24,7 @@ R = PLAN.run_dir
 # Fine-tunes shared by every run under results_dir (merge2mix.store); share_finetunes: false turns it off.
 STORE = f"{CFG['results_dir'].rstrip('/')}/store/finetune" if CFG["share_finetunes"] else None
 TASK = CFG["task"]
+CALIBRATION_EXTRA = (CFG["calibration"] or {}).get("mixtures", 0)
 DEVICE = CFG["device"]
 # clip, text_label_description: every dataset has its own label space and a frozen head (rule zero_shot_head).
 PER_DATASET_HEADS = TASK["type"] in PER_DATASET_LABELS
@@ -47,6 +48,7 @@ localrules:
     fetch_model,
     fetch_dataset,
     select_mixture,
+    calibrate,
     baseline_masks,
 
 
@@ -153,6 +155,12 @@ def evidence_mixtures():
     """Mixture fine-tunes every run scores: each candidate alone, all of them, and every mask with the oracle."""
     masks = PLAN.masks if CFG["oracle"] else [*PLAN.candidates, PLAN.full_mask]
     return expand(f"{R}/oracle/{{mask}}.json", mask=sorted(set(masks)))
+
+
+def calibration_input(wildcards):
+    """calibration.json for select_mixture when size calibration is on (nothing otherwise: the
+    default run's inputs and outputs stay as they were)."""
+    return {"calibration": f"{R}/calibration.json"} if PLAN.anchors else {}
 
 
 def similarity_table():

@@ -84,6 +84,7 @@ rule methods:
     # 16,383-mask dry run take minutes (bench/results/dag_scale.json).
     input:
         unpack(baseline_inputs),
+        unpack(calibration_input),
         summary=f"{R}/summary.json",
         masks=f"{R}/masks.csv",
         merges=mask_results(),

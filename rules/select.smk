@@ -1,6 +1,24 @@
+rule calibrate:
+    # Size calibration (calibration: in the config): fit the predicted fine-tuned score on the anchors,
+    # the masks whose mixture fine-tunes the run has (singles, all the data, calibration.mixtures more).
+    input:
+        merged=expand(f"{R}/merge_eval/{{mask}}.json", mask=PLAN.anchors),
+        finetuned=expand(f"{R}/oracle/{{mask}}.json", mask=PLAN.anchors),
+    output:
+        f"{R}/calibration.json",
+    params:
+        metric=CFG["select"]["metric"],
+        extra=CALIBRATION_EXTRA,
+    log:
+        f"{R}/logs/calibrate.log",
+    script:
+        "../workflow/scripts/calibrate.py"
+
+
 rule select_mixture:
     priority: 1  # before the baselines' jobs (common.smk)
     input:
+        unpack(calibration_input),
         results=mask_results(),
     output:
         table=f"{R}/masks.csv",

@@ -3,6 +3,8 @@
 import json
 import sys
 
+import pytest
+
 from conftest import REPO
 
 
@@ -17,3 +19,37 @@ def test_operators_bench_runs_and_reports_ratios(tmp_path):
     for mode in ("memory", "stream"):
         assert set(res[mode]["per_mask_ms"]) == {"average", "task_arithmetic", "ties"}
         assert res[mode]["ratio_to_average"]["average"] == 1.0 and all(v > 0 for v in res[mode]["per_mask_ms"].values())
+
+
+def test_surrogates_bench_analysis_on_a_planted_oracle():
+    """bench/surrogates.py's analysis (the scoring needs real runs): on a planted oracle where the
+    fine-tuned score rises with size and the merged score falls, calibration with no extra anchors
+    predicts the held-out masks exactly and picks the oracle's best (regret 0), while the raw merged
+    pick is a single; `without` drops every mask that uses a dropped dataset."""
+    import numpy as np
+    import pandas as pd
+
+    sys.path.insert(0, str(REPO / "bench"))
+    import surrogates
+
+    from merge2mix.masks import enumerate_masks, mask_key
+
+    cands = ["a", "b", "c", "d"]
+    rng = np.random.default_rng(0)
+    rows, orc = [], []
+    for m in enumerate_masks(cands):
+        k, noise = len(m), rng.uniform(-0.05, 0.05)
+        merged = 0.8 - 0.1 * (k - 1) + noise
+        tuned = 0.6 + 0.05 * (k - 1) + 0.5 * noise
+        key = mask_key(m)
+        rows.append({"surrogate": "average", "mask": key, "size": k, "accuracy": merged, "macro_f1": merged,
+                     "balanced_accuracy": merged, "loss": 1 - merged})
+        orc.append({"mask": key, "size": k, **{f"{s}_{x}": tuned if x != "loss" else 1 - tuned
+                                               for s in ("val", "test") for x in ("accuracy", "macro_f1", "balanced_accuracy", "loss")}})
+    scores, oracle = pd.DataFrame(rows), pd.DataFrame(orc)
+    cal = surrogates.calibrated(scores, oracle, "accuracy", cands, extra=2, seeds=3)
+    assert cal["pearson_r_held"] == pytest.approx(1.0) and cal["regret"] == pytest.approx(0.0)
+    assert cal["picked"] == oracle.sort_values("val_accuracy").iloc[-1]["mask"] and cal["pearson_r_held_uncalibrated"] < 0
+    raw = surrogates.agreement(scores, oracle, "accuracy")
+    assert len(raw["picked"].split("+")) == 1 and raw["regret"] > 0
+    assert set(surrogates.without(scores, ["d"])["mask"]) == {mask_key(m) for m in enumerate_masks(cands[:3])}

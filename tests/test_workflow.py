@@ -428,6 +428,33 @@ def test_unshared_run_resumes_deploy_and_mixture_finetunes(tiny_run, tiny_model,
     assert not (tmp_path / "results" / "store").exists()  # nothing shared
     assert all("reused_from_store" not in json.loads(p.read_text()) for p in run.glob("finetune/*/train.json"))
 
+def test_size_calibration_fits_on_its_anchors_and_ranks_by_the_prediction(tiny_run, tiny_model):
+    """calibration.mixtures 1: one calibrate job on the singles, all the data and one seeded pair (real
+    mixture fine-tunes), its fit is least squares on exactly those files, masks.csv ranks by the
+    prediction, and only the anchors were fine-tuned as mixtures."""
+    from merge2mix import calibration
+
+    work, _, first = tiny_run
+    assert first.returncode == 0
+    cfg = tiny_config(tiny_model, work / "results", run="tiny-cal", calibration={"mixtures": 1})
+    r = snakemake(work, "--cores", "2", "--configfile", str(write_config(cfg, work / "cal.yaml")), "--until", "select_mixture")
+    assert r.returncode == 0, r.stderr[-3000:]
+    run = work / "results" / "tiny-cal"
+    anchors = calibration.anchor_masks(["books", "food", "films"], 1, 0)
+    assert sorted(p.stem for p in (run / "oracle").glob("*.json")) == anchors and len(anchors) == 5
+    cal = json.loads((run / "calibration.json").read_text())
+    merged = [json.loads((run / "merge_eval" / f"{m}.json").read_text()) for m in anchors]
+    tuned = [json.loads((run / "oracle" / f"{m}.json").read_text()) for m in anchors]
+    again = calibration.fit([x["accuracy"] for x in merged], [x["size"] for x in merged], [y["val_accuracy"] for y in tuned])
+    assert {k: cal[k] for k in again} == again and cal["extra_finetunes"] == 1
+    table = pd.read_csv(run / "masks.csv")
+    assert len(table) == 7 and table["calibrated"].is_monotonic_decreasing
+    by_hand = calibration.predict(cal, table["accuracy"], table["size"])
+    assert table["calibrated"].tolist() == pytest.approx(list(by_hand))
+    best = json.loads((run / "best_mask.json").read_text())
+    assert best["mask"] == table["mask"].iloc[0] and best["calibration"]["n_anchors"] == 5
+
+
 def test_adding_a_candidate_leaves_scored_masks_untouched(tiny_run, tiny_model):
     """A real run with a fourth candidate: the 7 masks scored before keep their files (bytes and
     mtime), the 8 new ones are scored, masks.csv ranks all 15. Last in this file on purpose: it

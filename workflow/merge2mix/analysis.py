@@ -107,8 +107,10 @@ def bench_seconds(path) -> float | None:
 
 
 def methods_table(*, summary: dict, mixtures: pd.DataFrame, candidates: list[str], choice: dict | None,
-                  oracle_on: bool, seconds) -> pd.DataFrame:
-    """Target test metrics of each method and what it cost.
+                  oracle_on: bool, seconds, calibration: dict | None = None) -> pd.DataFrame:
+    """Target test metrics of each method and what it cost. With size calibration (`calibration`:
+    calibration.json), Merge to Mix also pays for its anchors beyond the singles (all the data and
+    calibration.mixtures pairs/triples).
 
     `mixtures`: every mixture fine-tune result (oracle/<mask>.json rows). `seconds(kind, name)` gives
     the wall time of one job ('finetune', name) / ('mixture', mask) / ('deploy' | 'merges' | 'similarity', None)."""
@@ -132,8 +134,11 @@ def methods_table(*, summary: dict, mixtures: pd.DataFrame, candidates: list[str
     rows.append(row("all_data", full, 1, 0, fit_s(full)))
     finetune_s = [seconds("finetune", c) for c in candidates]
     m2m_s = None if None in finetune_s else sum(finetune_s) + (seconds("merges", None) or 0) + (seconds("deploy", None) or 0)
+    anchors = [] if calibration is None else [a["mask"] for a in calibration["anchors"] if a["size"] > 1]
+    anchor_s = [fit_s(m) for m in anchors]
+    m2m_s = None if m2m_s is None or None in anchor_s else m2m_s + sum(anchor_s)
     rows.append({"method": "merge_to_mix", "mixture": mask_key(summary["selected_mixture"]), "accuracy": deployed["accuracy"],
-                 "accuracy_sd": None, "macro_f1": deployed["macro_f1"], "runs": 1, "finetunes": n + 1,
+                 "accuracy_sd": None, "macro_f1": deployed["macro_f1"], "runs": 1, "finetunes": n + 1 + len(anchors),
                  "merges": 2**n - 1, "wall_s": m2m_s})
     if choice:
         sim_s = seconds("similarity", None) or 0

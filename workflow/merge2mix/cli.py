@@ -42,9 +42,15 @@ def _show(args) -> int:
           f"{', '.join(s['candidates'])}; best of {s['masks_scored']} merged models on target val)")
     best = run / "best_mask.json"
     if best.is_file():
-        op = json.loads(best.read_text()).get("operator") or {"method": "average", "params": {}}
+        b = json.loads(best.read_text())
+        op = b.get("operator") or {"method": "average", "params": {}}
         params = ", ".join(f"{k} {v}" for k, v in op["params"].items())
         print(f"surrogate:         {op['method']}{f' ({params})' if params else ''} merge of the per-dataset fine-tunes")
+        if b.get("calibration"):
+            c = b["calibration"]
+            print(f"size calibration:  predicted fine-tuned {b['metric']} = {c['a']:.3f} + {c['b']:.3f} * merged + "
+                  f"{c['c']:.3f} * (k - 1), fitted on {c['n_anchors']} mixture fine-tunes (rmse {c['rmse']:.3f}); "
+                  f"the pick's prediction {b['calibrated']:.4f}")
     for name, m in s["test"].items():
         print(f"test accuracy:     {m['accuracy']:.4f}  macro-F1 {m['macro_f1']:.4f}  ({name})")
     methods = run / "methods.csv"

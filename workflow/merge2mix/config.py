@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import os
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import jsonschema
 import yaml
 
 from .assets import resolve_package_path
+from .calibration import anchor_masks
 from .errors import ConfigError
 from .masks import enumerate_masks, mask_key
 
@@ -159,6 +161,13 @@ def _check_semantics(cfg: dict) -> None:
                 raise ConfigError(f"config: datasets.{name}.local.labels_path: no such file: {lp}")
     if head == "label_description":
         _frozen_shared_head(cfg)
+    cal = cfg["calibration"]
+    if cal is not None:
+        n = len(cands)
+        pairs_triples = math.comb(n, 2) + math.comb(n, 3) - (n in (2, 3))  # all the data is a fixed anchor
+        if cal["mixtures"] > pairs_triples:
+            raise ConfigError(f"config: calibration.mixtures: {cal['mixtures']} extra anchors, but {n} candidates have "
+                              f"only {pairs_triples} pairs and triples that are not all the data")
 
 
 def _frozen_shared_head(cfg: dict) -> None:
@@ -251,6 +260,8 @@ class Plan:
         self.datasets = [self.target, *self.candidates]
         self.masks = [mask_key(m) for m in enumerate_masks(self.candidates)]
         self.full_mask = mask_key(self.candidates)
+        cal = cfg.get("calibration")
+        self.anchors = [] if cal is None else anchor_masks(self.candidates, cal["mixtures"], cfg["seed"])
 
     def path(self, *parts: str) -> str:
         return "/".join([self.run_dir, *parts])

@@ -3,6 +3,7 @@
 Ranking (documented in docs/method.md): the selection metric (`select.metric`, val accuracy by default;
 loss ascending, the others descending), then the other scores in the order accuracy, macro-F1,
 loss, then fewer datasets (a cheaper deployment fine-tune), then the mask key in lexicographic order.
+With size calibration (merge2mix.calibration) the predicted fine-tuned metric comes first.
 """
 
 from __future__ import annotations
@@ -21,16 +22,18 @@ METRICS = ("accuracy", "macro_f1", "balanced_accuracy", "loss")
 SCORES = ("accuracy", "macro_f1", "loss")  # the tie-break after the selection metric
 
 
-def order(metric: str = "accuracy") -> list[tuple[str, bool]]:
-    """(column, ascending) from first to last key: the metric, the other scores, size, key."""
+def order(metric: str = "accuracy", calibrated: bool = False) -> list[tuple[str, bool]]:
+    """(column, ascending) from first to last key: [the calibrated prediction,] the metric, the other
+    scores, size, key."""
     if metric not in METRICS:
         raise ValueError(f"select.metric '{metric}' is not one of {', '.join(METRICS)}")
     keys = [metric] + [c for c in SCORES if c != metric] + ["size", "mask"]
-    return [(c, c in ("loss", "size", "mask")) for c in keys]
+    out = [(c, c in ("loss", "size", "mask")) for c in keys]
+    return [("calibrated", metric == "loss")] + out if calibrated else out
 
 
-def tie_break(metric: str = "accuracy") -> str:
-    return ", ".join(f"{c} {'asc' if up else 'desc'}" for c, up in order(metric))
+def tie_break(metric: str = "accuracy", calibrated: bool = False) -> str:
+    return ", ".join(f"{c} {'asc' if up else 'desc'}" for c, up in order(metric, calibrated))
 
 
 TIE_BREAK = tie_break()
@@ -51,7 +54,7 @@ def gather(result_paths, candidates, metric: str = "accuracy") -> pd.DataFrame:
 
 
 def rank(df: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
-    keys = order(metric)
+    keys = order(metric, "calibrated" in df)
     df = df.sort_values([c for c, _ in keys], ascending=[up for _, up in keys], kind="mergesort").reset_index(drop=True)
     df["rank"] = range(1, len(df) + 1)
     return df
@@ -63,9 +66,26 @@ def operator_of(row) -> dict:
     return op if isinstance(op, dict) else {"method": "average", "params": {}}
 
 
-def select(result_paths, candidates, out_csv: str, out_best: str, metric: str = "accuracy") -> dict:
+def calibrate(df: pd.DataFrame, calibration: dict, metric: str) -> pd.DataFrame:
+    """Add the predicted fine-tuned metric (merge2mix.calibration) and rank by it."""
+    from .calibration import predict
+
+    if calibration["metric"] != metric:
+        raise Merge2MixError(f"calibration.json was fitted for {calibration['metric']}, select.metric is {metric} "
+                             "(delete calibration.json to fit it again)")
+    return rank(df.assign(calibrated=predict(calibration, df[metric], df["size"])), metric)
+
+
+def select(result_paths, candidates, out_csv: str, out_best: str, metric: str = "accuracy",
+           calibration_path: str | None = None) -> dict:
     df = gather(result_paths, candidates, metric)
-    atomic_replace(lambda tmp: df.reindex(columns=COLUMNS).to_csv(tmp, index=False), out_csv)
+    columns = COLUMNS
+    calibration = None
+    if calibration_path:
+        with open(calibration_path) as fh:
+            calibration = json.load(fh)
+        df, columns = calibrate(df, calibration, metric), COLUMNS[:-1] + ["calibrated", "rank"]
+    atomic_replace(lambda tmp: df.reindex(columns=columns).to_csv(tmp, index=False), out_csv)
     runtime.failpoint("select.between_outputs")  # recovery tests: one output written, one not
     top = df.iloc[0]
     best = {
@@ -79,8 +99,11 @@ def select(result_paths, candidates, out_csv: str, out_best: str, metric: str = 
         "val_loss": float(top["loss"]),
         "masks_scored": len(df),
         "metric": metric,
-        "tie_break": tie_break(metric),
+        "tie_break": tie_break(metric, calibration is not None),
         "operator": operator_of(top),
     }
+    if calibration is not None:
+        best["calibration"] = {k: calibration[k] for k in ("a", "b", "c", "slope_clipped", "rmse", "n_anchors", "extra_finetunes")}
+        best["calibrated"] = float(top["calibrated"])
     atomic_write_json(best, out_best)
     return best

@@ -13,6 +13,10 @@ def main(inp, out, candidates, run_dir, oracle_on):
     if inp.get("choice"):
         with open(inp.choice) as fh:
             choice = json.load(fh)
+    calibration = None
+    if inp.get("calibration"):
+        with open(inp.calibration) as fh:
+            calibration = json.load(fh)
     merges = analysis.load_results(inp.merges)
     bench = f"{run_dir}/benchmarks"
 
@@ -26,7 +30,7 @@ def main(inp, out, candidates, run_dir, oracle_on):
         return analysis.bench_seconds(f"{bench}/{kind}.tsv")
 
     table = analysis.methods_table(summary=summary, mixtures=mixtures, candidates=candidates, choice=choice,
-                                   oracle_on=oracle_on, seconds=seconds)
+                                   oracle_on=oracle_on, seconds=seconds, calibration=calibration)
     analysis.write_methods(table, out.table)
     masks = pd.read_csv(inp.masks, dtype={"bitstring": str})
     plots.methods_bar(table, out.bars)
