@@ -49,6 +49,7 @@ localrules:
     fetch_dataset,
     select_mixture,
     calibrate,
+    constraints,
     baseline_masks,
 
 
@@ -161,6 +162,17 @@ def calibration_input(wildcards):
     """calibration.json for select_mixture when size calibration is on (nothing otherwise: the
     default run's inputs and outputs stay as they were)."""
     return {"calibration": f"{R}/calibration.json"} if PLAN.anchors else {}
+
+
+def constraints_input(wildcards):
+    """constraints.json for select_mixture when select.constraints is given."""
+    return {"constraints": f"{R}/constraints.json"} if PLAN.constraints else {}
+
+
+def constraints_gate(wildcards):
+    """Fine-tunes wait for the constraints check (so an impossible budget fails before any training),
+    but ancient(): a changed constraint set must not make the fine-tunes look out of date."""
+    return {"constraints": ancient(f"{R}/constraints.json")} if PLAN.constraints else {}
 
 
 def similarity_table():

@@ -107,6 +107,7 @@ rule methods:
 rule correlation:
     # Only with `oracle: true`: needs a mixture fine-tune for every mask.
     input:
+        unpack(calibration_input),
         masks=f"{R}/masks.csv",  # plain paths: see methods
         best=f"{R}/best_mask.json",
         oracle=oracle_results(),

@@ -53,6 +53,7 @@ rule finetune:
     priority: 1  # before the baselines' jobs (common.smk)
     input:
         unpack(finetune_heads),
+        unpack(constraints_gate),
         base=rules.init_model.output.weights,
         train=f"{R}/data/{{name}}/train.parquet",
         meta=f"{R}/data/{{name}}/meta.json",

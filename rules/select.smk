@@ -1,3 +1,19 @@
+rule constraints:
+    # select.constraints given: check them on the prepared data (the budget needs each dataset's train
+    # rows) after prepare_data and before any fine-tune; select_mixture reads the sizes from here.
+    input:
+        metas=candidate_files(f"{R}/data/{{name}}/meta.json"),
+    output:
+        f"{R}/constraints.json",
+    params:
+        constraints=PLAN.constraints,
+        candidates=PLAN.candidates,
+    log:
+        f"{R}/logs/constraints.log",
+    script:
+        "../workflow/scripts/constraints.py"
+
+
 rule calibrate:
     # Size calibration (calibration: in the config): fit the predicted fine-tuned score on the anchors,
     # the masks whose mixture fine-tunes the run has (singles, all the data, calibration.mixtures more).
@@ -19,6 +35,7 @@ rule select_mixture:
     priority: 1  # before the baselines' jobs (common.smk)
     input:
         unpack(calibration_input),
+        unpack(constraints_input),
         results=mask_results(),
     output:
         table=f"{R}/masks.csv",

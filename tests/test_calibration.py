@@ -152,3 +152,22 @@ def test_methods_table_charges_merge_to_mix_for_its_anchors():
     cal = {"anchors": [{"mask": m, "size": len(m.split("+"))} for m in ("a", "b", "c", "a+b", "a+b+c")]}
     with_cal = table(cal)
     assert (with_cal["finetunes"], with_cal["wall_s"]) == (6, 40.5)  # + all the data + one pair
+
+
+def test_calibrated_agreement_and_its_scatter_panel(tmp_path):
+    from merge2mix import plots
+
+    masks = pd.DataFrame({"mask": ["a", "b", "c", "a+b", "a+c", "b+c"], "size": [1, 1, 1, 2, 2, 2],
+                          "accuracy": [0.9, 0.8, 0.7, 0.5, 0.4, 0.3], "calibrated": [0.6, 0.5, 0.4, 0.9, 0.7, 0.8]})
+    oracle = pd.DataFrame({"mask": masks["mask"], "val_accuracy": [0.6, 0.5, 0.4, 0.8, 0.75, 0.7]})
+    c = analysis.calibrated_agreement(masks, oracle, "accuracy", ["a", "b", "c"])
+    assert c["masks"] == 6 and c["anchors"] == 3
+    assert c["pearson_r"] == pytest.approx(np.corrcoef(masks["calibrated"], oracle["val_accuracy"])[0, 1])
+    assert c["pearson_r_not_anchors"] == pytest.approx(np.corrcoef([0.9, 0.7, 0.8], [0.8, 0.75, 0.7])[0, 1])
+    assert c["spearman_rho_not_anchors"] == pytest.approx(0.5)
+    df = masks.merge(oracle, on="mask")
+    corr = {"pearson_r": 0.1, "spearman_rho": 0.1, "kendall_tau": 0.1, "calibrated": c}
+    plots.merged_vs_finetuned(df, "a+b", corr, tmp_path / "s.png", calibrated=df.rename(columns={"val_accuracy": "finetuned"}))
+    from PIL import Image
+
+    assert Image.open(tmp_path / "s.png").size[0] > 1.5 * Image.open(tmp_path / "s.png").size[1]  # two panels side by side

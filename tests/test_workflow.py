@@ -455,6 +455,38 @@ def test_size_calibration_fits_on_its_anchors_and_ranks_by_the_prediction(tiny_r
     assert best["mask"] == table["mask"].iloc[0] and best["calibration"]["n_anchors"] == 5
 
 
+def test_constraints_pick_the_best_allowed_mask_and_an_impossible_budget_stops_before_training(tiny_run, tiny_model):
+    """exclude books + a budget: only the allowed masks are scored, and the pick is the first allowed
+    mask of the unconstrained run's ranking (same fine-tunes, same merged scores). A budget below every
+    allowed mixture fails after prepare_data with one line, before any fine-tune."""
+    from merge2mix.constraints import allows
+
+    work, _, first = tiny_run
+    assert first.returncode == 0
+    sizes = {n: json.loads((work / "results" / "tiny" / "data" / n / "meta.json").read_text())["rows"]["train"]
+             for n in ("books", "food", "films")}
+    c = {"exclude": ["books"], "budget": {"examples": sizes["food"] + sizes["films"]}}
+    cfg = tiny_config(tiny_model, work / "results", run="tiny-con", select={"constraints": c})
+    r = snakemake(work, "--cores", "2", "--configfile", str(write_config(cfg, work / "con.yaml")), "--until", "select_mixture")
+    assert r.returncode == 0, r.stderr[-3000:]
+    run = work / "results" / "tiny-con"
+    assert sorted(p.stem for p in (run / "merge_eval").glob("*.json")) == ["films", "films+food", "food"]
+    ranking = pd.read_csv(work / "results" / "tiny" / "masks.csv")["mask"].tolist()
+    best = json.loads((run / "best_mask.json").read_text())
+    assert best["mask"] == next(m for m in ranking if allows(m.split("+"), c, sizes)) and best["constraints"] == c
+    assert json.loads((run / "constraints.json").read_text())["train_examples"] == sizes
+
+    tight = {"budget": {"examples": min(sizes.values()) - 1}}
+    cfg = tiny_config(tiny_model, work / "results", run="tiny-tight", select={"constraints": tight})
+    r = snakemake(work, "--cores", "2", "--configfile", str(write_config(cfg, work / "tight.yaml")))
+    assert r.returncode != 0 and "tiny-tight/logs/constraints.log" in r.stderr  # Snakemake names the job's log
+    log = (work / "results" / "tiny-tight" / "logs" / "constraints.log").read_text().strip().splitlines()
+    assert len(log) == 1 and re.search(rf"ERROR config: select\.constraints\.budget\.examples: {tight['budget']['examples']} "
+                                       rf"admits no allowed mixture \(the smallest, (\w+), has {min(sizes.values())} train examples\)$", log[0])
+    assert sizes[re.search(r"smallest, (\w+),", log[0]).group(1)] == min(sizes.values())
+    assert not (work / "results" / "tiny-tight" / "finetune").exists() and not (work / "results" / "tiny-tight" / "constraints.json").exists()
+
+
 def test_adding_a_candidate_leaves_scored_masks_untouched(tiny_run, tiny_model):
     """A real run with a fourth candidate: the 7 masks scored before keep their files (bytes and
     mtime), the 8 new ones are scored, masks.csv ranks all 15. Last in this file on purpose: it

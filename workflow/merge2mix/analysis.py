@@ -50,6 +50,18 @@ def by_size(x, y, size) -> dict:
     return {"spearman_within_size": within, "pearson_r_given_size": partial}
 
 
+def calibrated_agreement(masks: pd.DataFrame, oracle: pd.DataFrame, metric: str, anchors: list[str]) -> dict:
+    """Size calibration's predictions (masks.csv `calibrated`) against the mixture fine-tunes' val
+    `metric`: over every mask, and over the masks that are not anchors (the fit saw the anchors)."""
+    df = masks[["mask", "calibrated"]].merge(oracle[["mask", f"val_{metric}"]], on="mask")
+    held = df[~df["mask"].isin(anchors)]
+    out = {"metric": metric, "masks": len(df), "anchors": len(anchors), **{k: float(v) for k, v in
+           _coefs(df["calibrated"], df[f"val_{metric}"]).items()}}
+    if len(held) >= 3 and np.ptp(held["calibrated"]) > 0 and np.ptp(held[f"val_{metric}"]) > 0:
+        out |= {f"{k}_not_anchors": float(v) for k, v in _coefs(held["calibrated"], held[f"val_{metric}"]).items()}
+    return out
+
+
 def rank_mixtures(mixtures: pd.DataFrame) -> pd.DataFrame:
     """Mixture fine-tunes ranked by their own target val metrics, with selection's tie-break."""
     return rank(mixtures.rename(columns={"val_accuracy": "accuracy", "val_macro_f1": "macro_f1",

@@ -10,6 +10,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from . import constraints
 from .assets import resolve_package_path
 from .calibration import anchor_masks
 from .errors import ConfigError
@@ -112,6 +113,7 @@ def _check_semantics(cfg: dict) -> None:
             f"exhaustive search is capped at max_candidates={cfg['max_candidates']}"
         )
     cfg["candidates"] = list(cands)
+    constraints.check(cfg["select"].get("constraints"), cfg["candidates"])
     task = cfg["task"]
     head = task.get("head")
     if head is not None and task["type"] != "text_classification":
@@ -258,7 +260,10 @@ class Plan:
         self.target = cfg["target"]
         self.candidates = cfg["candidates"]
         self.datasets = [self.target, *self.candidates]
-        self.masks = [mask_key(m) for m in enumerate_masks(self.candidates)]
+        self.constraints = cfg.get("select", {}).get("constraints")
+        # masks that break a membership constraint are never scored (the budget is checked on data: rule constraints)
+        self.masks = [mask_key(m) for m in enumerate_masks(self.candidates) if constraints.allows(m, self.constraints)]
+        self.budget = (self.constraints or {}).get("budget")
         self.full_mask = mask_key(self.candidates)
         cal = cfg.get("calibration")
         self.anchors = [] if cal is None else anchor_masks(self.candidates, cal["mixtures"], cfg["seed"])

@@ -15,9 +15,24 @@ def _save(fig, path):
     plt.close(fig)
 
 
-def merged_vs_finetuned(df, picked: str, corr: dict, path) -> None:
-    """df: mask, accuracy (merged, val), val_accuracy (mixture fine-tune), size."""
-    fig, ax = plt.subplots(figsize=(5.5, 5))
+def merged_vs_finetuned(df, picked: str, corr: dict, path, calibrated=None) -> None:
+    """df: mask, accuracy (merged, val), val_accuracy (mixture fine-tune), size. `calibrated` (size
+    calibration on): mask, calibrated, finetuned (the selection metric), size; drawn in a second panel."""
+    if calibrated is None:
+        fig, ax = plt.subplots(figsize=(5.5, 5))
+    else:
+        fig, (ax, cx) = plt.subplots(1, 2, figsize=(11, 5))
+        c = corr["calibrated"]
+        cx.scatter(calibrated["calibrated"], calibrated["finetuned"], c=calibrated["size"], cmap="viridis", s=28, alpha=0.8)
+        p = calibrated[calibrated["mask"] == picked]
+        cx.scatter(p["calibrated"], p["finetuned"], s=160, facecolors="none", edgecolors="red", linewidths=2)
+        lo = min(calibrated["calibrated"].min(), calibrated["finetuned"].min())
+        hi = max(calibrated["calibrated"].max(), calibrated["finetuned"].max())
+        cx.plot([lo, hi], [lo, hi], ls=":", c="grey", lw=1)
+        cx.set_xlabel(f"size-calibrated prediction: target val {c['metric']}")
+        cx.set_ylabel(f"mixture fine-tune: target val {c['metric']}")
+        held = c.get("pearson_r_not_anchors")
+        cx.set_title(f"calibrated: r = {c['pearson_r']:.2f}" + ("" if held is None else f" (not anchors: {held:.2f})"))
     sc = ax.scatter(df["accuracy"], df["val_accuracy"], c=df["size"], cmap="viridis", s=28, alpha=0.8)
     fig.colorbar(sc, ax=ax, label="datasets in the mixture", ticks=sorted(df["size"].unique()))
     p = df[df["mask"] == picked]

@@ -76,9 +76,26 @@ def calibrate(df: pd.DataFrame, calibration: dict, metric: str) -> pd.DataFrame:
     return rank(df.assign(calibrated=predict(calibration, df[metric], df["size"])), metric)
 
 
+def within_constraints(df: pd.DataFrame, checked: dict) -> pd.DataFrame:
+    """The rows whose mask satisfies the constraints of constraints.json (`checked`: the constraint set
+    and each candidate's train rows, for the budget), ranks renumbered."""
+    from .constraints import allows
+
+    c, sizes = checked["constraints"], checked["train_examples"]
+    keep = [allows(parse_key(m), c, sizes) for m in df["mask"]]
+    if not any(keep):
+        raise Merge2MixError("select.constraints: no scored mask satisfies them")
+    return df[keep].reset_index(drop=True).assign(rank=lambda d: range(1, len(d) + 1))
+
+
 def select(result_paths, candidates, out_csv: str, out_best: str, metric: str = "accuracy",
-           calibration_path: str | None = None) -> dict:
+           calibration_path: str | None = None, constraints_path: str | None = None) -> dict:
     df = gather(result_paths, candidates, metric)
+    checked = None
+    if constraints_path:
+        with open(constraints_path) as fh:
+            checked = json.load(fh)
+        df = within_constraints(df, checked)
     columns = COLUMNS
     calibration = None
     if calibration_path:
@@ -102,6 +119,8 @@ def select(result_paths, candidates, out_csv: str, out_best: str, metric: str = 
         "tie_break": tie_break(metric, calibration is not None),
         "operator": operator_of(top),
     }
+    if checked is not None:
+        best["constraints"] = checked["constraints"]
     if calibration is not None:
         best["calibration"] = {k: calibration[k] for k in ("a", "b", "c", "slope_clipped", "rmse", "n_anchors", "extra_finetunes")}
         best["calibrated"] = float(top["calibrated"])

@@ -11,8 +11,16 @@ def main(inp, out, seed):
     with open(inp.best) as fh:
         picked = json.load(fh)["mask"]
     corr = analysis.correlation(masks, oracle, picked, seed=seed)
+    calibrated = None
+    if inp.get("calibration"):  # size calibration: its predictions against the fine-tunes, beside the raw scores
+        with open(inp.calibration) as fh:
+            cal = json.load(fh)
+        corr["calibrated"] = analysis.calibrated_agreement(masks, oracle, cal["metric"], [a["mask"] for a in cal["anchors"]])
+        calibrated = masks.merge(oracle[["mask", f"val_{cal['metric']}"]], on="mask").rename(
+            columns={f"val_{cal['metric']}": "finetuned"})
     analysis.write_correlation(corr, out.json)
-    plots.merged_vs_finetuned(masks.merge(oracle[["mask", "val_accuracy"]], on="mask"), picked, corr, out.scatter)
+    plots.merged_vs_finetuned(masks.merge(oracle[["mask", "val_accuracy"]], on="mask"), picked, corr, out.scatter,
+                              calibrated=calibrated)
 
 
 jobs.run(main, snakemake.log[0], inp=snakemake.input, out=snakemake.output, seed=snakemake.params.seed)
