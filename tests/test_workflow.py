@@ -475,6 +475,11 @@ def test_constraints_pick_the_best_allowed_mask_and_an_impossible_budget_stops_b
     best = json.loads((run / "best_mask.json").read_text())
     assert best["mask"] == next(m for m in ranking if allows(m.split("+"), c, sizes)) and best["constraints"] == c
     assert json.loads((run / "constraints.json").read_text())["train_examples"] == sizes
+    looser = {"exclude": ["books"], "budget": {"examples": 10_000}}  # a changed constraint set retrains nothing
+    cfg = tiny_config(tiny_model, work / "results", run="tiny-con", select={"constraints": looser})
+    r = snakemake(work, "-n", "--cores", "2", "--configfile", str(write_config(cfg, work / "con2.yaml")), "--until", "select_mixture")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert set(_planned_jobs(r.stdout + r.stderr)) == {"constraints", "select_mixture"}
 
     tight = {"budget": {"examples": min(sizes.values()) - 1}}
     cfg = tiny_config(tiny_model, work / "results", run="tiny-tight", select={"constraints": tight})
