@@ -1,0 +1,113 @@
+"""merge2mix.search: the surrogate's features and fit, the ILP's top-M against brute force, the search
+loop and its baselines, on planted score functions."""
+
+from itertools import combinations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from merge2mix import constraints, search
+from merge2mix.masks import mask_key
+
+CANDS = ["a", "b", "c", "d", "e"]
+ALL = [list(m) for k in range(1, 6) for m in combinations(CANDS, k)]
+
+
+def planted(seed=0, n=len(CANDS)):
+    """A random function in the surrogate's own family: per-dataset, pairwise and size effects."""
+    rng = np.random.default_rng(seed)
+    cands = CANDS[:n]
+    lin = dict(zip(cands, rng.normal(0, 1, n)))
+    pair = {p: rng.normal(0, 0.5) for p in combinations(cands, 2)}
+    size = dict(zip(range(1, n + 1), rng.normal(0, 1, n)))
+
+    def f(key):
+        m = key.split("+")
+        return sum(lin[c] for c in m) + sum(v for (i, j), v in pair.items() if i in m and j in m) + size[len(m)]
+    return f
+
+
+def test_features_by_hand():
+    X, names = search.features([["a"], ["b", "d"], CANDS], CANDS)
+    assert len(names) == 5 + 10 + 5 and names[5] == "a*b" and names[-1] == "size=5"
+    row = dict(zip(names, X[1]))
+    assert {k for k, v in row.items() if v} == {"b", "d", "b*d", "size=2"}
+    assert X[2].sum() == 5 + 10 + 1 and X[0].sum() == 2
+
+
+def test_ridge_recovers_a_planted_function():
+    f = planted(1)
+    model = search.fit(ALL, [f(mask_key(m)) for m in ALL], CANDS, alpha=1e-8)
+    np.testing.assert_allclose(search.predict(model, ALL), [f(mask_key(m)) for m in ALL], atol=1e-5)
+    assert model["rmse"] < 1e-5 and model["n"] == 31
+
+
+@st.composite
+def cases(draw):
+    seed = draw(st.integers(0, 10_000))
+    seen = draw(st.lists(st.sampled_from([mask_key(m) for m in ALL]), max_size=12, unique=True))
+    c = {}
+    if draw(st.booleans()):
+        c["max_datasets"] = draw(st.integers(1, 5))
+    if draw(st.booleans()):
+        c["exclude"] = draw(st.lists(st.sampled_from(CANDS), max_size=2, unique=True))
+    if draw(st.booleans()):
+        c["at_most_one_of"] = [draw(st.lists(st.sampled_from(CANDS), min_size=2, max_size=3, unique=True))]
+    return seed, seen, c, draw(st.integers(1, 6))
+
+
+@settings(max_examples=60, deadline=None)
+@given(cases())
+def test_top_m_with_no_good_cuts_equals_brute_force(case):
+    """The ILP's top M unscored allowed masks under a fitted model are brute force's top M (compared by
+    predicted value: equal values may come in either order)."""
+    seed, seen, c, m = case
+    rng = np.random.default_rng(seed)
+    model = {"intercept": 0.3, "candidates": CANDS, "alpha": 0.0, "rmse": 0.0, "n": 0,
+             "weights": dict(zip(search.features([CANDS], CANDS)[1], rng.normal(0, 1, 20)))}
+    props = search.propose(model, [k.split("+") for k in seen], m, c)
+    pool = [x for x in ALL if mask_key(x) not in seen and constraints.allows(x, c)]
+    values = sorted(search.predict(model, pool), reverse=True)[:m] if pool else []
+    assert len(props) == len(values) == min(m, len(pool))
+    assert len(set(props)) == len(props) and not set(props) & set(seen)
+    assert all(constraints.allows(p.split("+"), c) for p in props)
+    if props:
+        np.testing.assert_allclose(search.predict(model, [p.split("+") for p in props]), values, atol=1e-6)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_search_finds_the_planted_best_and_beats_random_at_the_same_budget(seed):
+    f = planted(seed)
+    truth = max(ALL, key=lambda m: f(mask_key(m)))
+    res = search.surrogate_search(CANDS, f, budget=24, per_round=3, patience=3)
+    assert res["best"] == mask_key(truth) and res["best_score"] == f(mask_key(truth))
+    assert len(res["scored"]) <= 24 and res["rounds"][0]["proposed"][:5] == CANDS  # singles, then the pairs
+    assert all(res["scored"][k] == f(k) for k in res["scored"])
+    rnd = search.random_search(CANDS, f, budget=len(res["scored"]), seed=seed)
+    assert len(rnd["scored"]) == len(res["scored"]) and rnd["best_score"] <= res["best_score"]
+
+
+def test_greedy_adds_the_best_dataset_until_none_helps():
+    weights = {"a": 0.5, "b": 0.3, "c": -0.2, "d": 0.1, "e": -1.0}
+    f = lambda key: sum(weights[c] for c in key.split("+"))  # noqa: E731  additive: greedy is exact here
+    res = search.greedy_search(CANDS, f, budget=31)
+    assert res["best"] == "a+b+d" and res["path"] == ["a", "b", "d"]
+    assert len(res["scored"]) == 5 + 4 + 3 + 2  # each step tries every remaining dataset
+    capped = search.greedy_search(CANDS, f, budget=31, c={"exclude": ["a"], "max_datasets": 1})
+    assert capped["best"] == "b"
+    at_least = search.greedy_search(CANDS, f, budget=31, c={"min_datasets": 4})
+    assert at_least["path"] == ["a", "b", "d"] and at_least["best"] == "a+b+c+d"  # the best scored mask of 4 or more
+    assert search.greedy_search(CANDS, f, budget=31, c={"min_datasets": 5})["best"] is None  # the path never got there
+
+
+def test_searches_respect_constraints():
+    f = planted(3)
+    c = {"must_include": ["c"], "max_datasets": 3}
+    res = search.surrogate_search(CANDS, f, budget=10, per_round=2, c=c)
+    assert all(constraints.allows(k.split("+"), c) for k in res["scored"])
+    brute = max((m for m in ALL if constraints.allows(m, c)), key=lambda m: f(mask_key(m)))
+    assert res["best_score"] <= f(mask_key(brute))
+    rnd = search.random_search(CANDS, f, budget=5, seed=1, c=c)
+    assert all(constraints.allows(k.split("+"), c) for k in rnd["scored"])

@@ -1,0 +1,188 @@
+"""Mixture search beyond exhaustive: a surrogate over masks, maximised by an integer program. No torch.
+
+A mask is a binary vector x over the candidates. The surrogate is ridge regression on
+
+    [x_i (N)] + [x_i * x_j, i < j (N(N-1)/2)] + [one-hot of the size k = sum x_i (N)]
+
+so it can learn each dataset's effect, each pair's interaction and any effect of the size (the
+merged score's size bias). Maximising it is an ILP over binary x: the products linearise exactly
+(y_ij <= x_i, y_ij <= x_j, y_ij >= x_i + x_j - 1) and the size one-hot is s_k in {0,1}, sum s_k = 1,
+sum k s_k = sum x_i. No-good cuts (sum_{i in S} (1 - x_i) + sum_{i not in S} x_i >= 1 for every mask S
+already scored or proposed) make each solve return a new mask, so M solves give the top M unscored
+masks under the fitted model and the `select.constraints` (merge2mix.constraints).
+
+Also the baselines a search is compared with at equal budgets: seeded random masks and greedy forward
+selection. Search loops here take a `score(key) -> float` callback (higher is better).
+"""
+
+from __future__ import annotations
+
+import random
+from itertools import combinations
+
+from . import constraints as cons
+from .masks import mask_key, parse_key
+
+
+def features(masks: list[list[str]], candidates: list[str]):
+    """The design matrix (masks x features) and the feature names."""
+    import numpy as np
+
+    n = len(candidates)
+    pairs = list(combinations(range(n), 2))
+    idx = {c: i for i, c in enumerate(candidates)}
+    X = np.zeros((len(masks), n + len(pairs) + n))
+    for r, m in enumerate(masks):
+        on = sorted(idx[c] for c in m)
+        X[r, on] = 1
+        for p, (i, j) in enumerate(pairs):
+            X[r, n + p] = float(i in on and j in on)
+        X[r, n + len(pairs) + len(on) - 1] = 1
+    names = [*candidates, *(f"{candidates[i]}*{candidates[j]}" for i, j in pairs), *(f"size={k}" for k in range(1, n + 1))]
+    return X, names
+
+
+def fit(masks: list[list[str]], scores, candidates: list[str], alpha: float = 1e-2) -> dict:
+    """Ridge (closed form, intercept unpenalised) on the features of the scored masks."""
+    import numpy as np
+
+    X, names = features(masks, candidates)
+    y = np.asarray(scores, dtype=float)
+    mu = y.mean()
+    Xc = X - X.mean(0)
+    w = np.linalg.solve(Xc.T @ Xc + alpha * np.eye(X.shape[1]), Xc.T @ (y - mu))
+    b = mu - X.mean(0) @ w
+    resid = y - (X @ w + b)
+    return {"intercept": float(b), "weights": dict(zip(names, map(float, w))), "alpha": alpha, "candidates": list(candidates),
+            "rmse": float(np.sqrt(np.mean(resid ** 2))), "n": len(y)}
+
+
+def predict(model: dict, masks: list[list[str]]):
+    import numpy as np
+
+    X, names = features(masks, model["candidates"])
+    return X @ np.array([model["weights"][k] for k in names]) + model["intercept"]
+
+
+def propose(model: dict, seen: list[list[str]], m: int, c: dict | None = None, sizes: dict | None = None) -> list[str]:
+    """The top `m` masks under `model` that are not in `seen` and satisfy `c`, best first (fewer when
+    fewer exist). One CBC solve per proposal, each adding a no-good cut on the last."""
+    import pulp
+
+    cands = model["candidates"]
+    n, w = len(cands), model["weights"]
+    prob, x = cons.problem(cands, c or {}, sizes)
+    new_var = getattr(prob, "add_variable", None) or pulp.LpVariable
+    y = {}
+    for i, j in combinations(range(n), 2):
+        v = y[i, j] = new_var(f"y{i}_{j}", cat="Binary")
+        xi, xj = x[cands[i]], x[cands[j]]
+        prob += v <= xi
+        prob += v <= xj
+        prob += v >= xi + xj - 1
+    s = {k: new_var(f"s{k}", cat="Binary") for k in range(1, n + 1)}
+    prob += pulp.lpSum(s.values()) == 1
+    prob += pulp.lpSum(k * v for k, v in s.items()) == pulp.lpSum(x.values())
+    prob.setObjective(model["intercept"] + pulp.lpSum(w[cands[i]] * x[cands[i]] for i in range(n))
+                      + pulp.lpSum(w[f"{cands[i]}*{cands[j]}"] * v for (i, j), v in y.items())
+                      + pulp.lpSum(w[f"size={k}"] * v for k, v in s.items()))
+
+    def cut(mask):
+        on = set(mask)
+        prob.addConstraint(pulp.lpSum(1 - x[cn] for cn in cands if cn in on) + pulp.lpSum(x[cn] for cn in cands if cn not in on) >= 1)
+
+    for mask in seen:
+        cut(mask)
+    out = []
+    for _ in range(m):
+        if cons._solve(prob) != "Optimal":
+            break
+        mask = sorted(cn for cn in cands if x[cn].value() > 0.5)
+        out.append(mask_key(mask))
+        cut(mask)
+    return out
+
+
+def design(candidates: list[str], m0: int | None, seed: int, c: dict | None = None) -> list[str]:
+    """Round 0: the singles and pairs that `c` allows; with `m0` smaller than that, a seeded sample
+    of m0 of them (for large N, where all pairs would be too many)."""
+    allowed = [mask_key(m) for k in (1, 2) for m in combinations(candidates, k) if cons.allows(m, c)]
+    if m0 is None or m0 >= len(allowed):
+        return allowed
+    return random.Random(seed).sample(allowed, m0)
+
+
+def _best(scored: dict[str, float]) -> str:
+    """Highest score, then fewer datasets, then the key (select's tie-break, on one score)."""
+    return min(scored, key=lambda k: (-scored[k], len(parse_key(k)), k))
+
+
+def surrogate_search(candidates, score, budget: int, *, per_round: int = 8, patience: int = 2, m0: int | None = None,
+                     seed: int = 0, c: dict | None = None, sizes: dict | None = None, alpha: float = 1e-2) -> dict:
+    """Rounds of fit -> propose -> score until `budget` masks are scored or the incumbent has not
+    improved for `patience` rounds. Returns the scores, the rounds and the best mask."""
+    scored: dict[str, float] = {}
+    rounds = []
+    first = design(candidates, m0, seed, c)[:budget]
+    for key in first:
+        scored[key] = score(key)
+    rounds.append({"round": 0, "proposed": first, "best": _best(scored)})
+    stale = 0
+    while len(scored) < budget and stale < patience:
+        keys = list(scored)
+        model = fit([parse_key(k) for k in keys], [scored[k] for k in keys], list(candidates), alpha)
+        props = propose(model, [parse_key(k) for k in keys], min(per_round, budget - len(scored)), c, sizes)
+        if not props:
+            break
+        before = max(scored.values())
+        for key in props:
+            scored[key] = score(key)
+        stale = 0 if max(scored.values()) > before else stale + 1
+        rounds.append({"round": len(rounds), "proposed": props, "fit_rmse": model["rmse"], "best": _best(scored)})
+    best = _best(scored)
+    return {"scored": scored, "rounds": rounds, "best": best, "best_score": scored[best]}
+
+
+def random_search(candidates, score, budget: int, seed: int = 0, c: dict | None = None, sizes: dict | None = None) -> dict:
+    """`budget` distinct allowed masks drawn uniformly (each dataset in with probability 1/2, redrawn
+    when empty, seen or not allowed)."""
+    rng = random.Random(seed)
+    scored: dict[str, float] = {}
+    tries = 0
+    while len(scored) < budget and tries < 100 * budget:
+        tries += 1
+        m = [cn for cn in candidates if rng.random() < 0.5]
+        if not m or not cons.allows(m, c, sizes) or mask_key(m) in scored:
+            continue
+        scored[mask_key(m)] = score(mask_key(m))
+    best = _best(scored)
+    return {"scored": scored, "best": best, "best_score": scored[best]}
+
+
+def greedy_search(candidates, score, budget: int, c: dict | None = None, sizes: dict | None = None) -> dict:
+    """Forward selection: start from the best single, add the dataset that most improves the score,
+    stop when none does or the budget is spent. The best is the best scored mask that satisfies `c`
+    (None if the path never reached one: min_datasets is not enforced along the way)."""
+    scored: dict[str, float] = {}
+
+    def s(m):
+        k = mask_key(m)
+        if k not in scored:
+            scored[k] = score(k)
+        return scored[k]
+
+    current: list[str] = []
+    value = float("-inf")
+    while len(scored) < budget:
+        options = [current + [cn] for cn in candidates if cn not in current and cons.allows(current + [cn], {**(c or {}), "min_datasets": 1}, sizes)]
+        options = options[: budget - len(scored)] if len(scored) + len(options) > budget else options
+        if not options:
+            break
+        vals = {mask_key(o): s(o) for o in options}
+        top = max(vals, key=vals.get)
+        if vals[top] <= value:
+            break
+        current, value = parse_key(top), vals[top]
+    allowed = {k: v for k, v in scored.items() if cons.allows(parse_key(k), c, sizes)}  # a path may pass below min_datasets
+    best = _best(allowed) if allowed else None
+    return {"scored": scored, "best": best, "best_score": None if best is None else scored[best], "path": current}
