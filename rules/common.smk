@@ -24,6 +24,7 @@ R = PLAN.run_dir
 # Fine-tunes shared by every run under results_dir (merge2mix.store); share_finetunes: false turns it off.
 STORE = f"{CFG['results_dir'].rstrip('/')}/store/finetune" if CFG["share_finetunes"] else None
 TASK = CFG["task"]
+SEARCH_MAX_MASKS = getattr(PLAN, "search_max_masks", None)
 CALIBRATION_EXTRA = (CFG["calibration"] or {}).get("mixtures", 0)
 DEVICE = CFG["device"]
 # clip, text_label_description: every dataset has its own label space and a frozen head (rule zero_shot_head).
@@ -36,6 +37,7 @@ HF_DATASETS = dataset_assets(CFG["datasets"])
 wildcard_constraints:
     name="|".join(PLAN.datasets),
     mask=r"[A-Za-z0-9][A-Za-z0-9_+-]*",
+    r=r"\d+",
 
 
 # priority: 1 on finetune, merge_eval, select_mixture, deploy and evaluate: when both are ready,
@@ -50,6 +52,7 @@ localrules:
     select_mixture,
     calibrate,
     constraints,
+    search_round,
     baseline_masks,
 
 
@@ -105,8 +108,38 @@ def mixture_inputs(wildcards):
     return files | heads_of(sorted({*names, PLAN.target}))
 
 
-def mask_results():
-    return expand(f"{R}/merge_eval/{{mask}}.json", mask=PLAN.masks)
+def _round(r):
+    """The search_round checkpoint's record of round r (raises Snakemake's incomplete-checkpoint
+    signal until that round has run, which is how the rounds chain)."""
+    with open(checkpoints.search_round.get(r=r).output[0]) as fh:
+        return json.load(fh)
+
+
+def searched_masks():
+    """Every mask to score: all of PLAN.masks (exhaustive), or the surrogate search's round-0 design
+    plus each round's proposals, up to the round that says done."""
+    if PLAN.search != "surrogate":
+        return PLAN.masks
+    r = 0
+    while not (rnd := _round(r))["done"]:
+        r += 1
+    return rnd["scored"]
+
+
+def mask_results(wildcards=None):
+    return expand(f"{R}/merge_eval/{{mask}}.json", mask=searched_masks())
+
+
+def search_round_inputs(wildcards):
+    """Round r fits on the design and the proposals of rounds 0..r-1, all scored."""
+    r = int(wildcards.r)
+    masks = list(PLAN.masks)
+    for i in range(r):
+        masks += _round(i)["proposed"]
+    files = {"results": expand(f"{R}/merge_eval/{{mask}}.json", mask=masks)}
+    if r:
+        files["previous"] = f"{R}/search/round_{r - 1}.json"
+    return files | constraints_input(wildcards)
 
 
 def candidate_files(pattern):

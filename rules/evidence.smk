@@ -87,7 +87,7 @@ rule methods:
         unpack(calibration_input),
         summary=f"{R}/summary.json",
         masks=f"{R}/masks.csv",
-        merges=mask_results(),
+        merges=mask_results,
         mixtures=evidence_mixtures(),
     output:
         table=f"{R}/methods.csv",

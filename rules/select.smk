@@ -14,6 +14,26 @@ rule constraints:
         "../workflow/scripts/constraints.py"
 
 
+checkpoint search_round:
+    # select.search surrogate: round r fits the surrogate on every mask scored so far and proposes the
+    # next round's masks (merge2mix.search); each proposal is one merge_eval job like any mask, with the
+    # same cached result file. The round that proposes nothing is the last.
+    input:
+        unpack(search_round_inputs),
+    output:
+        f"{R}/search/round_{{r}}.json",
+    params:
+        candidates=PLAN.candidates,
+        metric=CFG["select"]["metric"],
+        settings=CFG["select"]["surrogate"],
+        max_masks=SEARCH_MAX_MASKS,
+        constraints=PLAN.constraints,
+    log:
+        f"{R}/logs/search_round/{{r}}.log",
+    script:
+        "../workflow/scripts/search_round.py"
+
+
 rule calibrate:
     # Size calibration (calibration: in the config): fit the predicted fine-tuned score on the anchors,
     # the masks whose mixture fine-tunes the run has (singles, all the data, calibration.mixtures more).
@@ -36,7 +56,7 @@ rule select_mixture:
     input:
         unpack(calibration_input),
         unpack(constraints_input),
-        results=mask_results(),
+        results=mask_results,
     output:
         table=f"{R}/masks.csv",
         best=f"{R}/best_mask.json",

@@ -53,3 +53,20 @@ def test_surrogates_bench_analysis_on_a_planted_oracle():
     raw = surrogates.agreement(scores, oracle, "accuracy")
     assert len(raw["picked"].split("+")) == 1 and raw["regret"] > 0
     assert set(surrogates.without(scores, ["d"])["mask"]) == {mask_key(m) for m in enumerate_masks(cands[:3])}
+
+
+def test_thirty_candidates_plan_round_zero_only(tmp_path):
+    """N = 30 (2^30 - 1 masks): the dry run (bench/dag_scale.py's config) plans the 30 singles and 435
+    pairs of the surrogate search's round 0 and one search_round, never the 2^N masks."""
+    import re
+    import subprocess
+
+    sys.path.insert(0, str(REPO / "bench"))
+    import dag_scale
+
+    cfg = dag_scale.config(30, tmp_path)
+    r = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--snakefile", str(REPO / "Snakefile"), "--directory",
+                        str(tmp_path), "--configfile", str(cfg)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    counts = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", r.stdout + r.stderr, re.M)}
+    assert counts["merge_eval"] == 30 + 435 and counts["search_round"] == 1 and counts["finetune"] == 30

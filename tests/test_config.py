@@ -62,7 +62,6 @@ BAD = [
     (("candidates",), ["apple", "airline"], r"candidates: the target 'apple' cannot also be a candidate"),
     (("candidates",), [], r"candidates: 0 candidate\(s\); a mixture needs at least 2"),
     (("candidates",), ["airline"], r"candidates: 1 candidate\(s\); a mixture needs at least 2"),
-    (("max_candidates",), 3, r"6 candidates means 63 masks; exhaustive search is capped at max_candidates=3"),
     (("datasets", "airline"), {"local": {"path": "/no/such.csv"}}, r"datasets\.airline\.local\.path: no such file"),
     (("datasets", "airline"), {}, r"datasets\.airline: give exactly one of package, hf, local"),
     (("datasets", "airline", "columns"), {"txt": "a"}, r"datasets\.airline\.columns: Additional properties"),
@@ -130,3 +129,27 @@ def test_dataset_order_does_not_change_masks(order):
     cfg = copy.deepcopy(DEFAULT)
     cfg["datasets"] = {k: cfg["datasets"][k] for k in order}
     assert set(config.Plan(config.validate(cfg)).masks) == set(config.Plan(config.validate(DEFAULT)).masks)
+
+
+def test_search_mode_follows_the_pool_size():
+    """auto: exhaustive up to max_candidates, the surrogate search beyond; exhaustive asked for a pool
+    over the cap, the oracle with a surrogate search, and more than 30 candidates are one-line errors."""
+    cfg = config.validate(DEFAULT)
+    assert cfg["select"]["search"] == "exhaustive" and len(config.Plan(cfg).masks) == 63
+    small = edit(("max_candidates",), 3)
+    cfg = config.validate(small)
+    plan = config.Plan(cfg)
+    assert cfg["select"]["search"] == "surrogate" and len(plan.masks) == 6 + 15  # singles and pairs
+    assert plan.search_max_masks == 6 + 15 + 8  # 5 % of 63 is fewer than round 0 plus one round
+    small["select"] = {"search": "exhaustive"}
+    with pytest.raises(ConfigError, match=r"^config: candidates: 6 candidates means 63 masks; exhaustive search is capped "
+                                          r"at max_candidates=3 \(select.search: surrogate goes beyond\)$"):
+        config.validate(small)
+    small["select"] = {"search": "surrogate"}
+    small["oracle"] = True
+    with pytest.raises(ConfigError, match=r"^config: oracle: true fine-tunes every mask, which needs select.search: exhaustive$"):
+        config.validate(small)
+    big = copy.deepcopy(DEFAULT)
+    big["datasets"] |= {f"more{i}": {"package": {"loader": "rotten_tomatoes"}} for i in range(25)}
+    with pytest.raises(ConfigError, match=r"^config: candidates: 31 candidates; the surrogate search is tested up to 30$"):
+        config.validate(big)

@@ -492,6 +492,40 @@ def test_constraints_pick_the_best_allowed_mask_and_an_impossible_budget_stops_b
     assert not (work / "results" / "tiny-tight" / "finetune").exists() and not (work / "results" / "tiny-tight" / "constraints.json").exists()
 
 
+def test_surrogate_search_runs_in_rounds_and_resumes_between_them(tiny_run, tiny_model):
+    """select.search surrogate on the tiny pool: round 0 scores a seeded design of 3 masks, each later
+    round proposes the fitted model's best unscored mask (recomputed here from the round files and
+    the merged scores), until 5 masks are scored; the pick is the best of those 5 in the exhaustive
+    run's ranking. A lost last round is redone alone: no mask is scored twice."""
+    from merge2mix import search
+
+    work, _, first = tiny_run
+    assert first.returncode == 0
+    settings = {"per_round": 1, "patience": 5, "max_masks": 5, "design_masks": 3, "alpha": 0.01}
+    cfg = tiny_config(tiny_model, work / "results", run="tiny-search", select={"search": "surrogate", "surrogate": settings})
+    path = write_config(cfg, work / "search.yaml")
+    r = snakemake(work, "--cores", "2", "--configfile", str(path), "--until", "select_mixture")
+    assert r.returncode == 0, r.stderr[-3000:]
+    run = work / "results" / "tiny-search"
+    rounds = [json.loads((run / "search" / f"round_{i}.json").read_text()) for i in range(3)]
+    assert not (run / "search" / "round_3.json").exists()
+    assert [x["n_scored"] for x in rounds] == [3, 4, 5] and [x["done"] for x in rounds] == [False, False, True]
+    design = search.design(["books", "food", "films"], 3, 0)
+    assert rounds[0]["scored"] == sorted(design)
+    acc = {p.stem: json.loads(p.read_text())["accuracy"] for p in (run / "merge_eval").glob("*.json")}
+    assert len(acc) == 5
+    for rnd in rounds[:2]:
+        model = search.fit([k.split("+") for k in rnd["scored"]], [acc[k] for k in rnd["scored"]], ["books", "food", "films"], 0.01)
+        assert rnd["proposed"] == search.propose(model, [k.split("+") for k in rnd["scored"]], 1)
+    ranking = pd.read_csv(work / "results" / "tiny" / "masks.csv")["mask"].tolist()
+    best = json.loads((run / "best_mask.json").read_text())
+    assert best["mask"] == next(m for m in ranking if m in acc) and best["masks_scored"] == 5
+    (run / "search" / "round_2.json").unlink()
+    r = snakemake(work, "-n", "--cores", "2", "--configfile", str(path), "--until", "select_mixture")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert set(_planned_jobs(r.stdout + r.stderr)) == {"search_round", "select_mixture"}
+
+
 def test_adding_a_candidate_leaves_scored_masks_untouched(tiny_run, tiny_model):
     """A real run with a fourth candidate: the 7 masks scored before keep their files (bytes and
     mtime), the 8 new ones are scored, masks.csv ranks all 15. Last in this file on purpose: it

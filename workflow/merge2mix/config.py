@@ -16,6 +16,8 @@ from .calibration import anchor_masks
 from .errors import ConfigError
 from .masks import enumerate_masks, mask_key
 
+SURROGATE_MAX = 30  # candidates: the surrogate search's DAG and ILP are tested up to here
+
 # Per task type: what a dataset's examples are, and whether every dataset has its own label space
 # (and frozen head) or all share task.labels. Here, not in merge2mix.families: no torch at parse time.
 MODALITY = {"text_classification": "text", "image_classification": "image", "clip": "image",
@@ -107,11 +109,18 @@ def _check_semantics(cfg: dict) -> None:
         raise ConfigError(f"config: candidates: the target '{cfg['target']}' cannot also be a candidate")
     if len(cands) < 2:
         raise ConfigError(f"config: candidates: {len(cands)} candidate(s); a mixture needs at least 2 to choose from")
-    if len(cands) > cfg["max_candidates"]:
+    sel = cfg["select"]
+    if sel["search"] == "auto":  # resolved here, so every later reader sees the search that runs
+        sel["search"] = "exhaustive" if len(cands) <= cfg["max_candidates"] else "surrogate"
+    if sel["search"] == "exhaustive" and len(cands) > cfg["max_candidates"]:
         raise ConfigError(
             f"config: candidates: {len(cands)} candidates means {2 ** len(cands) - 1} masks; "
-            f"exhaustive search is capped at max_candidates={cfg['max_candidates']}"
+            f"exhaustive search is capped at max_candidates={cfg['max_candidates']} (select.search: surrogate goes beyond)"
         )
+    if sel["search"] == "surrogate" and len(cands) > SURROGATE_MAX:
+        raise ConfigError(f"config: candidates: {len(cands)} candidates; the surrogate search is tested up to {SURROGATE_MAX}")
+    if sel["search"] == "surrogate" and cfg["oracle"]:
+        raise ConfigError("config: oracle: true fine-tunes every mask, which needs select.search: exhaustive")
     cfg["candidates"] = list(cands)
     constraints.check(cfg["select"].get("constraints"), cfg["candidates"])
     task = cfg["task"]
@@ -260,9 +269,19 @@ class Plan:
         self.target = cfg["target"]
         self.candidates = cfg["candidates"]
         self.datasets = [self.target, *self.candidates]
-        self.constraints = cfg.get("select", {}).get("constraints")
-        # masks that break a membership constraint are never scored (the budget is checked on data: rule constraints)
-        self.masks = [mask_key(m) for m in enumerate_masks(self.candidates) if constraints.allows(m, self.constraints)]
+        sel = cfg.get("select", {})
+        self.constraints = sel.get("constraints")
+        self.search = sel.get("search", "exhaustive")
+        if self.search == "surrogate":  # round 0 only; later rounds come from the search_round checkpoint
+            from .search import design
+
+            sur = sel["surrogate"]
+            self.masks = design(self.candidates, sur["design_masks"], cfg["seed"], self.constraints)
+            n = 2 ** len(self.candidates) - 1
+            self.search_max_masks = sur["max_masks"] or max(len(self.masks) + sur["per_round"], round(0.05 * n))
+        else:
+            # masks that break a membership constraint are never scored (the budget is checked on data: rule constraints)
+            self.masks = [mask_key(m) for m in enumerate_masks(self.candidates) if constraints.allows(m, self.constraints)]
         self.budget = (self.constraints or {}).get("budget")
         self.full_mask = mask_key(self.candidates)
         cal = cfg.get("calibration")

@@ -186,3 +186,39 @@ def greedy_search(candidates, score, budget: int, c: dict | None = None, sizes: 
     allowed = {k: v for k, v in scored.items() if cons.allows(parse_key(k), c, sizes)}  # a path may pass below min_datasets
     best = _best(allowed) if allowed else None
     return {"scored": scored, "best": best, "best_score": None if best is None else scored[best], "path": current}
+
+
+def round_step(*, r: int, result_paths: list[str], previous: str | None, candidates: list[str], metric: str,
+               settings: dict, max_masks: int, c: dict | None, constraints_path: str | None, out_json: str) -> dict:
+    """One round of the workflow's surrogate search (rule search_round, a checkpoint): read every mask
+    scored so far (merge_eval/<mask>.json), update the incumbent, and either stop (`done`) or fit the
+    surrogate and propose the next masks. Loss is negated so that higher is better throughout."""
+    import json
+
+    from .io import atomic_write_json
+
+    scored = {}
+    for p in result_paths:
+        with open(p) as fh:
+            res = json.load(fh)
+        scored[res["mask"]] = -res[metric] if metric == "loss" else res[metric]
+    sizes = None
+    if constraints_path:
+        with open(constraints_path) as fh:
+            sizes = json.load(fh)["train_examples"]
+    prev = None
+    if previous:
+        with open(previous) as fh:
+            prev = json.load(fh)
+    best = _best(scored)
+    stale = 0 if prev is None or scored[best] > prev["best_score"] else prev["stale"] + 1
+    out = {"round": r, "metric": metric, "n_scored": len(scored), "scored": sorted(scored), "best": best,
+           "best_score": scored[best], "stale": stale, "max_masks": max_masks, "fit": None, "proposed": []}
+    if len(scored) < max_masks and stale < settings["patience"]:
+        model = fit([parse_key(k) for k in scored], list(scored.values()), list(candidates), settings["alpha"])
+        out["fit"] = {"rmse": model["rmse"], "n": model["n"], "alpha": model["alpha"]}
+        out["proposed"] = propose(model, [parse_key(k) for k in scored], min(settings["per_round"], max_masks - len(scored)),
+                                  c, sizes)
+    out["done"] = not out["proposed"]
+    atomic_write_json(out, out_json)
+    return out
