@@ -71,6 +71,8 @@ def finetunes(plan: config_mod.Plan, cfg_path: str, cores: int) -> None:
     """Make sure the run's per-dataset fine-tunes and the target's val split exist (reused if done)."""
     run = plan.run_dir
     files = [f"{run}/finetune/{n}/model.safetensors" for n in plan.candidates] + [f"{run}/data/{plan.target}/val.parquet"]
+    if plan.cfg["task"]["type"] in config_mod.PER_DATASET_LABELS:
+        files.append(f"{run}/heads/{plan.target}.safetensors")
     cmd = [sys.executable, "-m", "snakemake", *files, "--cores", str(cores), "--configfile", cfg_path]  # --configfile takes a list
     if subprocess.run(cmd, cwd=REPO).returncode:
         sys.exit(f"surrogates: the fine-tunes of {cfg_path} failed")
@@ -83,6 +85,8 @@ def score_all(plan: config_mod.Plan, surrogates: list[str], threads: int) -> pd.
 
     cfg, run = plan.cfg, REPO / plan.run_dir
     ckpt = {n: str(run / "finetune" / n / "model.safetensors") for n in plan.candidates}
+    head = run / "heads" / f"{plan.target}.safetensors"  # families with frozen per-dataset heads
+    heads = {plan.target: str(head)} if cfg["task"]["type"] in config_mod.PER_DATASET_LABELS else None
     rows = []
     for name in surrogates:
         method, params = SURROGATES[name]
@@ -91,7 +95,7 @@ def score_all(plan: config_mod.Plan, surrogates: list[str], threads: int) -> pd.
             r = engine.score(base_dir=str(run / "base"), checkpoints={m: ckpt[m] for m in members},
                              split_path=str(run / "data" / plan.target / "val.parquet"), task=cfg["task"],
                              batch_size=cfg["eval"]["batch_size"], device=cfg["device"], threads=threads,
-                             pool=plan.candidates, operator={"method": method, "params": params})
+                             pool=plan.candidates, operator={"method": method, "params": params}, heads=heads)
             rows.append({"surrogate": name, "mask": mask, "size": len(members),
                          **{k: r[k] for k in ("accuracy", "macro_f1", "balanced_accuracy", "loss")}})
     return pd.DataFrame(rows)

@@ -106,3 +106,18 @@ def test_correlation_reports_size_held_fixed_agreement():
     c = analysis.correlation(merged, oracle, "m0", n_boot=20)
     assert c["spearman_within_size"] == analysis.by_size(merged["accuracy"], oracle["val_accuracy"], merged["size"])["spearman_within_size"]
     assert set(c["spearman_within_size"]) == {"1", "2"} and c["pearson_r_given_size"] is not None
+
+
+def test_correlation_in_another_metric_reads_that_metric_on_both_sides():
+    """macro-F1 view: r over the macro-F1 columns, the oracle's best and the regret by macro-F1, while
+    accuracy says the opposite (a one-class model: high accuracy, low macro-F1)."""
+    merged, oracle = tables([0.9, 0.8, 0.7, 0.6], [0.9, 0.8, 0.7, 0.6], [0.9, 0.8, 0.7, 0.6])
+    merged["macro_f1"] = [0.3, 0.5, 0.6, 0.8]
+    oracle["val_macro_f1"] = [0.2, 0.5, 0.7, 0.75]
+    oracle["test_macro_f1"] = [0.25, 0.45, 0.72, 0.7]
+    c = analysis.correlation_in("macro_f1", merged, oracle, "m0", n_boot=50)
+    assert c["pearson_r"] == pytest.approx(stats.pearsonr(merged["macro_f1"], oracle["val_macro_f1"])[0])
+    assert c["oracle_best"] == "m3" and c["picked"] == "m0"
+    assert c["picked_test_macro_f1"] == 0.25 and c["oracle_best_test_macro_f1"] == 0.7 and c["max_test_macro_f1"] == 0.72
+    assert c["regret"] == pytest.approx(0.7 - 0.25) and "regret_definition" not in c
+    assert analysis.correlation(merged, oracle, "m0", n_boot=50)["regret"] == 0.0  # by accuracy m0 is the best

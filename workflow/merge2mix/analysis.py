@@ -110,6 +110,17 @@ def correlation(merged: pd.DataFrame, oracle: pd.DataFrame, picked: str, seed: i
     return out
 
 
+def correlation_in(metric: str, merged: pd.DataFrame, oracle: pd.DataFrame, picked: str, seed: int = 0,
+                   n_boot: int = 2000) -> dict:
+    """correlation() in another higher-is-better metric (macro_f1, balanced_accuracy) on both sides:
+    merged vs fine-tuned val, the oracle's val-best and the regret in test. Keys say the metric."""
+    m = merged.assign(accuracy=merged[metric])
+    o = oracle.assign(val_accuracy=oracle[f"val_{metric}"], test_accuracy=oracle[f"test_{metric}"])
+    c = correlation(m, o, picked, seed=seed, n_boot=n_boot)
+    c.pop("regret_definition")
+    return {k.replace("accuracy", metric): v for k, v in c.items()}
+
+
 def bench_seconds(path) -> float | None:
     """Wall seconds from a Snakemake benchmark: file (None when the job did not run here)."""
     try:

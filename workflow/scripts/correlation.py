@@ -11,6 +11,9 @@ def main(inp, out, seed):
     with open(inp.best) as fh:
         picked = json.load(fh)["mask"]
     corr = analysis.correlation(masks, oracle, picked, seed=seed)
+    # the prior-robust metrics beside accuracy (a one-class model scores well only in accuracy)
+    corr["by_metric"] = {m: analysis.correlation_in(m, masks, oracle, picked, seed=seed)
+                         for m in ("macro_f1", "balanced_accuracy") if m in masks and f"val_{m}" in oracle}
     calibrated = None
     if inp.get("calibration"):  # size calibration: its predictions against the fine-tunes, beside the raw scores
         with open(inp.calibration) as fh:
