@@ -67,12 +67,21 @@ def test_methods_table_rows_and_costs():
     t = analysis.methods_table(summary=summary, mixtures=mixtures, candidates=["a", "b"],
                                choice={"k": 1, "random": ["a", "b"], "similarity_topk": "b", "similarity_threshold": "a+b"},
                                oracle_on=True, seconds=lambda k, n: secs.get((k, n)))
+    assert list(t.columns) == ["method", "mixture", "accuracy", "accuracy_sd", "macro_f1", "balanced_accuracy", "runs",
+                               "finetunes", "merges", "wall_s"]
+    assert t["balanced_accuracy"].isna().all()  # records from before balanced accuracy: empty, not made up
     t = t.set_index("method")
     assert t.loc["merge_to_mix", "wall_s"] == 10 + 20 + 1.5 + 20
     assert t.loc["oracle", "mixture"] == "a+b" and t.loc["oracle", "accuracy"] == 0.75 and t.loc["oracle", "wall_s"] == 60
     assert t.loc["random", "accuracy"] == pytest.approx(0.6) and t.loc["random", "accuracy_sd"] == pytest.approx(np.std([0.55, 0.65], ddof=1))
     assert t.loc["similarity_topk", "wall_s"] == 22 and t.loc["similarity_threshold", "wall_s"] == 32
     assert t.loc["all_data", "mixture"] == "a+b"
+    mixtures["test_balanced_accuracy"] = [0.5, 0.7, 0.8]
+    summary["test"]["deployed"]["balanced_accuracy"] = 0.7
+    t = analysis.methods_table(summary=summary, mixtures=mixtures, candidates=["a", "b"], choice={"k": 1, "random": ["a", "b"]},
+                               oracle_on=True, seconds=lambda k, n: secs.get((k, n))).set_index("method")
+    assert t.loc["random", "balanced_accuracy"] == pytest.approx(0.6) and t.loc["oracle", "balanced_accuracy"] == 0.8
+    assert t.loc["merge_to_mix", "balanced_accuracy"] == 0.7 and pd.isna(t.loc["pretrained", "balanced_accuracy"])
 
 
 def test_agreement_with_size_held_fixed():

@@ -147,12 +147,14 @@ def methods_table(*, summary: dict, mixtures: pd.DataFrame, candidates: list[str
     def row(method, mask, finetunes, merges, wall):
         r = by_mask.loc[mask]
         out = {"method": method, "mixture": mask, "accuracy": r["test_accuracy"], "accuracy_sd": None,
-               "macro_f1": r["test_macro_f1"], "runs": 1, "finetunes": finetunes, "merges": merges, "wall_s": wall}
+               "macro_f1": r["test_macro_f1"], "balanced_accuracy": r.get("test_balanced_accuracy"), "runs": 1,
+               "finetunes": finetunes, "merges": merges, "wall_s": wall}
         return out
 
     base, deployed = summary["test"]["base"], summary["test"]["deployed"]
     rows = [{"method": "pretrained", "mixture": "", "accuracy": base["accuracy"], "accuracy_sd": None,
-             "macro_f1": base["macro_f1"], "runs": 1, "finetunes": 0, "merges": 0, "wall_s": 0.0}]
+             "macro_f1": base["macro_f1"], "balanced_accuracy": base.get("balanced_accuracy"), "runs": 1, "finetunes": 0,
+             "merges": 0, "wall_s": 0.0}]
     rows += [row(f"single:{c}", c, 1, 0, fit_s(c)) for c in sorted(candidates)]
     rows.append(row("all_data", full, 1, 0, fit_s(full)))
     finetune_s = [seconds("finetune", c) for c in candidates]
@@ -161,7 +163,8 @@ def methods_table(*, summary: dict, mixtures: pd.DataFrame, candidates: list[str
     anchor_s = [fit_s(m) for m in anchors]
     m2m_s = None if m2m_s is None or None in anchor_s else m2m_s + sum(anchor_s)
     rows.append({"method": "merge_to_mix", "mixture": mask_key(summary["selected_mixture"]), "accuracy": deployed["accuracy"],
-                 "accuracy_sd": None, "macro_f1": deployed["macro_f1"], "runs": 1, "finetunes": n + 1 + len(anchors),
+                 "accuracy_sd": None, "macro_f1": deployed["macro_f1"], "balanced_accuracy": deployed.get("balanced_accuracy"),
+                 "runs": 1, "finetunes": n + 1 + len(anchors),
                  "merges": 2**n - 1, "wall_s": m2m_s})
     if choice:
         sim_s = seconds("similarity", None) or 0
@@ -173,10 +176,13 @@ def methods_table(*, summary: dict, mixtures: pd.DataFrame, candidates: list[str
         if choice.get("random"):
             accs = [by_mask.loc[m, "test_accuracy"] for m in choice["random"]]
             f1s = [by_mask.loc[m, "test_macro_f1"] for m in choice["random"]]
+            bal = [by_mask.loc[m].get("test_balanced_accuracy") for m in choice["random"]]
             ws = [fit_s(m) for m in choice["random"]]
             rows.append({"method": "random", "mixture": " | ".join(choice["random"]), "accuracy": float(np.mean(accs)),
                          "accuracy_sd": float(np.std(accs, ddof=1)) if len(accs) > 1 else None,
-                         "macro_f1": float(np.mean(f1s)), "runs": len(accs), "finetunes": 1, "merges": 0,
+                         "macro_f1": float(np.mean(f1s)),
+                         "balanced_accuracy": None if any(pd.isna(b) for b in bal) else float(np.mean(bal)),
+                         "runs": len(accs), "finetunes": 1, "merges": 0,
                          "wall_s": None if None in ws else float(np.mean(ws))})
     if oracle_on:
         o = rank_mixtures(mixtures)

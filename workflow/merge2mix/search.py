@@ -174,8 +174,9 @@ def greedy_search(candidates, score, budget: int, c: dict | None = None, sizes: 
     current: list[str] = []
     value = float("-inf")
     while len(scored) < budget:
-        options = [current + [cn] for cn in candidates if cn not in current and cons.allows(current + [cn], {**(c or {}), "min_datasets": 1}, sizes)]
-        options = options[: budget - len(scored)] if len(scored) + len(options) > budget else options
+        on_path = {**(c or {}), "min_datasets": 1}  # a path passes through smaller masks
+        options = [current + [cn] for cn in candidates if cn not in current and cons.allows(current + [cn], on_path, sizes)]
+        options = options[: budget - len(scored)]
         if not options:
             break
         vals = {mask_key(o): s(o) for o in options}
