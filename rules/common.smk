@@ -202,6 +202,13 @@ def constraints_input(wildcards):
     return {"constraints": f"{R}/constraints.json"} if PLAN.constraints else {}
 
 
+def token_budget_inputs(wildcards):
+    """A tokens budget counts the candidates' train tokens with theta_0's tokenizer."""
+    if (PLAN.budget or {}).get("tokens") is None:
+        return {}
+    return {"trains": candidate_files(f"{R}/data/{{name}}/train.parquet"), "base": rules.init_model.output.config}
+
+
 def constraints_gate(wildcards):
     """Fine-tunes wait for the constraints check (so an impossible budget fails before any training),
     but ancient(): a changed constraint set must not make the fine-tunes look out of date."""

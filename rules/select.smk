@@ -2,12 +2,15 @@ rule constraints:
     # select.constraints given: check them on the prepared data (the budget needs each dataset's train
     # rows) after prepare_data and before any fine-tune; select_mixture reads the sizes from here.
     input:
+        unpack(token_budget_inputs),
         metas=candidate_files(f"{R}/data/{{name}}/meta.json"),
     output:
         f"{R}/constraints.json",
     params:
         constraints=PLAN.constraints,
         candidates=PLAN.candidates,
+        tokenizer_dir=f"{R}/base",
+        max_length=TASK.get("max_length"),
     log:
         f"{R}/logs/constraints.log",
     script:

@@ -108,7 +108,8 @@ def _metas(tmp_path):
 def test_budget_checked_on_the_data_before_training(tmp_path):
     c = {"must_include": ["b"], "budget": {"examples": 300}}
     out = constraints.check_data(c, CANDS, _metas(tmp_path), str(tmp_path / "c.json"))
-    assert out["train_examples"] == SIZES and constraints.allows(out["a_feasible_mask"], c, SIZES)
+    assert out["train_examples"] == out["sizes"] == SIZES and out["unit"] == "examples"
+    assert constraints.allows(out["a_feasible_mask"], c, SIZES)
     assert json.loads((tmp_path / "c.json").read_text()) == out
     with pytest.raises(Merge2MixError, match=r"^config: select\.constraints\.budget\.examples: 200 admits no allowed "
                                              r"mixture \(the smallest, b, has 250 train examples\)$"):
@@ -132,7 +133,7 @@ def test_constrained_pick_is_the_best_allowed_mask_of_the_full_ranking(tmp_path_
              "balanced_accuracy": 0.5, "loss": 1.0, "n": 10}
         (tmp / f"{key}.json").write_text(json.dumps(r))
         paths.append(tmp / f"{key}.json")
-    (tmp / "constraints.json").write_text(json.dumps({"constraints": c, "train_examples": SIZES}))
+    (tmp / "constraints.json").write_text(json.dumps({"constraints": c, "sizes": SIZES}))
     full = select(paths, CANDS, tmp / "all.csv", tmp / "all.json")
     best = select(paths, CANDS, tmp / "m.csv", tmp / "b.json", constraints_path=str(tmp / "constraints.json"))
     ranking = pd.read_csv(tmp / "all.csv")["mask"].tolist()
@@ -141,3 +142,42 @@ def test_constrained_pick_is_the_best_allowed_mask_of_the_full_ranking(tmp_path_
     table = pd.read_csv(tmp / "m.csv")
     assert table["rank"].tolist() == list(range(1, len(table) + 1))
     assert all(constraints.allows(m.split("+"), c, SIZES) for m in table["mask"])
+
+
+def test_tokens_budget_counts_what_training_sees(tiny_model, tmp_path):
+    """token_counts: the tokenizer's ids per text, truncated at max_length, summed (by hand here); a
+    tokens budget is checked on those counts, and its error names the unit."""
+    from transformers import AutoTokenizer
+
+    texts = {"a": ["good phone", "a very long review " * 20], "b": ["bad"], "c": ["fine", "ok", "meh"]}
+    paths = {}
+    for n, t in texts.items():
+        paths[n] = str(tmp_path / f"{n}.parquet")
+        pd.DataFrame({"text": t, "label": ["x"] * len(t)}).to_parquet(paths[n])
+    counts = constraints.token_counts(str(tiny_model), paths, max_length=16)
+    tok = AutoTokenizer.from_pretrained(str(tiny_model))
+    assert counts == {n: sum(min(16, len(tok(x)["input_ids"])) for x in t) for n, t in texts.items()}
+    assert counts["a"] == len(tok("good phone")["input_ids"]) + 16  # the long one is cut at 16
+    metas = []
+    for n in texts:
+        (tmp_path / f"{n}.json").write_text(json.dumps({"name": n, "rows": {"train": len(texts[n])}}))
+        metas.append(str(tmp_path / f"{n}.json"))
+    c = {"budget": {"tokens": counts["b"] + counts["c"]}}
+    out = constraints.check_data(c, list(texts), metas, str(tmp_path / "ok.json"), tokens=counts)
+    assert out["unit"] == "tokens" and out["sizes"] == counts and out["train_examples"] == {"a": 2, "b": 1, "c": 3}
+    assert constraints.allows(["b", "c"], c, counts) and not constraints.allows(["a", "b"], c, counts)
+    with pytest.raises(Merge2MixError, match=rf"budget\.tokens: {counts['b'] - 1} admits no allowed mixture \(the smallest, b, "
+                                             rf"has {counts['b']} train tokens\)$"):
+        constraints.check_data({"budget": {"tokens": counts["b"] - 1}}, list(texts), metas, str(tmp_path / "x.json"), tokens=counts)
+
+
+def test_a_tokens_budget_needs_a_text_family_and_one_unit():
+    raw = {"run": "r", "target": "t", "model": {"name_or_path": "x/y"}, "task": {"type": "image_classification", "labels": ["0", "1"]},
+           "datasets": {n: {"package": {"loader": "mnist_5k", "domain": "plain"}} for n in ("t", "a", "b")},
+           "select": {"constraints": {"budget": {"tokens": 100}}}}
+    with pytest.raises(ConfigError, match=r"^config: select\.constraints\.budget\.tokens: counts tokens of text; task\.type "
+                                          r"image_classification takes budget\.examples$"):
+        config_mod.validate(raw)
+    raw["select"]["constraints"]["budget"] = {"tokens": 100, "examples": 5}
+    with pytest.raises(ConfigError, match=r"^config: select\.constraints\.budget: .*(too many|more than 1) propert"):
+        config_mod.validate(raw)

@@ -123,6 +123,10 @@ def _check_semantics(cfg: dict) -> None:
         raise ConfigError("config: oracle: true fine-tunes every mask, which needs select.search: exhaustive")
     cfg["candidates"] = list(cands)
     constraints.check(cfg["select"].get("constraints"), cfg["candidates"])
+    budget = constraints.budget_of(cfg["select"].get("constraints"))
+    if budget and budget[0] == "tokens" and cfg["task"]["type"] not in ("text_classification", "text_label_description"):
+        raise ConfigError(f"config: select.constraints.budget.tokens: counts tokens of text; task.type {cfg['task']['type']} "
+                          "takes budget.examples")
     task = cfg["task"]
     head = task.get("head")
     if head is not None and task["type"] != "text_classification":

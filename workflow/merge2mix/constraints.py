@@ -5,6 +5,8 @@
     at_most_one_of                  groups of datasets of which at most one may be used
     budget: {examples: B}           the deployment fine-tune's training examples (the members'
                                     prepared train rows) at most B
+    budget: {tokens: B}             or its training tokens (text families: the tokenizer's tokens
+                                    per example, truncated at task.max_length as in training)
 
 The membership constraints are known before any data is read, so the masks that break them are
 never scored, and a set that no mask satisfies is a one-line error before anything runs: PuLP
@@ -46,8 +48,15 @@ def _contradictions(c: dict) -> None:
             raise ConfigError(f"{KEY}.at_most_one_of[{i}]: must_include needs {' and '.join(clash)}, the group allows one")
 
 
+def budget_of(c: dict | None) -> tuple[str, int] | None:
+    """(unit, limit) of the budget: ('examples', B) or ('tokens', B); None without one."""
+    b = (c or {}).get("budget")
+    return None if not b else next(iter(b.items()))
+
+
 def allows(names, c: dict | None, sizes: dict[str, int] | None = None) -> bool:
-    """Whether a mixture of `names` satisfies `c`; the budget only when `sizes` (train rows) are given."""
+    """Whether a mixture of `names` satisfies `c`; the budget only when `sizes` (each dataset's train
+    examples or tokens, the budget's unit) are given."""
     if not c:
         return True
     s = set(names)
@@ -57,8 +66,8 @@ def allows(names, c: dict | None, sizes: dict[str, int] | None = None) -> bool:
         return False
     if any(len(s & set(g)) > 1 for g in c.get("at_most_one_of", [])):
         return False
-    budget = c.get("budget", {}).get("examples")
-    return budget is None or sizes is None or sum(sizes[n] for n in s) <= budget
+    budget = budget_of(c)
+    return budget is None or sizes is None or sum(sizes[n] for n in s) <= budget[1]
 
 
 def _solve(prob) -> str:
@@ -93,9 +102,9 @@ def problem(candidates: list[str], c: dict, sizes: dict[str, int] | None = None)
         prob += x[n] == 0
     for g in c.get("at_most_one_of", []):
         prob += pulp.lpSum(x[n] for n in g) <= 1
-    budget = c.get("budget", {}).get("examples")
+    budget = budget_of(c)
     if budget is not None and sizes is not None:
-        prob += pulp.lpSum(sizes[n] * x[n] for n in candidates) <= budget
+        prob += pulp.lpSum(sizes[n] * x[n] for n in candidates) <= budget[1]
     return prob, x
 
 
@@ -118,9 +127,24 @@ def check(c: dict | None, candidates: list[str]) -> None:
                           "exclude and at_most_one_of together)")
 
 
-def check_data(c: dict, candidates: list[str], meta_paths: list[str], out_json: str) -> dict:
+def token_counts(tokenizer_dir: str, train_paths: dict[str, str], max_length: int) -> dict[str, int]:
+    """Each dataset's training tokens: its train texts through the model's tokenizer, truncated at
+    max_length as the fine-tune truncates them (special tokens included)."""
+    import pandas as pd
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    out = {}
+    for name, path in train_paths.items():
+        ids = tok(pd.read_parquet(path)["text"].tolist(), truncation=True, max_length=max_length)["input_ids"]
+        out[name] = int(sum(len(x) for x in ids))
+    return out
+
+
+def check_data(c: dict, candidates: list[str], meta_paths: list[str], out_json: str, tokens: dict[str, int] | None = None) -> dict:
     """After prepare_data, before any fine-tune: is some allowed mask within the budget? Writes the
-    constraints, each candidate's train rows and one feasible mask (select_mixture reads it)."""
+    constraints, each candidate's size in the budget's unit and one feasible mask (select_mixture
+    reads them). `tokens`: each candidate's training tokens (token_counts), for a tokens budget."""
     import json
 
     import pulp
@@ -128,12 +152,14 @@ def check_data(c: dict, candidates: list[str], meta_paths: list[str], out_json: 
     from .errors import Merge2MixError
     from .io import atomic_write_json
 
-    sizes = {}
+    rows = {}
     for p in meta_paths:
         with open(p) as fh:
             meta = json.load(fh)
-        sizes[meta["name"]] = int(meta["rows"]["train"])
-    sizes = {n: sizes[n] for n in candidates}
+        rows[meta["name"]] = int(meta["rows"]["train"])
+    budget = budget_of(c)
+    unit = budget[0] if budget else "examples"
+    sizes = {n: (tokens if unit == "tokens" else rows)[n] for n in candidates}
     mask = feasible_mask(candidates, c, sizes)
     if mask is None:  # check() at parse time ruled out everything but the budget: name the smallest allowed mixture
         prob, x = problem(candidates, {k: v for k, v in c.items() if k != "budget"})
@@ -141,8 +167,9 @@ def check_data(c: dict, candidates: list[str], meta_paths: list[str], out_json: 
         prob.setObjective(pulp.lpSum(sizes[n] * x[n] for n in candidates))
         _solve(prob)
         least = sorted(n for n, v in x.items() if v.value() > 0.5)
-        raise Merge2MixError(f"{KEY}.budget.examples: {c['budget']['examples']} admits no allowed mixture (the "
-                             f"smallest, {'+'.join(least)}, has {sum(sizes[n] for n in least)} train examples)")
-    out = {"constraints": c, "train_examples": sizes, "a_feasible_mask": mask}
+        raise Merge2MixError(f"{KEY}.budget.{unit}: {budget[1]} admits no allowed mixture (the smallest, "
+                             f"{'+'.join(least)}, has {sum(sizes[n] for n in least)} train {unit})")
+    out = {"constraints": c, "unit": unit, "train_examples": {n: rows[n] for n in candidates}, "sizes": sizes,
+           "a_feasible_mask": mask}
     atomic_write_json(out, out_json)
     return out

@@ -206,7 +206,7 @@ def round_step(*, r: int, result_paths: list[str], previous: str | None, candida
     sizes = None
     if constraints_path:
         with open(constraints_path) as fh:
-            sizes = json.load(fh)["train_examples"]
+            sizes = json.load(fh)["sizes"]
     prev = None
     if previous:
         with open(previous) as fh:

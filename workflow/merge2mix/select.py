@@ -81,7 +81,7 @@ def within_constraints(df: pd.DataFrame, checked: dict) -> pd.DataFrame:
     and each candidate's train rows, for the budget), ranks renumbered."""
     from .constraints import allows
 
-    c, sizes = checked["constraints"], checked["train_examples"]
+    c, sizes = checked["constraints"], checked["sizes"]
     keep = [allows(parse_key(m), c, sizes) for m in df["mask"]]
     if not any(keep):
         raise Merge2MixError("select.constraints: no scored mask satisfies them")
