@@ -206,18 +206,27 @@ def main(argv=None) -> int:
                                     "surrogate": f"{name}+cal{extra}", "metric": metric, "extra_finetunes": extra,
                                     **calibrated(s, without(oracle, drop), metric, kept_cands, extra, a.anchor_draws)})
     table = pd.DataFrame(rows)
-    # Leave-one-target-out within each (head, pool, metric): the surrogate with the best mean pooled r
-    # on the other targets is reported on the held-out one.
+    # Leave-one-target-out within each (pool, metric): the option (a surrogate within one head, or a
+    # head and surrogate together) with the best mean pooled r on the other targets is reported on the
+    # held-out one. Only targets that have every option compete.
+    table["option"] = table["head"] + "/" + table["surrogate"]
     loto = []
-    for (head, pool, metric), m in table.groupby(["head", "pool", "metric"]):
-        for held in m["target"].unique():
-            others = m[m["target"] != held]
-            if others.empty:
-                continue
-            chosen = others.groupby("surrogate")["pearson_r"].mean().idxmax()
-            loto.append({"head": head, "pool": pool, "metric": metric, "held_out": held, "chosen_on_others": chosen,
-                         **m[(m["target"] == held) & (m["surrogate"] == chosen)].iloc[0][
-                             ["pearson_r", "spearman_rho", "regret", "picked"]].to_dict()})
+    for (pool, metric), m in table.groupby(["pool", "metric"]):
+        scopes = [(f"head {h}", m[m["head"] == h]) for h in sorted(m["head"].unique())]
+        if m["head"].nunique() > 1:
+            scopes.append(("head and surrogate", m))
+        for scope, sub in scopes:
+            n_opts = sub["option"].nunique()
+            complete = [t for t, g in sub.groupby("target") if g["option"].nunique() == n_opts]
+            sub = sub[sub["target"].isin(complete)]
+            for held in complete:
+                others = sub[sub["target"] != held]
+                if others.empty:
+                    continue
+                chosen = others.groupby("option")["pearson_r"].mean().idxmax()
+                loto.append({"pool": pool, "metric": metric, "choice_over": scope, "held_out": held, "chosen_on_others": chosen,
+                             **sub[(sub["target"] == held) & (sub["option"] == chosen)].iloc[0][
+                                 ["pearson_r", "spearman_rho", "regret", "picked"]].to_dict()})
     cal = pd.DataFrame(cal)
     cal.to_csv(out / "surrogates" / "calibration.csv", index=False)
     table["pearson_r_ci95"] = table["pearson_r_ci95"].map(lambda v: None if v is None else [round(x, 3) for x in v])
