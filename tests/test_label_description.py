@@ -166,5 +166,7 @@ def test_head_option_errors_name_the_key(edit, message):
 
 def test_no_head_key_leaves_the_task_as_it_was():
     """Absent task.head is the trained head, and the task dict (part of every store key) is unchanged."""
-    cfg = config_mod.load(REPO / "config.yaml")
+    cfg = config_mod.load(REPO / "bench" / "configs" / "target-airline.yaml")  # the embedded pool with the trained head
     assert "head" not in cfg["task"] and cfg["task"]["type"] == "text_classification" and "classes" not in cfg["datasets"]["apple"]
+    default = config_mod.load(REPO / "config.yaml")  # the embedded default uses the frozen head
+    assert default["task"]["type"] == "text_label_description" and default["task"]["head"] == "label_description"
