@@ -3,6 +3,9 @@
     python bench/evidence.py                          # the embedded default (N = 6: 57 extra fine-tunes)
     python bench/evidence.py --config bench/configs/target-airline.yaml --cores 8
 
+A committed evidence-<run>/ is not overwritten without --force (config.yaml and
+bench/configs/target-apple.yaml share the run name `default`).
+
 Writes bench/results/evidence-<run>/: correlation.json, methods.csv, masks.csv, oracle.csv (one row
 per mixture fine-tune), the plots, and run.json (the exact command, commit, machine, wall time).
 Work already done for the same config (fine-tunes, masks) is reused from results/<run>/.
@@ -32,8 +35,12 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", default="config.yaml")
     ap.add_argument("--cores", default="2")
+    ap.add_argument("--force", action="store_true", help="overwrite an existing bench/results/evidence-<run>/")
     a = ap.parse_args()
     plan = config_mod.Plan(config_mod.load(a.config))
+    out = REPO / "bench" / "results" / f"evidence-{plan.cfg['run']}"
+    if out.exists() and not a.force:
+        sys.exit(f"evidence: {out.relative_to(REPO)} exists (committed evidence); --force to overwrite it")
     cmd = [sys.executable, "-m", "snakemake", "--cores", str(a.cores), "--configfile", a.config, "--config", "oracle=True"]
     t0 = time.time()
     r = subprocess.run(cmd, cwd=REPO)
@@ -41,7 +48,6 @@ def main():
     if r.returncode:
         sys.exit(f"snakemake failed (exit {r.returncode})")
     run = REPO / plan.run_dir
-    out = REPO / "bench" / "results" / f"evidence-{plan.cfg['run']}"
     (out / "plots").mkdir(parents=True, exist_ok=True)
     for f in ("correlation.json", "methods.csv", "masks.csv", "best_mask.json", "summary.md"):
         shutil.copy2(run / f, out / f)

@@ -1,6 +1,6 @@
 """How well each merge operator stands in for mixture fine-tunes, against committed oracle runs.
 
-    python bench/surrogates.py                                   # apple (config.yaml) and airline
+    python bench/surrogates.py --drop rt_movies                  # the four committed oracles
     python bench/surrogates.py --targets config.yaml --surrogates average ta_0.5
     python bench/surrogates.py --drop rt_movies --targets config.yaml bench/configs/apple-frozen-n5.yaml ...
 
@@ -58,7 +58,8 @@ SURROGATES = {
     "ties_0.2_1": ("ties", {"density": 0.2, "lam": 1.0, "power": 0.0}),
     "ties_0.2_0.5": ("ties", {"density": 0.2, "lam": 0.5, "power": 0.0}),
 }
-TARGETS = ["config.yaml", "bench/configs/target-airline.yaml"]
+TARGETS = ["bench/configs/target-apple.yaml", "bench/configs/target-airline.yaml",  # trained head, N = 6
+           "bench/configs/apple-frozen-n5.yaml", "bench/configs/airline-frozen-n5.yaml"]  # frozen head, N = 5
 METRICS = ("accuracy", "macro_f1", "balanced_accuracy")
 
 
