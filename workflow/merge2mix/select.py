@@ -78,7 +78,7 @@ def calibrate(df: pd.DataFrame, calibration: dict, metric: str) -> pd.DataFrame:
 
 def within_constraints(df: pd.DataFrame, checked: dict) -> pd.DataFrame:
     """The rows whose mask satisfies the constraints of constraints.json (`checked`: the constraint set
-    and each candidate's train rows, for the budget), ranks renumbered."""
+    and each candidate's size in the budget's unit), ranks renumbered; `masks_scored` then counts these."""
     from .constraints import allows
 
     c, sizes = checked["constraints"], checked["sizes"]
