@@ -103,24 +103,19 @@ def score_all(plan: config_mod.Plan, surrogates: list[str], threads: int) -> pd.
 
 
 def agreement(scores: pd.DataFrame, oracle: pd.DataFrame, metric: str) -> dict:
-    """analysis.correlation with `metric` in place of accuracy on both sides."""
+    """analysis.correlation_in: `metric` in place of accuracy on both sides."""
     from merge2mix import analysis
     from merge2mix.select import rank
 
-    merged = scores[["mask", "size", "accuracy", "macro_f1", "balanced_accuracy", "loss"]].copy()
+    merged = scores[["mask", "size", "accuracy", "macro_f1", "balanced_accuracy", "loss"]]
     picked = rank(merged, metric)["mask"].iloc[0]
-    o = oracle.copy()
-    if metric != "accuracy":  # correlation() reads *accuracy columns: point them at the metric
-        merged["accuracy"] = scores[metric].to_numpy()
-        for split in ("val", "test"):
-            o[f"{split}_accuracy"] = oracle[f"{split}_{metric}"]
-    c = analysis.correlation(merged, o, picked, n_boot=2000)
+    c = analysis.correlation_in(metric, merged, oracle, picked, n_boot=2000)
     within = c["spearman_within_size"]
     return {"pearson_r": c["pearson_r"], "pearson_r_ci95": c["pearson_r_ci95"], "spearman_rho": c["spearman_rho"],
             "spearman_within_size_mean": float(np.mean(list(within.values()))) if within else None,
             "pearson_r_given_size": c["pearson_r_given_size"], "top5_overlap": c["top5_overlap"],
-            "picked": picked, "oracle_best": c["oracle_best"], "picked_test": c["picked_test_accuracy"],
-            "regret": c["regret"], "max_test": c["max_test_accuracy"]}
+            "picked": picked, "oracle_best": c["oracle_best"], "picked_test": c[f"picked_test_{metric}"],
+            "regret": c["regret"], "max_test": c[f"max_test_{metric}"]}
 
 
 def calibrated(scores: pd.DataFrame, oracle: pd.DataFrame, metric: str, candidates: list[str], extra: int,

@@ -7,6 +7,7 @@ sys.path.insert(0, f"{workflow.basedir}/workflow")  # run from a checkout even w
 from merge2mix.config import PER_DATASET_LABELS, Plan, check_file, model_source, validate
 from merge2mix.errors import Merge2MixError
 from merge2mix.hub import dataset_assets, model_asset
+from merge2mix.io import read_json
 from merge2mix.masks import parse_key
 
 try:
@@ -111,8 +112,7 @@ def mixture_inputs(wildcards):
 def _round(r):
     """The search_round checkpoint's record of round r (raises Snakemake's incomplete-checkpoint
     signal until that round has run, which is how the rounds chain)."""
-    with open(checkpoints.search_round.get(r=r).output[0]) as fh:
-        return json.load(fh)
+    return read_json(checkpoints.search_round.get(r=r).output[0])
 
 
 def searched_masks():

@@ -16,11 +16,18 @@ score's ranking upside down on the strength of a handful of points, so it is ref
 
 from __future__ import annotations
 
-import json
 import random
+from itertools import combinations
 
-from .io import atomic_write_json
-from .masks import enumerate_masks, mask_key
+from .io import atomic_write_json, read_json
+from .masks import mask_key
+
+
+def extra_pool(candidates) -> list[str]:
+    """The pairs and triples the extra anchors are drawn from (not all the data, already an anchor),
+    sorted. Built from the pairs and triples alone: a 30-candidate pool has 2^30 masks."""
+    cands = sorted(candidates)
+    return sorted({mask_key(m) for k in (2, 3) for m in combinations(cands, k)} - {mask_key(cands)})
 
 
 def anchor_masks(candidates, extra: int, seed: int) -> list[str]:
@@ -28,7 +35,7 @@ def anchor_masks(candidates, extra: int, seed: int) -> list[str]:
     same candidate set in any order). Sorted keys, no duplicates."""
     cands = sorted(candidates)
     fixed = [mask_key([c]) for c in cands] + [mask_key(cands)]
-    pool = sorted({mask_key(m) for m in enumerate_masks(cands) if len(m) in (2, 3)} - set(fixed))
+    pool = extra_pool(cands)
     if extra > len(pool):
         raise ValueError(f"calibration.mixtures: {extra} extra anchors asked, only {len(pool)} pairs and triples exist")
     return sorted(set(fixed) | set(random.Random(seed).sample(pool, extra)))
@@ -62,15 +69,8 @@ def predict(params: dict, merged, sizes):
 def calibrate(*, merged_paths, finetuned_paths, metric: str, extra: int, out_json: str) -> dict:
     """Fit on the anchors' merge_eval/<mask>.json (merged score) and oracle/<mask>.json (the mixture
     fine-tune's val score) for the selection metric; write calibration.json."""
-    def load(paths):
-        out = {}
-        for p in paths:
-            with open(p) as fh:
-                r = json.load(fh)
-            out[r["mask"]] = r
-        return out
-
-    merged, tuned = load(merged_paths), load(finetuned_paths)
+    merged = {r["mask"]: r for r in map(read_json, merged_paths)}
+    tuned = {r["mask"]: r for r in map(read_json, finetuned_paths)}
     if set(merged) != set(tuned):
         raise ValueError(f"calibration: merged anchors {sorted(merged)} and fine-tuned anchors {sorted(tuned)} differ")
     masks = sorted(merged)

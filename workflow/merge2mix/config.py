@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import math
 import os
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import yaml
 
 from . import constraints
 from .assets import resolve_package_path
-from .calibration import anchor_masks
+from .calibration import anchor_masks, extra_pool
 from .errors import ConfigError
 from .masks import enumerate_masks, mask_key
 
@@ -122,8 +121,8 @@ def _check_semantics(cfg: dict) -> None:
     if sel["search"] == "surrogate" and cfg["oracle"]:
         raise ConfigError("config: oracle: true fine-tunes every mask, which needs select.search: exhaustive")
     cfg["candidates"] = list(cands)
-    constraints.check(cfg["select"].get("constraints"), cfg["candidates"])
-    budget = constraints.budget_of(cfg["select"].get("constraints"))
+    constraints.check(sel.get("constraints"), cfg["candidates"])
+    budget = constraints.budget_of(sel.get("constraints"))
     if budget and budget[0] == "tokens" and cfg["task"]["type"] not in ("text_classification", "text_label_description"):
         raise ConfigError(f"config: select.constraints.budget.tokens: counts tokens of text; task.type {cfg['task']['type']} "
                           "takes budget.examples")
@@ -178,11 +177,10 @@ def _check_semantics(cfg: dict) -> None:
         _frozen_shared_head(cfg)
     cal = cfg["calibration"]
     if cal is not None:
-        n = len(cands)
-        pairs_triples = math.comb(n, 2) + math.comb(n, 3) - (n in (2, 3))  # all the data is a fixed anchor
+        pairs_triples = len(extra_pool(cands))
         if cal["mixtures"] > pairs_triples:
-            raise ConfigError(f"config: calibration.mixtures: {cal['mixtures']} extra anchors, but {n} candidates have "
-                              f"only {pairs_triples} pairs and triples that are not all the data")
+            raise ConfigError(f"config: calibration.mixtures: {cal['mixtures']} extra anchors, but {len(cands)} candidates "
+                              f"have only {pairs_triples} pairs and triples that are not all the data")
 
 
 def _frozen_shared_head(cfg: dict) -> None:

@@ -70,7 +70,15 @@ def allows(names, c: dict | None, sizes: dict[str, int] | None = None) -> bool:
     return budget is None or sizes is None or sum(sizes[n] for n in s) <= budget[1]
 
 
-def _solve(prob) -> str:
+def binary(prob, name: str):
+    """A binary variable of `prob` (pulp >= 3.3 attaches it to the problem; older pulp builds it alone)."""
+    import pulp
+
+    new_var = getattr(prob, "add_variable", None) or pulp.LpVariable
+    return new_var(name, cat="Binary")
+
+
+def solve(prob) -> str:
     """CBC: a system `cbc` (COIN_CMD) when there is one, else the binary pulp ships (PULP_CBC_CMD, which
     pulp >= 3.3 marks deprecated in favour of the pulp[cbc] extra; silenced here, it is what installs)."""
     import warnings
@@ -90,8 +98,7 @@ def problem(candidates: list[str], c: dict, sizes: dict[str, int] | None = None)
     import pulp
 
     prob = pulp.LpProblem("mixture", pulp.LpMaximize)
-    new_var = getattr(prob, "add_variable", None) or pulp.LpVariable  # pulp >= 3.3 / older
-    x = {n: new_var(f"x{i}", cat="Binary") for i, n in enumerate(candidates)}
+    x = {n: binary(prob, f"x{i}") for i, n in enumerate(candidates)}
     prob += pulp.lpSum([])
     prob += pulp.lpSum(x.values()) >= max(1, c.get("min_datasets", 1))
     if c.get("max_datasets") is not None:
@@ -111,7 +118,7 @@ def problem(candidates: list[str], c: dict, sizes: dict[str, int] | None = None)
 def feasible_mask(candidates: list[str], c: dict, sizes: dict[str, int] | None = None) -> list[str] | None:
     """One mask satisfying `c` (CBC), or None when there is none."""
     prob, x = problem(candidates, c, sizes)
-    if _solve(prob) != "Optimal":
+    if solve(prob) != "Optimal":
         return None
     return sorted(n for n, v in x.items() if v.value() > 0.5)
 
@@ -145,18 +152,12 @@ def check_data(c: dict, candidates: list[str], meta_paths: list[str], out_json: 
     """After prepare_data, before any fine-tune: is some allowed mask within the budget? Writes the
     constraints, each candidate's size in the budget's unit and one feasible mask (select_mixture
     reads them). `tokens`: each candidate's training tokens (token_counts), for a tokens budget."""
-    import json
-
     import pulp
 
     from .errors import Merge2MixError
-    from .io import atomic_write_json
+    from .io import atomic_write_json, read_json
 
-    rows = {}
-    for p in meta_paths:
-        with open(p) as fh:
-            meta = json.load(fh)
-        rows[meta["name"]] = int(meta["rows"]["train"])
+    rows = {meta["name"]: int(meta["rows"]["train"]) for meta in map(read_json, meta_paths)}
     budget = budget_of(c)
     unit = budget[0] if budget else "examples"
     sizes = {n: (tokens if unit == "tokens" else rows)[n] for n in candidates}
@@ -165,7 +166,7 @@ def check_data(c: dict, candidates: list[str], meta_paths: list[str], out_json: 
         prob, x = problem(candidates, {k: v for k, v in c.items() if k != "budget"})
         prob.sense = pulp.LpMinimize
         prob.setObjective(pulp.lpSum(sizes[n] * x[n] for n in candidates))
-        _solve(prob)
+        solve(prob)
         least = sorted(n for n, v in x.items() if v.value() > 0.5)
         raise Merge2MixError(f"{KEY}.budget.{unit}: {budget[1]} admits no allowed mixture (the smallest, "
                              f"{'+'.join(least)}, has {sum(sizes[n] for n in least)} train {unit})")

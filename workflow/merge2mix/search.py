@@ -72,15 +72,14 @@ def propose(model: dict, seen: list[list[str]], m: int, c: dict | None = None, s
     cands = model["candidates"]
     n, w = len(cands), model["weights"]
     prob, x = cons.problem(cands, c or {}, sizes)
-    new_var = getattr(prob, "add_variable", None) or pulp.LpVariable
     y = {}
     for i, j in combinations(range(n), 2):
-        v = y[i, j] = new_var(f"y{i}_{j}", cat="Binary")
+        v = y[i, j] = cons.binary(prob, f"y{i}_{j}")
         xi, xj = x[cands[i]], x[cands[j]]
         prob += v <= xi
         prob += v <= xj
         prob += v >= xi + xj - 1
-    s = {k: new_var(f"s{k}", cat="Binary") for k in range(1, n + 1)}
+    s = {k: cons.binary(prob, f"s{k}") for k in range(1, n + 1)}
     prob += pulp.lpSum(s.values()) == 1
     prob += pulp.lpSum(k * v for k, v in s.items()) == pulp.lpSum(x.values())
     prob.setObjective(model["intercept"] + pulp.lpSum(w[cands[i]] * x[cands[i]] for i in range(n))
@@ -95,7 +94,7 @@ def propose(model: dict, seen: list[list[str]], m: int, c: dict | None = None, s
         cut(mask)
     out = []
     for _ in range(m):
-        if cons._solve(prob) != "Optimal":
+        if cons.solve(prob) != "Optimal":
             break
         mask = sorted(cn for cn in cands if x[cn].value() > 0.5)
         out.append(mask_key(mask))
@@ -194,23 +193,12 @@ def round_step(*, r: int, result_paths: list[str], previous: str | None, candida
     """One round of the workflow's surrogate search (rule search_round, a checkpoint): read every mask
     scored so far (merge_eval/<mask>.json), update the incumbent, and either stop (`done`) or fit the
     surrogate and propose the next masks. Loss is negated so that higher is better throughout."""
-    import json
+    from .io import atomic_write_json, read_json
 
-    from .io import atomic_write_json
-
-    scored = {}
-    for p in result_paths:
-        with open(p) as fh:
-            res = json.load(fh)
-        scored[res["mask"]] = -res[metric] if metric == "loss" else res[metric]
-    sizes = None
-    if constraints_path:
-        with open(constraints_path) as fh:
-            sizes = json.load(fh)["sizes"]
-    prev = None
-    if previous:
-        with open(previous) as fh:
-            prev = json.load(fh)
+    sign = -1 if metric == "loss" else 1
+    scored = {r["mask"]: sign * r[metric] for r in map(read_json, result_paths)}
+    sizes = read_json(constraints_path)["sizes"] if constraints_path else None
+    prev = read_json(previous) if previous else None
     best = _best(scored)
     stale = 0 if prev is None or scored[best] > prev["best_score"] else prev["stale"] + 1
     out = {"round": r, "metric": metric, "n_scored": len(scored), "scored": sorted(scored), "best": best,

@@ -8,13 +8,11 @@ With size calibration (merge2mix.calibration) the predicted fine-tuned metric co
 
 from __future__ import annotations
 
-import json
-
 import pandas as pd
 
 from . import runtime
 from .errors import Merge2MixError
-from .io import atomic_replace, atomic_write_json
+from .io import atomic_replace, atomic_write_json, read_json
 from .masks import SEP, bitstring, parse_key
 
 COLUMNS = ["mask", "bitstring", "size", "datasets", "accuracy", "macro_f1", "balanced_accuracy", "loss", "n", "rank"]
@@ -44,8 +42,7 @@ def gather(result_paths, candidates, metric: str = "accuracy") -> pd.DataFrame:
     depend on the candidate list, so adding a candidate leaves them valid."""
     rows = []
     for p in result_paths:
-        with open(p) as fh:
-            r = json.load(fh)
+        r = read_json(p)
         if metric not in r:
             raise Merge2MixError(f"select.metric {metric}: {p} has no '{metric}' (scored by an older merge2mix; "
                              "delete the run's merge_eval/ folder to score the masks again)")
@@ -91,16 +88,12 @@ def within_constraints(df: pd.DataFrame, checked: dict) -> pd.DataFrame:
 def select(result_paths, candidates, out_csv: str, out_best: str, metric: str = "accuracy",
            calibration_path: str | None = None, constraints_path: str | None = None) -> dict:
     df = gather(result_paths, candidates, metric)
-    checked = None
-    if constraints_path:
-        with open(constraints_path) as fh:
-            checked = json.load(fh)
+    checked = read_json(constraints_path) if constraints_path else None
+    if checked is not None:
         df = within_constraints(df, checked)
     columns = COLUMNS
-    calibration = None
-    if calibration_path:
-        with open(calibration_path) as fh:
-            calibration = json.load(fh)
+    calibration = read_json(calibration_path) if calibration_path else None
+    if calibration is not None:
         df, columns = calibrate(df, calibration, metric), COLUMNS[:-1] + ["calibrated", "rank"]
     atomic_replace(lambda tmp: df.reindex(columns=columns).to_csv(tmp, index=False), out_csv)
     runtime.failpoint("select.between_outputs")  # recovery tests: one output written, one not
