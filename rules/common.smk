@@ -4,7 +4,7 @@ import sys
 
 sys.path.insert(0, f"{workflow.basedir}/workflow")  # run from a checkout even without `pip install -e .`
 
-from merge2mix.config import PER_DATASET_LABELS, Plan, check_file, model_source, validate
+from merge2mix.config import PER_DATASET_LABELS, Plan, check_file, merge_operator, model_source, validate
 from merge2mix.errors import Merge2MixError
 from merge2mix.hub import dataset_assets, model_asset
 from merge2mix.io import read_json
@@ -167,17 +167,6 @@ def merge_precision():
     e = CFG["eval"]
     return {"precision": e["precision"], "check_examples": e["precision_check_examples"],
             "min_agreement": e["precision_min_agreement"]}
-
-
-def merge_operator():
-    """The merge operator and its parameters (merge2mix.merge.OPERATORS); the average has none."""
-    m = CFG["merge"]
-    if m["method"] == "average":
-        return {"method": "average", "params": {}}
-    params = {"lam": m["lambda"], "power": m["lambda_power"]}
-    if m["method"] == "ties":
-        params["density"] = m["density"]
-    return {"method": m["method"], "params": params}
 
 
 def budget_bytes():

@@ -18,7 +18,7 @@ rule merge_eval:
         precision=merge_precision(),
         device=DEVICE,
         mode=CFG["merge"]["mode"],
-        operator=merge_operator(),
+        operator=merge_operator(CFG["merge"]),
         budget=budget_bytes(),
     threads: CFG["threads"]["merge_eval"]
     resources:

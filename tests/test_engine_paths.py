@@ -252,8 +252,8 @@ def test_prefix_sums_are_cached_reused_and_evicted_oldest_first(pool_files):
     pool = engine.Pool(FAM, base_dir, "cpu", mode="memory", pool=NAMES, budget_bytes=10**12)
     fid = {n: engine._file_id(files[n]) for n in NAMES}
 
-    def ids(names):
-        return tuple(fid[n] for n in names)
+    def ids(names, kind="theta"):
+        return (kind, *(fid[n] for n in names))
 
     def merge(names):
         merged = pool.merge({n: files[n] for n in names}).state_dict()
@@ -276,3 +276,13 @@ def test_prefix_sums_are_cached_reused_and_evicted_oldest_first(pool_files):
     assert {pool.sums[ids("ab")].data_ptr(), pool.sums[ids("abc")].data_ptr()} == kept
     merge("abcd")  # from the cached a+b+c, one add straight into the model
     assert list(pool.sums) == [ids("ab"), ids("abc")]
+    # Task arithmetic sums task vectors under keys of their own, the same way.
+    from merge2mix.merge import merge_state
+
+    pool.max_sums = 10
+    base = load_weights(f"{base_dir}/model.safetensors")
+    for names in ("abc", "abd", "ab"):
+        merged = pool.merge({n: files[n] for n in names}, "task_arithmetic", {"lam": 1.0, "power": 0.5}).state_dict()
+        want = merge_state("task_arithmetic", base, [load_weights(files[n]) for n in names], {"lam": 1.0, "power": 0.5})
+        assert all(torch.equal(merged[k], v) for k, v in want.items()), names
+    assert list(pool.sums)[-2:] == [ids("abc", "tau"), ids("ab", "tau")] and ids("abd", "tau") not in pool.sums

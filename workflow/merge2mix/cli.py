@@ -30,6 +30,8 @@ def _check(args) -> int:
 
 
 def _show(args) -> int:
+    from .select import operator_of
+
     plan = config_mod.Plan(config_mod.load(args.config))
     run = Path(plan.run_dir)
     summary = run / "summary.json"
@@ -43,7 +45,7 @@ def _show(args) -> int:
     best = run / "best_mask.json"
     if best.is_file():
         b = json.loads(best.read_text())
-        op = b.get("operator") or {"method": "average", "params": {}}
+        op = operator_of(b)
         params = ", ".join(f"{k} {v}" for k, v in op["params"].items())
         print(f"surrogate:         {op['method']}{f' ({params})' if params else ''} merge of the per-dataset fine-tunes")
         if b.get("calibration"):

@@ -24,6 +24,19 @@ MODALITY = {"text_classification": "text", "image_classification": "image", "cli
 PER_DATASET_LABELS = {"clip", "text_label_description"}
 DEFAULT_TEMPLATES = {"clip": ["a photo of a {}."], "text_label_description": ["This text is about {}."]}
 
+AVERAGE = {"method": "average", "params": {}}  # the paper's merge (and what results from before operators used)
+
+
+def merge_operator(merge: dict) -> dict:
+    """The configured merge operator (merge2mix.merge.OPERATORS) and its parameters; the average has none."""
+    if merge["method"] == "average":
+        return dict(AVERAGE)
+    params = {"lam": merge["lambda"], "power": merge["lambda_power"]}
+    if merge["method"] == "ties":
+        params["density"] = merge["density"]
+    return {"method": merge["method"], "params": params}
+
+
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
 _SCHEMA = None
 

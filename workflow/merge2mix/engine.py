@@ -10,7 +10,9 @@ Two ways to merge, chosen automatically from the memory the pool needs (and logg
   one flat buffer, and running sums of sorted-name prefixes are kept (LRU), so a mask whose prefix was
   seen costs one vector add plus one divide written straight into the model. The additions happen in
   the same order as the naive average (first + second + ... in sorted-name order, fp32), so the result
-  is bit-for-bit `merge.average`'s.
+  is bit-for-bit `merge.average`'s. Task arithmetic takes the same path over task vectors
+  (theta_i - theta_0, held instead of theta_i): one add, one scale and one add of theta_0 per mask,
+  the same fp32 operations as `merge.op_task_arithmetic`, so again bit-for-bit.
 - "stream": nothing but the model is held; each tensor is read member by member from the safetensors
   files (`safe_open`, file closed after each read) and accumulated, so peak memory stays near one model.
 """
@@ -29,9 +31,10 @@ import torch
 from safetensors import safe_open
 
 from . import families, runtime
+from .config import AVERAGE
 from .errors import CheckpointError
 from .io import atomic_write_json
-from .merge import OPERATORS, check_compatible, file_sha256, load_weights
+from .merge import OPERATORS, check_compatible, file_sha256, load_weights, size_scale
 
 log = runtime.log
 _LOCK = threading.RLock()  # one model per base: scoring is serialised (torch uses the cores anyway)
@@ -149,33 +152,46 @@ class Pool:
             self.rows[fid] = torch.cat([sd[k].reshape(-1).to(self.device, torch.float32) for k in self.keys])
         return self.rows[fid]
 
-    def _sum_into_flat(self, members: list[tuple[str, str]]) -> None:
-        """flat = (sum of the members' vectors, added in sorted-name order) / k, reusing cached prefix
-        sums ((r1 + r2) + r3 ...: the same fp32 operations as the naive average, so bit-identical).
-        A mask ending in the last pool member can never be another mask's prefix: its final add goes
-        straight into the model's buffer; other masks' sums are cached for their extensions."""
-        k = len(members)
-        ids = tuple(_file_id(p) for _, p in members)
+    def _tau(self, name: str, path: str) -> torch.Tensor:
+        """theta_i - theta_0 as one fp32 vector (the theta_i row is dropped: one row per fine-tune)."""
+        fid = _file_id(path)
+        if ("tau", fid) not in self.rows:
+            theta = self._row(name, path)
+            self.rows[("tau", fid)] = theta - self._row("theta_0", self.base_path)
+            if path != self.base_path:
+                del self.rows[fid]
+        return self.rows[("tau", fid)]
+
+    def _sum_into_flat(self, members: list[tuple[str, str]], scale: float | None = None) -> None:
+        """Without `scale`: flat = (sum of the members' vectors, added in sorted-name order) / k; with
+        it (task arithmetic): flat = theta_0 + scale * (sum of the members' task vectors). Cached prefix
+        sums are reused ((r1 + r2) + r3 ...: the same fp32 operations as merge.op_average /
+        op_task_arithmetic, so bit-identical). A mask ending in the last pool member can never be
+        another mask's prefix: its final add goes straight into the model's buffer; other masks'
+        sums are cached for their extensions."""
+        k, kind = len(members), "theta" if scale is None else "tau"
+        row_of = self._row if scale is None else self._tau
+        ids = (kind, *(_file_id(p) for _, p in members))
         start = k
-        while start > 1 and ids[:start] not in self.sums:
+        while start > 1 and ids[: start + 1] not in self.sums:
             start -= 1
-        acc = self.sums[ids[:start]] if start > 1 else self._row(*members[0])
-        last_is_leaf = members[-1][0] == self.last_member
-        done = False
+        acc = self.sums[ids[: start + 1]] if start > 1 else row_of(*members[0])
         for i in range(max(start, 1), k):
-            row = self._row(*members[i])
-            if i == k - 1 and last_is_leaf:
-                torch.add(acc, row, out=self.flat)
-                self.flat.div_(k)
-                done = True
+            row = row_of(*members[i])
+            if i == k - 1 and members[-1][0] == self.last_member:
+                acc = torch.add(acc, row, out=self.flat)
                 break
             buf = self.free.pop() if self.free else torch.empty_like(acc)
             acc = torch.add(acc, row, out=buf)
-            self.sums[ids[: i + 1]] = acc
-        if not done:
+            self.sums[ids[: i + 2]] = acc
+        else:
             if k > 1:
                 self.sums.move_to_end(ids)
+        if scale is None:
             torch.div(acc, k, out=self.flat)
+        else:  # theta_0 + scale * sum: the reference's two fp32 ops (a + b == b + a exactly)
+            torch.mul(acc, scale, out=self.flat)
+            self.flat.add_(self._row("theta_0", self.base_path))
         while len(self.sums) > self.max_sums:  # evict least recently used; their buffers are reused
             self.free.append(self.sums.popitem(last=False)[1])
 
@@ -248,7 +264,10 @@ class Pool:
         if method not in OPERATORS:
             raise CheckpointError(f"merge.method '{method}' is not one of {', '.join(OPERATORS)}")
         members = [(n, checkpoints[n]) for n in sorted(checkpoints)]
-        if method != "average":
+        if method == "task_arithmetic" and self.mode == "memory":
+            p = params or {}
+            self._sum_into_flat(members, size_scale(len(members), p.get("lam", 1.0), p.get("power", 0.0)))
+        elif method != "average":
             self._operate(members, method, params or {})
         elif self.mode == "stream":
             self._stream(members)
@@ -288,7 +307,7 @@ def score(*, base_dir: str, checkpoints: dict[str, str], split_path: str, task: 
         fam = families.get(task["type"])
         merger = _pool(fam, base_dir, dev, mode, pool or sorted(checkpoints), budget_bytes)
         t0 = time.perf_counter()
-        op = operator or {"method": "average", "params": {}}
+        op = operator or AVERAGE
         model = merger.merge(checkpoints, op["method"], op["params"])
         t1 = time.perf_counter()
         split = _split(fam, base_dir, split_path, task, heads)
@@ -308,7 +327,7 @@ def merge_eval(*, key: str, out_json: str, **kw) -> dict:
     metrics = score(**kw)
     nth = next(_SCORED)
     record = {"mask": key, "datasets": sorted(kw["checkpoints"]), "size": len(kw["checkpoints"]),
-              **metrics, "operator": kw.get("operator") or {"method": "average", "params": {}},
+              **metrics, "operator": kw.get("operator") or AVERAGE,
               "wall_s": round(time.perf_counter() - t0, 4)}
     atomic_write_json(record, out_json)
     log.info("mask %s: accuracy %.4f macro_f1 %.4f (%d examples; process %d, its mask #%d)",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import pandas as pd
 
 from . import runtime
+from .config import AVERAGE
 from .errors import Merge2MixError
 from .io import atomic_replace, atomic_write_json, read_json
 from .masks import SEP, bitstring, parse_key
@@ -60,7 +61,7 @@ def rank(df: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
 def operator_of(row) -> dict:
     """The merge operator a result was scored with (results from before operators: the average)."""
     op = row.get("operator")
-    return op if isinstance(op, dict) else {"method": "average", "params": {}}
+    return op if isinstance(op, dict) else dict(AVERAGE)
 
 
 def calibrate(df: pd.DataFrame, calibration: dict, metric: str) -> pd.DataFrame:
