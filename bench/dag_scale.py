@@ -48,7 +48,7 @@ def dry_run(snakefile: Path, work: Path, cfg: Path) -> float:
     return time.perf_counter() - t0
 
 
-def main(ns, baseline_rev=None):
+def main(ns, baseline_rev=None, dest: Path = REPO / "bench" / "results" / "dag_scale.json") -> int:
     out = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count()}, "baseline_rev": baseline_rev, "runs": []}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -68,14 +68,15 @@ def main(ns, baseline_rev=None):
                 row |= {"baseline_dry_run_s": round(b, 2), "baseline_over_current": round(b / wall, 2)}
             out["runs"].append(row)
             print(row, flush=True)
-    dest = REPO / "bench" / "results" / "dag_scale.json"
     dest.write_text(json.dumps(out, indent=2) + "\n")
-    print(f"written: {dest.relative_to(REPO)}")
+    print(f"written: {dest}")
+    return 0
 
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("n", nargs="*", type=int, default=[8, 10, 12], help="numbers of candidates")
     ap.add_argument("--baseline-rev", help="git revision to time side by side (e.g. before a DAG fix)")
+    ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "dag_scale.json")
     a = ap.parse_args()
-    main(a.n, a.baseline_rev)
+    sys.exit(main(a.n, a.baseline_rev, a.out))

@@ -31,23 +31,26 @@ sys.path.insert(0, str(REPO / "workflow"))
 from merge2mix import config as config_mod  # noqa: E402
 
 
-def main():
+def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", default="config.yaml")
     ap.add_argument("--cores", default="2")
     ap.add_argument("--force", action="store_true", help="overwrite an existing bench/results/evidence-<run>/")
-    a = ap.parse_args()
+    ap.add_argument("--workdir", type=Path, default=REPO, help="where Snakemake runs (its .snakemake/ and relative paths)")
+    ap.add_argument("--out-root", type=Path, default=REPO / "bench" / "results", help="evidence-<run>/ goes here")
+    a = ap.parse_args(argv)
     plan = config_mod.Plan(config_mod.load(a.config))
-    out = REPO / "bench" / "results" / f"evidence-{plan.cfg['run']}"
+    out = a.out_root / f"evidence-{plan.cfg['run']}"
     if out.exists() and not a.force:
-        sys.exit(f"evidence: {out.relative_to(REPO)} exists (committed evidence); --force to overwrite it")
-    cmd = [sys.executable, "-m", "snakemake", "--cores", str(a.cores), "--configfile", a.config, "--config", "oracle=True"]
+        sys.exit(f"evidence: {out} exists (committed evidence); --force to overwrite it")
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--cores", str(a.cores),
+           "--configfile", str(a.config), "--config", "oracle=True"]
     t0 = time.time()
-    r = subprocess.run(cmd, cwd=REPO)
+    r = subprocess.run(cmd, cwd=a.workdir, env={**os.environ, "PYTHONPATH": str(REPO / "workflow")})
     wall = time.time() - t0
     if r.returncode:
         sys.exit(f"snakemake failed (exit {r.returncode})")
-    run = REPO / plan.run_dir
+    run = a.workdir / plan.run_dir
     (out / "plots").mkdir(parents=True, exist_ok=True)
     for f in ("correlation.json", "methods.csv", "masks.csv", "best_mask.json", "summary.md"):
         shutil.copy2(run / f, out / f)
@@ -57,15 +60,16 @@ def main():
     oracle.drop(columns=["datasets"]).to_csv(out / "oracle.csv", index=False)
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
     (out / "run.json").write_text(json.dumps({
-        "command": " ".join(["python", "-m", "snakemake", *cmd[3:]]),
+        "command": " ".join(["python", "-m", "snakemake", *cmd[5:]]),  # without --snakefile (the repo's)
         "commit": commit, "wall_s_this_invocation": round(wall, 1),
         "note": "wall time covers only the jobs this invocation ran; jobs already done were reused",
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "processor": platform.processor()},
     }, indent=2) + "\n")
-    print(f"written: {out.relative_to(REPO)}")
+    print(f"written: {out}")
     print(json.dumps({k: v for k, v in json.loads((out / "correlation.json").read_text()).items()
                       if not k.endswith("definition")}, indent=1))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

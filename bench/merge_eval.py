@@ -48,12 +48,11 @@ def snakemake(args, cwd, check=True):
     return wall, r
 
 
-def prepare_work(cfg_path: Path, cores: int) -> tuple[Path, Path, config_mod.Plan]:
+def prepare_work(cfg_path: Path, cores: int, work: Path) -> tuple[Path, Path, config_mod.Plan]:
     cfg = config_mod.load(cfg_path)
     plan = config_mod.Plan(cfg)
     print(f"[bench] fine-tunes for {plan.run_dir} (computed now if missing) ...", flush=True)
     snakemake(["--cores", str(cores), "--configfile", str(cfg_path), "--until", "finetune"], REPO)
-    work = REPO / "bench" / "_work"
     shutil.rmtree(work, ignore_errors=True)
     src = REPO / plan.run_dir
     dst = work / "results" / cfg["run"]
@@ -91,36 +90,46 @@ def phase(work, wcfg, plan, cores, profile: bool, masks=None):
 
 
 def kernel(plan, threads):
-    """In one warm process: per mask, merge + forward (what a mask costs once everything is loaded)."""
+    """In one warm process, through the engine's public calls: per mask, merge + forward (what a mask
+    costs once everything is loaded: engine.score's own merge_s and eval_s), then the merge alone
+    (engine.Pool.merge) for the paper's average and the configured operator, against two references
+    built here from the files: an in-memory Gray-code running sum and recomputing each mean."""
     import torch
 
     from merge2mix import engine, families, runtime
-    from merge2mix.evaluate import evaluate, resolve_batch_size
+    from merge2mix.config import AVERAGE, merge_operator
+    from merge2mix.merge import average, load_weights
 
-    cfg, task = plan.cfg, plan.cfg["task"]
-    run = REPO / plan.run_dir
-    base_dir = str(run / "base")
+    cfg, run = plan.cfg, Path(plan.run_dir)
     ckpt = {n: str(run / "finetune" / n / "model.safetensors") for n in plan.candidates}
-    dev = runtime.setup(threads, cfg["device"])
-    fam = families.get(task["type"])
-    pool = engine.Pool(fam, base_dir, dev, "memory", plan.candidates)
-    split = engine._split(fam, base_dir, str(run / "data" / plan.target / "val.parquet"), task)
-    for n in plan.candidates:  # load every fine-tune once (the one-off cost, not the kernel)
-        pool._row(n, ckpt[n])
+    head = run / "heads" / f"{plan.target}.safetensors"
+    common = dict(base_dir=str(run / "base"), split_path=str(run / "data" / plan.target / "val.parquet"), task=cfg["task"],
+                  batch_size=cfg["eval"]["batch_size"], device=cfg["device"], threads=threads, mode="memory",
+                  pool=plan.candidates, heads={plan.target: str(head)} if head.exists() else None,
+                  operator=merge_operator(cfg["merge"]))
     order = list(plan.masks)
     random.Random(0).shuffle(order)  # Snakemake's order is whatever becomes ready first
-    batch = resolve_batch_size(cfg["eval"]["batch_size"], dev)
+    for n in plan.candidates:  # the one-off cost (load every fine-tune, encode the split), not the kernel
+        engine.score(checkpoints={n: ckpt[n]}, **common)
     merge_s = fwd_s = 0.0
     for m in order:
-        t0 = time.perf_counter()
-        model = pool.merge({n: ckpt[n] for n in m.split("+")})
-        t1 = time.perf_counter()
-        evaluate(model, split, fam.forward, batch, dev)
-        t2 = time.perf_counter()
-        merge_s, fwd_s = merge_s + t1 - t0, fwd_s + t2 - t1
+        r = engine.score(checkpoints={n: ckpt[n] for n in m.split("+")}, **common)
+        merge_s, fwd_s = merge_s + r["merge_s"], fwd_s + r["eval_s"]
 
-    # P2 references, on the same vectors.
-    rows = torch.stack([pool._row(n, ckpt[n]) for n in plan.candidates])
+    # P2: the merge alone, on a pool of its own (the same public class the engine uses).
+    dev = runtime.setup(threads, cfg["device"])
+    pool = engine.Pool(families.get(cfg["task"]["type"]), common["base_dir"], dev, "memory", plan.candidates)
+    merge_only = {}
+    for name, op in (("average", AVERAGE), ("configured", common["operator"])):
+        pool.merge({n: ckpt[n] for n in plan.candidates}, op["method"], op["params"])  # warm: rows loaded
+        t0 = time.perf_counter()
+        for m in order:
+            pool.merge({n: ckpt[n] for n in m.split("+")}, op["method"], op["params"])
+        merge_only[name] = time.perf_counter() - t0
+
+    sds = [load_weights(ckpt[n]) for n in plan.candidates]
+    keys = [k for k, t in sds[0].items() if t.is_floating_point()]
+    rows = torch.stack([torch.cat([sd[k].reshape(-1).float() for k in keys]) for sd in sds])
     n = len(plan.candidates)
     out = torch.empty_like(rows[0])
     s = torch.zeros_like(rows[0])
@@ -133,25 +142,24 @@ def kernel(plan, threads):
         g_prev = g
     gray_s = time.perf_counter() - t0
 
-    from merge2mix.merge import average, load_weights
-
     t0 = time.perf_counter()
     sample = order[: min(len(order), 12)]
     for m in sample:
-        sd = average([load_weights(ckpt[x]) for x in sorted(m.split("+"))])
-        pool.model.load_state_dict(sd)
+        pool.model.load_state_dict(average([load_weights(ckpt[x]) for x in sorted(m.split("+"))]), strict=False)
     files_s = (time.perf_counter() - t0) / len(sample) * len(order)
     return {"masks": len(order), "merge_s": merge_s, "forward_s": fwd_s, "kernel_s": merge_s + fwd_s,
-            "gray_code_merge_s": gray_s, "from_files_merge_s_extrapolated": files_s,
+            "average_merge_s": merge_only["average"], "configured_merge_s": merge_only["configured"],
+            "operator": common["operator"], "gray_code_merge_s": gray_s, "from_files_merge_s_extrapolated": files_s,
             "model_fp32_bytes": pool.numel * 4}
 
 
-def make_p5_pool(root: Path, n: int) -> Path:
-    """A BERT-base-shaped random model (~110 M parameters, 440 MB fp32) and n perturbed copies: a model
-    whose size dominates the process's fixed costs, so the ratio says what it would for a large one."""
+def make_p5_pool(root: Path, n: int, size: str = "base") -> Path:
+    """By default a BERT-base-shaped random model (~110 M parameters, 440 MB fp32) and n perturbed
+    copies: a model whose size dominates the process's fixed costs, so the ratio says what it would
+    for a large one (the suite's smoke run uses `tiny`)."""
     from pools import make_pool
 
-    return make_pool(root, "base", n)
+    return make_pool(root / size, size, n)
 
 
 def vm_hwm() -> int:
@@ -193,7 +201,7 @@ def rss(mode, root, n, threads):
     return d
 
 
-def main():
+def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", default=str(REPO / "config.yaml"))
     ap.add_argument("--cores", type=int, default=2)
@@ -201,14 +209,16 @@ def main():
     ap.add_argument("--naive-masks", type=int, default=6, help="masks run one process per job (extrapolated)")
     ap.add_argument("--out", default=None)
     ap.add_argument("--p5-n", type=int, default=6, help="fine-tunes in the peak-memory measurement")
-    ap.add_argument("--p5-dir", default=str(REPO / "bench" / "_work" / "p5"), help=argparse.SUPPRESS)
+    ap.add_argument("--p5-size", default="base", choices=["tiny", "small", "base"], help="the random pool's shape (bench/pools.py)")
+    ap.add_argument("--work", default=str(REPO / "bench" / "_work" / "merge_eval"), help="scratch folder (replaced)")
+    ap.add_argument("--p5-dir", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--rss-child", default=None, help=argparse.SUPPRESS)
-    a = ap.parse_args()
+    a = ap.parse_args(argv)
     if a.rss_child:
         return rss_child(a.rss_child, a.p5_dir, a.p5_n, a.threads)
 
     cfg_path = Path(a.config).resolve()
-    work, wcfg, wplan = prepare_work(cfg_path, a.cores)
+    work, wcfg, wplan = prepare_work(cfg_path, a.cores, Path(a.work))
     plan = config_mod.Plan(config_mod.load(cfg_path))
     print(f"[bench] {len(plan.masks)} masks; phase through Snakemake (workflow profile) ...", flush=True)
     fast_wall = phase(work, wcfg, wplan, a.cores, profile=True)
@@ -217,9 +227,9 @@ def main():
     naive_wall = phase(work, wcfg, wplan, a.cores, profile=False, masks=random.Random(1).sample(plan.masks, k))
     naive_per_job = naive_wall / k
     print("[bench] in-process kernel and merge references ...", flush=True)
-    kr = kernel(plan, a.threads)
+    kr = kernel(wplan, a.threads)  # the work copy: the phase has prepared the target's split there
     print("[bench] peak memory (stream, memory) on a BERT-base-shaped pool ...", flush=True)
-    p5 = make_p5_pool(Path(a.p5_dir), a.p5_n)
+    p5 = make_p5_pool(Path(a.work).parent / "p5", a.p5_n, a.p5_size)
     mem = {m: rss(m, p5, a.p5_n, a.threads) for m in ("stream", "memory")}
 
     n_masks = kr["masks"]
@@ -233,13 +243,16 @@ def main():
         "naive_per_job_s": round(naive_per_job, 2),
         "naive_phase_estimate_s": round(naive_per_job * n_masks, 1),
         "naive_over_kernel": round(naive_per_job * n_masks / kr["kernel_s"], 2),
-        "merge_per_mask_ms": round(1000 * kr["merge_s"] / n_masks, 2),
+        "operator": kr["operator"],
+        "merge_per_mask_ms": round(1000 * kr["average_merge_s"] / n_masks, 2),
+        "configured_merge_per_mask_ms": round(1000 * kr["configured_merge_s"] / n_masks, 2),
         "gray_code_per_mask_ms": round(1000 * kr["gray_code_merge_s"] / n_masks, 2),
         "from_files_per_mask_ms": round(1000 * kr["from_files_merge_s_extrapolated"] / n_masks, 2),
-        "P2_engine_over_gray_code": round(kr["merge_s"] / kr["gray_code_merge_s"], 2),
-        "P2_from_files_over_engine": round(kr["from_files_merge_s_extrapolated"] / kr["merge_s"], 2),
+        "P2_engine_over_gray_code": round(kr["average_merge_s"] / kr["gray_code_merge_s"], 2),
+        "P2_configured_over_gray_code": round(kr["configured_merge_s"] / kr["gray_code_merge_s"], 2),
+        "P2_from_files_over_engine": round(kr["from_files_merge_s_extrapolated"] / kr["average_merge_s"], 2),
         "model_fp32_MB": round(kr["model_fp32_bytes"] / 1e6, 1),
-        "P5_model_fp32_MB": round(mem["stream"]["model_fp32_bytes"] / 1e6, 1), "P5_n": a.p5_n,
+        "P5_shape": a.p5_size, "P5_model_fp32_MB": round(mem["stream"]["model_fp32_bytes"] / 1e6, 1), "P5_n": a.p5_n,
         "P5_stream_peak_over_floor_models": mem["stream"]["peak_over_floor_in_models"],
         "memory_mode_peak_over_floor_models": mem["memory"]["peak_over_floor_in_models"],
         "targets": {"P1": "<= 1.25", "P2": "engine/gray <= 2 and files/engine >= 3", "P5": "stream <= 2"},
@@ -247,16 +260,18 @@ def main():
     print()
     print(f"P1  phase {res['phase_wall_s']} s / kernel {res['kernel_s']} s = {res['P1_phase_over_kernel']}"
           f"   (naive one-process-per-job: {res['naive_per_job_s']} s/job -> {res['naive_over_kernel']}x the kernel)")
-    print(f"P2  merge per mask: engine {res['merge_per_mask_ms']} ms, Gray-code {res['gray_code_per_mask_ms']} ms "
+    print(f"P2  merge per mask: engine {res['merge_per_mask_ms']} ms (average), Gray-code {res['gray_code_per_mask_ms']} ms "
           f"(ratio {res['P2_engine_over_gray_code']}), from files {res['from_files_per_mask_ms']} ms "
-          f"(files/engine {res['P2_from_files_over_engine']})")
+          f"(files/engine {res['P2_from_files_over_engine']}); configured operator {res['operator']['method']} "
+          f"{res['configured_merge_per_mask_ms']} ms (ratio {res['P2_configured_over_gray_code']})")
     print(f"P5  peak RSS above import floor: stream {res['P5_stream_peak_over_floor_models']} models, "
           f"memory {res['memory_mode_peak_over_floor_models']} models ({a.p5_n} fine-tunes of {res['P5_model_fp32_MB']} MB)")
     out = Path(a.out) if a.out else REPO / "bench" / "results" / f"merge_eval-{plan.cfg['run']}-{'cuda' if plan.cfg['device'] == 'cuda' else 'cpu'}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=2) + "\n")
     print(f"\nwritten: {out.relative_to(REPO) if out.is_relative_to(REPO) else out}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -43,9 +43,7 @@ def measure(root: Path, n: int, masks: int, threads: int, seed: int = 0) -> dict
     for mode in ("memory", "stream"):
         engine.clear_cache()
         pool = engine.Pool(fam, str(root / "base"), dev, mode, sorted(files), budget_bytes=10**13)
-        for name, _ in files.items():  # load every member once: the one-off cost, not the per-mask one
-            if mode == "memory":
-                pool._row(name, files[name])
+        pool.merge(files)  # every member loaded once (memory mode): the one-off cost, not the per-mask one
         for method, params in OPERATORS:  # warm-up: first-call allocations and theta_0's row
             pool.merge({m: files[m] for m in sample[0]}, method, params)
         spent = {method: 0.0 for method, _ in OPERATORS}

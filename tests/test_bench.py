@@ -5,7 +5,37 @@ import sys
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, tiny_config, write_config
+
+
+def test_merge_eval_bench_runs_on_the_tiny_pool(tmp_path, tiny_model):
+    """bench/merge_eval.py end to end on the tiny workflow: fine-tunes, the phase under Snakemake, one
+    naive job, the in-process kernel and its references, P5 on a tiny random pool; its scratch folder
+    is the one given (never the repo's bench/_work)."""
+    sys.path.insert(0, str(REPO / "bench"))
+    import merge_eval
+
+    cfg = write_config(tiny_config(tiny_model, tmp_path / "results"), tmp_path / "tiny.yaml")
+    out = tmp_path / "me.json"
+    assert merge_eval.main(["--config", str(cfg), "--cores", "2", "--threads", "1", "--naive-masks", "1", "--p5-n", "2",
+                            "--p5-size", "tiny", "--work", str(tmp_path / "work" / "me"), "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["candidates"] == 3 and res["masks"] == 7 and res["operator"]["method"] == "average"
+    for k in ("P1_phase_over_kernel", "P2_engine_over_gray_code", "P2_configured_over_gray_code", "P2_from_files_over_engine",
+              "naive_over_kernel", "P5_stream_peak_over_floor_models"):
+        assert res[k] > 0, k
+    assert res["kernel_s"] == pytest.approx(res["kernel_merge_s"] + res["kernel_forward_s"], abs=0.02)
+    assert (tmp_path / "work" / "me" / "results" / "tiny" / "merge_eval").is_dir() and (tmp_path / "work" / "p5" / "tiny").is_dir()
+
+
+def test_dag_scale_bench_times_dry_runs_against_a_baseline_revision(tmp_path):
+    sys.path.insert(0, str(REPO / "bench"))
+    import dag_scale
+
+    out = tmp_path / "dag.json"
+    assert dag_scale.main([3], baseline_rev="HEAD", dest=out) == 0
+    runs = json.loads(out.read_text())["runs"]
+    assert [r["masks"] for r in runs] == [7] and all(r["dry_run_s"] > 0 and r["baseline_over_current"] > 0 for r in runs)
 
 
 def test_operators_bench_runs_and_reports_ratios(tmp_path):
@@ -85,8 +115,10 @@ def test_search_bench_replays_an_exhaustive_table(tmp_path):
 
     cands = list("abcdefg")
     w = dict(zip(cands, [0.3, -0.2, 0.25, 0.1, -0.4, 0.05, 0.15]))
-    rows = [{"mask": mask_key(m), "accuracy": sum(w[c] for c in m) - 0.08 * (len(m) - 1) ** 2} for m in enumerate_masks(cands)]
+    rows = [{"mask": mask_key(m), "accuracy": sum(w[c] for c in m) - 0.08 * (len(m) - 1) ** 2, "macro_f1": 0.5, "loss": 1.0,
+             "size": len(m)} for m in enumerate_masks(cands)]
     pd.DataFrame(rows).to_csv(tmp_path / "masks.csv", index=False)
+    (tmp_path / "sizes.json").write_text(json.dumps({c: 1200 if c == "c" else 100 * (i + 1) for i, c in enumerate(cands)}))
     assert search_bench.main(["--masks", str(tmp_path / "masks.csv"), "--budgets", "0.25", "0.5", "--seeds", "3",
                               "--out", str(tmp_path / "out")]) == 0
     df = pd.read_csv(tmp_path / "out" / "search.csv")
@@ -95,3 +127,9 @@ def test_search_bench_replays_an_exhaustive_table(tmp_path):
     sur = df[df["method"] == "surrogate"]
     assert (sur["found_best"] == 1.0).all() and (sur["gap_points"] == 0).all()
     assert json.loads((tmp_path / "out" / "run.json").read_text())["command"].startswith("python bench/search.py --masks")
+    con = pd.read_csv(tmp_path / "out" / "constraints.csv")  # the pool has none of CONSTRAINTS' names: those sets are bare
+    assert con["exhaustive_pick_is_best_feasible"].all() and con["surrogate_pick_feasible"].all()
+    assert (con["surrogate_gap_points"] >= 0).all() and (con["surrogate_masks"] <= con["surrogate_budget"]).all()
+    by = con.set_index("constraints")
+    assert by.loc["max_datasets=3", "feasible_masks"] == 7 + 21 + 35
+    assert by.loc["budget 1,200 examples", "exhaustive_pick"] == "a+g"  # a+c (the best) needs 1,300: a+g by hand

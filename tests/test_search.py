@@ -111,3 +111,14 @@ def test_searches_respect_constraints():
     assert res["best_score"] <= f(mask_key(brute))
     rnd = search.random_search(CANDS, f, budget=5, seed=1, c=c)
     assert all(constraints.allows(k.split("+"), c) for k in rnd["scored"])
+
+
+def test_round_zero_design_keeps_every_single_and_samples_pairs():
+    full = search.design(CANDS, None, 0)
+    assert full == [*CANDS, *(mask_key(p) for p in combinations(CANDS, 2))]
+    small = search.design(CANDS, 8, seed=1)
+    assert small[:5] == CANDS and len(set(small)) == 8 and all(len(k.split("+")) == 2 for k in small[5:])
+    assert small == search.design(CANDS, 8, seed=1) and {*search.design(CANDS, 8, seed=2)} != {*small}  # seeded
+    assert sorted(search.design(CANDS, 3, seed=0)) == sorted(set(search.design(CANDS, 3, seed=0)) & set(CANDS))  # singles only
+    c = {"exclude": ["a"]}
+    assert all("a" not in k.split("+") for k in search.design(CANDS, 6, seed=0, c=c)) and "b" in search.design(CANDS, 6, 0, c)

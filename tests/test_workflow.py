@@ -3,6 +3,7 @@ default's DAG (dry run)."""
 
 import json
 import re
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -59,6 +60,26 @@ def test_tiny_workflow_end_to_end(tiny_run):
     deploy = json.loads((run / "deploy" / "train.json").read_text())
     assert deploy["datasets"] == best["datasets"] and deploy["examples"] == 20 * len(best["datasets"])
     assert "Selected mixture" in (run / "summary.md").read_text()
+
+
+def test_evidence_bench_copies_a_finished_oracle_run(tiny_run, tmp_path, monkeypatch):
+    """bench/evidence.py on the tiny oracle run: Snakemake finds it done, and the commit-ready copy has
+    every file, one oracle row per mask and the command a reader can rerun; a second call refuses to
+    overwrite it."""
+    sys.path.insert(0, str(REPO / "bench"))
+    import evidence
+
+    work, cfg, r = tiny_run
+    assert r.returncode == 0, r.stderr[-4000:]
+    monkeypatch.setenv("PATH", WORKFLOW_ENV["PATH"])  # the stub scontrol: no Slurm plugin wait
+    assert evidence.main(["--config", str(cfg), "--workdir", str(work), "--out-root", str(tmp_path)]) == 0
+    out = tmp_path / "evidence-tiny"
+    for f in ("correlation.json", "methods.csv", "masks.csv", "best_mask.json", "summary.md", "oracle.csv", "run.json"):
+        assert (out / f).is_file(), f
+    assert len(pd.read_csv(out / "oracle.csv")) == 7 and list((out / "plots").glob("*.png"))
+    assert json.loads((out / "run.json").read_text())["command"] == f"python -m snakemake --cores 2 --configfile {cfg} --config oracle=True"
+    with pytest.raises(SystemExit, match="exists"):
+        evidence.main(["--config", str(cfg), "--workdir", str(work), "--out-root", str(tmp_path)])
 
 
 def test_evidence_baselines_oracle_and_report(tiny_run):

@@ -103,12 +103,17 @@ def propose(model: dict, seen: list[list[str]], m: int, c: dict | None = None, s
 
 
 def design(candidates: list[str], m0: int | None, seed: int, c: dict | None = None) -> list[str]:
-    """Round 0: the singles and pairs that `c` allows; with `m0` smaller than that, a seeded sample
-    of m0 of them (for large N, where all pairs would be too many)."""
-    allowed = [mask_key(m) for k in (1, 2) for m in combinations(candidates, k) if cons.allows(m, c)]
-    if m0 is None or m0 >= len(allowed):
-        return allowed
-    return random.Random(seed).sample(allowed, m0)
+    """Round 0: the singles and pairs that `c` allows. With `m0` smaller than that (large N, or a small
+    mask budget), every single first - each dataset's own effect is what the fit needs most - then a
+    seeded sample of pairs; with `m0` below the number of singles, a seeded sample of singles."""
+    singles = [mask_key(m) for m in combinations(candidates, 1) if cons.allows(m, c)]
+    pairs = [mask_key(m) for m in combinations(candidates, 2) if cons.allows(m, c)]
+    if m0 is None or m0 >= len(singles) + len(pairs):
+        return singles + pairs
+    rng = random.Random(seed)
+    if m0 <= len(singles):
+        return rng.sample(singles, m0)
+    return singles + rng.sample(pairs, m0 - len(singles))
 
 
 def _best(scored: dict[str, float]) -> str:
