@@ -68,23 +68,24 @@ def without(frame: pd.DataFrame, drop: list[str]) -> pd.DataFrame:
     return frame[[not set(m.split("+")) & set(drop) for m in frame["mask"]]]
 
 
-def finetunes(plan: config_mod.Plan, cfg_path: str, cores: int) -> None:
+def finetunes(plan: config_mod.Plan, cfg_path: str, cores: int, workdir: Path = REPO) -> None:
     """Make sure the run's per-dataset fine-tunes and the target's val split exist (reused if done)."""
     run = plan.run_dir
     files = [f"{run}/finetune/{n}/model.safetensors" for n in plan.candidates] + [f"{run}/data/{plan.target}/val.parquet"]
     if plan.cfg["task"]["type"] in config_mod.PER_DATASET_LABELS:
         files.append(f"{run}/heads/{plan.target}.safetensors")
-    cmd = [sys.executable, "-m", "snakemake", *files, "--cores", str(cores), "--configfile", cfg_path]  # --configfile takes a list
-    if subprocess.run(cmd, cwd=REPO).returncode:
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), *files, "--cores", str(cores),
+           "--configfile", str(cfg_path)]  # --configfile takes a list: the targets go before it
+    if subprocess.run(cmd, cwd=workdir, env={**os.environ, "PYTHONPATH": str(REPO / "workflow")}).returncode:
         sys.exit(f"surrogates: the fine-tunes of {cfg_path} failed")
 
 
-def score_all(plan: config_mod.Plan, surrogates: list[str], threads: int) -> pd.DataFrame:
+def score_all(plan: config_mod.Plan, surrogates: list[str], threads: int, workdir: Path = REPO) -> pd.DataFrame:
     from tqdm import tqdm
 
     from merge2mix import engine
 
-    cfg, run = plan.cfg, REPO / plan.run_dir
+    cfg, run = plan.cfg, workdir / plan.run_dir
     ckpt = {n: str(run / "finetune" / n / "model.safetensors") for n in plan.candidates}
     head = run / "heads" / f"{plan.target}.safetensors"  # families with frozen per-dataset heads
     heads = {plan.target: str(head)} if cfg["task"]["type"] in config_mod.PER_DATASET_LABELS else None
@@ -162,6 +163,8 @@ def main(argv=None) -> int:
     ap.add_argument("--calibration", nargs="*", type=int, default=[0, 2, 4, 8],
                     help="extra anchors M to simulate size calibration with (singles + all data + M)")
     ap.add_argument("--anchor-draws", type=int, default=20)
+    ap.add_argument("--evidence-root", type=Path, default=REPO / "bench" / "results", help="where evidence-<run>/ lie")
+    ap.add_argument("--workdir", type=Path, default=REPO, help="where the runs' relative results paths start")
     a = ap.parse_args(argv)
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
     out = Path(a.out)
@@ -170,14 +173,14 @@ def main(argv=None) -> int:
     for cfg_path in a.targets:
         plan = config_mod.Plan(config_mod.load(cfg_path))
         run = plan.cfg["run"]
-        evidence = REPO / "bench" / "results" / f"evidence-{run}"
+        evidence = a.evidence_root / f"evidence-{run}"
         oracle = pd.read_csv(evidence / "oracle.csv")
         cached = out / "surrogates" / f"{run}-scores.csv"
         have = pd.read_csv(cached) if cached.exists() and not a.rescore else pd.DataFrame(columns=["surrogate"])
         missing = [n for n in a.surrogates if n not in set(have["surrogate"])]
         if missing:
-            finetunes(plan, cfg_path, a.cores)
-        scores = pd.concat([have[have["surrogate"].isin(a.surrogates)], score_all(plan, missing, a.cores)] if missing
+            finetunes(plan, cfg_path, a.cores, a.workdir)
+        scores = pd.concat([have[have["surrogate"].isin(a.surrogates)], score_all(plan, missing, a.cores, a.workdir)] if missing
                            else [have[have["surrogate"].isin(a.surrogates)]], ignore_index=True)
         scores.to_csv(cached, index=False)
         if "average" in a.surrogates:  # the fine-tunes are the oracle run's: same merged scores

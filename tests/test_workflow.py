@@ -81,6 +81,17 @@ def test_evidence_bench_copies_a_finished_oracle_run(tiny_run, tmp_path, monkeyp
     with pytest.raises(SystemExit, match="exists"):
         evidence.main(["--config", str(cfg), "--workdir", str(work), "--out-root", str(tmp_path)])
 
+    # bench/surrogates.py on that evidence: every mask scored again under two operators; the average's
+    # scores are the run's own merged scores, and the table holds one row per operator and metric.
+    import surrogates
+
+    assert surrogates.main(["--targets", str(cfg), "--surrogates", "average", "ta_sqrt", "--calibration", "0",
+                            "--anchor-draws", "2", "--evidence-root", str(tmp_path), "--workdir", str(work),
+                            "--out", str(tmp_path / "sur")]) == 0
+    table = pd.read_csv(tmp_path / "sur" / "surrogates.csv")
+    assert len(table) == 2 * 3 and set(table["surrogate"]) == {"average", "ta_sqrt"} and table["pearson_r"].between(-1, 1).all()
+    assert json.loads((tmp_path / "sur" / "surrogates" / "run.json").read_text())["average_vs_committed_masks_csv_max_abs_diff"] == {"tiny": 0.0}
+
 
 def test_evidence_baselines_oracle_and_report(tiny_run):
     work, cfg, r = tiny_run
