@@ -28,6 +28,19 @@ def test_merge_eval_bench_runs_on_the_tiny_pool(tmp_path, tiny_model):
     assert (tmp_path / "work" / "me" / "results" / "tiny" / "merge_eval").is_dir() and (tmp_path / "work" / "p5" / "tiny").is_dir()
 
 
+def test_finetune_bench_compares_our_loop_with_a_raw_one(tmp_path, tiny_model):
+    sys.path.insert(0, str(REPO / "bench"))
+    import finetune as finetune_bench
+
+    cfg = write_config(tiny_config(tiny_model, tmp_path / "results"), tmp_path / "tiny.yaml")
+    out = tmp_path / "ft.json"
+    assert finetune_bench.main(["--config", str(cfg), "--threads", "1", "--repeats", "2", "--max-steps", "3",
+                                "--workdir", str(tmp_path), "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["steps"] == 3 and len(res["raw_runs_s"]) == len(res["ours_runs_s"]) == 2 and res["dataset"] == "books"
+    assert res["P4_raw_over_ours"] == pytest.approx(res["raw_loop_ms_per_step"] / res["ours_end_to_end_ms_per_step"], rel=0.02)
+
+
 def test_dag_scale_bench_times_dry_runs_against_a_baseline_revision(tmp_path):
     sys.path.insert(0, str(REPO / "bench"))
     import dag_scale
