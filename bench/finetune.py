@@ -81,7 +81,7 @@ def raw_loop(base_dir: str, texts: list[str], labels: list[int], hp: dict, steps
         torch.nn.utils.clip_grad_norm_(params, hp["max_grad_norm"])
         opt.step()
         sched.step()
-        float(loss)  # what a loop that logs its loss pays (ours does)
+        float(loss.detach())  # what a loop that logs its loss pays (ours does)
         done += 1
     return time.perf_counter() - t0
 
