@@ -28,6 +28,7 @@ import resource
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -38,10 +39,23 @@ sys.path.insert(0, str(REPO / "bench"))
 from merge2mix import config as config_mod  # noqa: E402  (light: no torch)
 
 
+ENV = dict(os.environ)
+
+
+def stub_scontrol() -> None:
+    """Snakemake imports the SLURM executor plugin at every start, which waits ~10 s on `scontrol` when
+    Slurm's client is installed and no controller answers; a failing stub first on PATH skips that
+    (what a box without the client gets), as the test suite does."""
+    d = Path(tempfile.mkdtemp(prefix="merge2mix-stub-"))
+    (d / "scontrol").write_text("#!/bin/sh\nexit 1\n")
+    (d / "scontrol").chmod(0o755)
+    ENV["PATH"] = f"{d}{os.pathsep}{ENV.get('PATH', '')}"
+
+
 def snakemake(args, cwd, check=True):
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), *args]
     t0 = time.perf_counter()
-    r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=ENV)
     wall = time.perf_counter() - t0
     if check and r.returncode != 0:
         sys.exit(f"snakemake failed ({' '.join(args)}):\n{r.stderr[-3000:]}")
@@ -56,13 +70,16 @@ def prepare_work(cfg_path: Path, cores: int, work: Path) -> tuple[Path, Path, co
     shutil.rmtree(work, ignore_errors=True)
     src = REPO / plan.run_dir
     dst = work / "results" / cfg["run"]
-    for part in ("base", "data", "finetune"):
-        shutil.copytree(src / part, dst / part, copy_function=shutil.copy2)  # mtimes kept: nothing reruns
-    raw = {**json.loads(json.dumps(cfg)), "results_dir": str(work / "results")}
+    for part in ("base", "data", "heads", "finetune"):  # heads: families with frozen per-dataset heads
+        if (src / part).is_dir():
+            shutil.copytree(src / part, dst / part, copy_function=shutil.copy2)  # mtimes kept: nothing reruns
+    import yaml
+
+    # The config as written (the validated one has its task rewritten, e.g. task.head's), moved to work/.
+    raw = {**yaml.safe_load(cfg_path.read_text()), "results_dir": str(work / "results")}
     for ds in raw["datasets"].values():
         if "local" in ds:
             ds["local"]["path"] = str((REPO / ds["local"]["path"]).resolve())
-    import yaml
 
     wcfg = work / "config.yaml"
     wcfg.write_text(yaml.safe_dump(raw, sort_keys=False))
@@ -116,11 +133,15 @@ def kernel(plan, threads):
         r = engine.score(checkpoints={n: ckpt[n] for n in m.split("+")}, **common)
         merge_s, fwd_s = merge_s + r["merge_s"], fwd_s + r["eval_s"]
 
-    # P2: the merge alone, on a pool of its own (the same public class the engine uses).
+    # P2: the merge alone, one pass over the masks as a run makes it, each operator on a fresh pool of
+    # its own (the same public class the engine uses) with the engine's cache emptied first: a pool
+    # that reuses another's freed buffers skips the page faults of its first prefix sums (measured:
+    # an add into a fresh 91 MB buffer costs 6x one into a reused buffer), which a run does not.
     dev = runtime.setup(threads, cfg["device"])
-    pool = engine.Pool(families.get(cfg["task"]["type"]), common["base_dir"], dev, "memory", plan.candidates)
     merge_only = {}
     for name, op in (("average", AVERAGE), ("configured", common["operator"])):
+        engine.clear_cache()
+        pool = engine.Pool(families.get(cfg["task"]["type"]), common["base_dir"], dev, "memory", plan.candidates)
         pool.merge({n: ckpt[n] for n in plan.candidates}, op["method"], op["params"])  # warm: rows loaded
         t0 = time.perf_counter()
         for m in order:
@@ -213,7 +234,10 @@ def main(argv=None) -> int:
     ap.add_argument("--work", default=str(REPO / "bench" / "_work" / "merge_eval"), help="scratch folder (replaced)")
     ap.add_argument("--p5-dir", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--rss-child", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--stub-scontrol", action="store_true", help="skip the SLURM plugin's scontrol wait (see stub_scontrol)")
     a = ap.parse_args(argv)
+    if a.stub_scontrol:
+        stub_scontrol()
     if a.rss_child:
         return rss_child(a.rss_child, a.p5_dir, a.p5_n, a.threads)
 
@@ -236,7 +260,7 @@ def main(argv=None) -> int:
     res = {
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "cores_used": a.cores, "python": platform.python_version()},
         "config": str(cfg_path.relative_to(REPO)) if cfg_path.is_relative_to(REPO) else str(cfg_path),
-        "candidates": len(plan.candidates), "masks": n_masks,
+        "candidates": len(plan.candidates), "masks": n_masks, "scontrol_stubbed": a.stub_scontrol,
         "phase_wall_s": round(fast_wall, 2),
         "kernel_s": round(kr["kernel_s"], 2), "kernel_merge_s": round(kr["merge_s"], 2), "kernel_forward_s": round(kr["forward_s"], 2),
         "P1_phase_over_kernel": round(fast_wall / kr["kernel_s"], 3),

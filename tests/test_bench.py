@@ -18,9 +18,9 @@ def test_merge_eval_bench_runs_on_the_tiny_pool(tmp_path, tiny_model):
     cfg = write_config(tiny_config(tiny_model, tmp_path / "results"), tmp_path / "tiny.yaml")
     out = tmp_path / "me.json"
     assert merge_eval.main(["--config", str(cfg), "--cores", "2", "--threads", "1", "--naive-masks", "1", "--p5-n", "2",
-                            "--p5-size", "tiny", "--work", str(tmp_path / "work" / "me"), "--out", str(out)]) == 0
+                            "--p5-size", "tiny", "--stub-scontrol", "--work", str(tmp_path / "work" / "me"), "--out", str(out)]) == 0
     res = json.loads(out.read_text())
-    assert res["candidates"] == 3 and res["masks"] == 7 and res["operator"]["method"] == "average"
+    assert res["candidates"] == 3 and res["masks"] == 7 and res["operator"]["method"] == "average" and res["scontrol_stubbed"]
     for k in ("P1_phase_over_kernel", "P2_engine_over_gray_code", "P2_configured_over_gray_code", "P2_from_files_over_engine",
               "naive_over_kernel", "P5_stream_peak_over_floor_models"):
         assert res[k] > 0, k
