@@ -1,5 +1,6 @@
 # Config validation and the helpers rules use. Light: merge2mix.config imports no torch.
 import json
+import os
 import sys
 
 sys.path.insert(0, f"{workflow.basedir}/workflow")  # run from a checkout even without `pip install -e .`
@@ -63,6 +64,28 @@ def hub_model_record():
 
 def hub_dataset_record(wildcards):
     return [f"{R}/hub/data/{wildcards.name}.json"] if wildcards.name in HF_DATASETS else []
+
+
+def model_dir(wildcards, input):
+    """theta_0's folder (weights, config, tokenizer), from the job's `base` input: not a hard-coded prefix."""
+    return os.path.dirname(input.base)
+
+
+def run_dir_of(wildcards, input):
+    """The run's results folder, from the job's `summary` input."""
+    return os.path.dirname(input.summary)
+
+
+def score_mask(wildcards, input, output, params, threads, log):
+    """The merge_eval job: score one mask (merge2mix.engine.merge_eval) in this process."""
+    from merge2mix import engine, jobs
+
+    jobs.run_inline(engine.merge_eval, log[0], key=wildcards.mask, out_json=output[0], base_dir=params.base_dir,
+                    checkpoints={n: input[n] for n in parse_key(wildcards.mask)}, split_path=input.val, task=params.task,
+                    batch_size=params.batch_size, precision=params.precision, device=params.device, threads=threads,
+                    mode=params.mode, operator=params.operator,
+                    pool=PLAN.candidates,  # not a param: adding a candidate must not rerun existing masks
+                    budget_bytes=params.budget, heads=jobs.heads(input, [PLAN.target]))
 
 
 def heads_of(names):

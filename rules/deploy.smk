@@ -12,7 +12,7 @@ rule deploy:
         record=f"{R}/deploy/train.json",
     params:
         candidates=PLAN.candidates,
-        base_dir=f"{R}/base",
+        base_dir=model_dir,
         hp=CFG["train"],
         work_dir=f"{R}/work/deploy",
         checkpoint_every=CFG["checkpoint_every_steps"],
@@ -49,7 +49,7 @@ rule evaluate:
         markdown=f"{R}/summary.md",
     params:
         candidates=PLAN.candidates,
-        base_dir=f"{R}/base",
+        base_dir=model_dir,
         task=TASK,
         target=CFG["target"],
         batch_size=CFG["eval"]["batch_size"],

@@ -12,7 +12,7 @@ rule mixture_finetune:
     output:
         f"{R}/oracle/{{mask}}.json",
     params:
-        base_dir=f"{R}/base",
+        base_dir=model_dir,
         work_dir=f"{R}/work/mixture/{{mask}}",
         checkpoint_every=CFG["checkpoint_every_steps"],
         hp=CFG["train"],
@@ -43,7 +43,7 @@ rule similarity:
         f"{R}/baselines/similarity.csv",
     params:
         candidates=PLAN.candidates,
-        base_dir=f"{R}/base",
+        base_dir=model_dir,
         task=TASK,
         max_examples=CFG["baselines"]["similarity_max_examples"],
         batch_size=CFG["eval"]["batch_size"],
@@ -96,7 +96,7 @@ rule methods:
         transfer=report(f"{R}/plots/single_transfer.png", caption="../workflow/report/transfer.rst", category="Evidence"),
     params:
         candidates=PLAN.candidates,
-        run_dir=R,
+        run_dir=run_dir_of,
         oracle=CFG["oracle"],
     log:
         f"{R}/logs/methods.log",

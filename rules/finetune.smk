@@ -39,7 +39,7 @@ rule zero_shot_head:
     output:
         f"{R}/heads/{{name}}.safetensors",
     params:
-        base_dir=f"{R}/base",
+        base_dir=model_dir,
         task=TASK,
         templates=head_templates,
         device=DEVICE,
@@ -61,7 +61,7 @@ rule finetune:
         weights=f"{R}/finetune/{{name}}/model.safetensors",
         record=f"{R}/finetune/{{name}}/train.json",
     params:
-        base_dir=f"{R}/base",
+        base_dir=model_dir,
         hp=CFG["train"],
         work_dir=f"{R}/work/finetune/{{name}}",
         checkpoint_every=CFG["checkpoint_every_steps"],

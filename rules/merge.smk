@@ -12,7 +12,7 @@ rule merge_eval:
     output:
         f"{R}/merge_eval/{{mask}}.json",
     params:
-        base_dir=f"{R}/base",
+        base_dir=model_dir,
         task=TASK,
         batch_size=CFG["eval"]["batch_size"],
         precision=merge_precision(),
@@ -28,24 +28,4 @@ rule merge_eval:
     log:
         f"{R}/logs/merge_eval/{{mask}}.log",
     run:
-        from merge2mix import engine, jobs
-
-        jobs.run_inline(
-            engine.merge_eval,
-            log[0],
-            key=wildcards.mask,
-            out_json=output[0],
-            base_dir=params.base_dir,
-            checkpoints={n: input[n] for n in parse_key(wildcards.mask)},
-            split_path=input.val,
-            task=params.task,
-            batch_size=params.batch_size,
-            precision=params.precision,
-            device=params.device,
-            threads=threads,
-            mode=params.mode,
-            operator=params.operator,
-            pool=PLAN.candidates,  # not a param: adding a candidate must not rerun existing masks
-            budget_bytes=params.budget,
-            heads=jobs.heads(input, [PLAN.target]),
-        )
+        score_mask(wildcards, input, output, params, threads, log)
