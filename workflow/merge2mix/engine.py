@@ -34,7 +34,7 @@ from . import families, runtime
 from .config import AVERAGE
 from .errors import CheckpointError
 from .io import atomic_write_json
-from .merge import OPERATORS, check_compatible, file_sha256, load_weights, size_scale
+from .merge import OPERATORS, check_compatible, file_sha256, load_weights, op_weighted, size_scale
 
 log = runtime.log
 _LOCK = threading.RLock()  # one model per base: scoring is serialised (torch uses the cores anyway)
@@ -235,11 +235,12 @@ class Pool:
             if acc is not target:
                 target.copy_(acc)
 
-    def _operate(self, members: list[tuple[str, str]], method: str, params: dict) -> None:
-        """Any registered operator, tensor by tensor over views of the cached flat vectors (memory
-        mode) or over tensors read from the files (stream mode): the same fp32 inputs in the same
-        order as merge.merge_state, so the result is bit-for-bit the reference's."""
-        op, base = OPERATORS[method], ("theta_0", self.base_path)  # theta_0's file is read like a member's
+    def _operate(self, members: list[tuple[str, str]], op, params: dict) -> None:
+        """Any operator function (merge.OPERATORS, merge.op_weighted), tensor by tensor over views of
+        the cached flat vectors (memory mode) or over tensors read from the files (stream mode): the
+        same fp32 inputs in the same order as merge.merge_state, so the result is bit-for-bit the
+        reference's."""
+        base = ("theta_0", self.base_path)  # theta_0's file is read like a member's
         if self.mode == "memory":
             rows = [self._row(*base)] + [self._row(n, p) for n, p in members]
             for k in self.keys:
@@ -268,15 +269,31 @@ class Pool:
             p = params or {}
             self._sum_into_flat(members, size_scale(len(members), p.get("lam", 1.0), p.get("power", 0.0)))
         elif method != "average":
-            self._operate(members, method, params or {})
+            self._operate(members, OPERATORS[method], params or {})
         elif self.mode == "stream":
             self._stream(members)
         else:
             self._sum_into_flat(members)
-        if self.mode == "memory" and not self.direct:  # fp16/bf16 models: cast the fp32 mean into the parameters
+        return self._published()
+
+    def _published(self):
+        if self.mode == "memory" and not self.direct:  # fp16/bf16 models: cast the fp32 merge into the parameters
             for k in self.keys:
                 self.live[k].data.copy_(self.views[k])
         return self.model
+
+    def merge_weighted(self, checkpoints: dict[str, str], weights: dict[str, float], operator: dict):
+        """Load theta_0 + s(w) * sum_i w_i tau_i (merge2mix.mixtures) into the model; return it. Equal
+        weights are the mask: its own merge (and prefix sums), bit for bit."""
+        from .mixtures import is_mask, scale
+
+        if set(weights) != set(checkpoints):
+            raise CheckpointError(f"merge: weights on {sorted(weights)}, checkpoints of {sorted(checkpoints)}")
+        if is_mask(weights):
+            return self.merge(checkpoints, operator["method"], operator.get("params"))
+        members = [(n, checkpoints[n]) for n in sorted(checkpoints)]
+        self._operate(members, op_weighted, {"weights": [weights[n] for n, _ in members], "scale": scale(operator, weights)})
+        return self._published()
 
 
 def _pool(fam, base_dir, device, mode, pool, budget_bytes):

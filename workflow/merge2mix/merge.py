@@ -162,13 +162,22 @@ def op_ties(base, members, density: float = 0.2, lam: float = 1.0, power: float 
     return base + size_scale(len(members), lam, power) * merged.view_as(base)
 
 
+def op_weighted(base, members, weights: list[float], scale: float = 1.0, **_) -> torch.Tensor:
+    """theta_0 + scale * sum_i w_i (theta_i - theta_0), members and weights in sorted-name order (a
+    mixture's weight vector: merge2mix.mixtures, which also gives the scale). Not a config operator."""
+    acc = weights[0] * (members[0] - base)
+    for w, t in zip(weights[1:], members[1:]):
+        acc += w * (t - base)
+    return base + scale * acc
+
+
 def merge_state(method: str, base: dict, state_dicts: list[dict], params: dict | None = None,
                 merged=lambda name, t: t.is_floating_point()) -> dict:
     """One operator over whole state dicts: merged tensors in fp32, cast back to theta_0's dtype;
     the others (integer buffers) must equal theta_0's. The reference for the engine's two modes."""
     if not state_dicts:
         raise CheckpointError("merge: a mask over zero datasets has no average")
-    op, out = OPERATORS[method], {}
+    op, out = (op_weighted if method == "weighted" else OPERATORS[method]), {}
     for k, t in base.items():
         if merged(k, t):
             out[k] = op(t.float(), [sd[k].float() for sd in state_dicts], **(params or {})).to(t.dtype)

@@ -18,6 +18,7 @@ from . import families, resume, runtime, store
 from .errors import Merge2MixError
 from .io import atomic_write_json
 from .masks import mask_key
+from .mixtures import allocate, epoch_order
 from .merge import file_sha256, save_weights
 
 log = runtime.log
@@ -32,11 +33,15 @@ def mixture_frame(train_paths: dict[str, str]) -> pd.DataFrame:
 
 def finetune(*, base_dir: str, train_paths: dict[str, str], out_weights: str, out_json: str, hp: dict,
              task: dict, seed: int, device: str = "auto", threads: int = 1, data_meta: dict | None = None,
-             work_dir: str | None = None, checkpoint_every: int | None = None, heads: dict[str, str] | None = None) -> dict:
+             work_dir: str | None = None, checkpoint_every: int | None = None, heads: dict[str, str] | None = None,
+             weights: dict[str, float] | None = None, budget: int | None = None) -> dict:
     """Fine-tune theta_0 on the union of `train_paths`. With `work_dir` and `checkpoint_every`, the
     full training state is saved every that many steps and a rerun resumes from it, ending
     bit-identical (on CPU) to an uninterrupted run. `heads`: dataset -> its zero-shot head file, for
-    families with per-dataset heads (clip); each example is scored with its own dataset's head."""
+    families with per-dataset heads (clip); each example is scored with its own dataset's head.
+    `weights` (a mixture on the simplex over train_paths' datasets): each epoch is `budget` examples
+    (default: the union's size) drawn per dataset in proportion to the weights (mixtures.epoch_order)
+    instead of one pass over the union."""
     t0 = time.time()
     runtime.failpoint("finetune.start")
     dev = runtime.setup(threads, device, seed)
@@ -49,8 +54,12 @@ def finetune(*, base_dir: str, train_paths: dict[str, str], out_weights: str, ou
         model = fam.for_training(model, task)
     data = fam.encode(fam.load_processor(base_dir), df, task, heads)
 
+    if weights is not None and set(weights) != set(train_paths):
+        raise Merge2MixError(f"fine-tune: weights on {sorted(weights)}, data of {sorted(train_paths)}")
+    sizes = df["source"].value_counts().to_dict()
+    epoch = (budget or len(data)) if weights else len(data)
     bs = hp["batch_size"]
-    steps_per_epoch = math.ceil(len(data) / bs)
+    steps_per_epoch = math.ceil(epoch / bs)
     total = hp["max_steps"] or max(1, math.ceil(hp["epochs"] * steps_per_epoch))
     trained = [p for p in model.parameters() if p.requires_grad]  # a family may freeze some (clip: the text tower)
     decay = [p for p in trained if p.ndim >= 2]
@@ -66,6 +75,8 @@ def finetune(*, base_dir: str, train_paths: dict[str, str], out_weights: str, ou
     losses, step, order, pos, resumed = [], 0, None, 0, None
     fingerprint = {"datasets": sorted(train_paths), "data": data_meta or {}, "hp": hp, "seed": seed, "task": task,
                    "base": os.path.getsize(os.path.join(base_dir, "model.safetensors")), "device": dev.type}
+    if weights:
+        fingerprint["mixture"] = {"weights": weights, "budget": epoch}
     if heads:  # a changed head (e.g. its templates) must not resume a state trained against the old one
         fingerprint["heads"] = {n: file_sha256(p) for n, p in heads.items()}
     state = resume.load(work_dir, fingerprint, dev) if work_dir else None
@@ -79,8 +90,9 @@ def finetune(*, base_dir: str, train_paths: dict[str, str], out_weights: str, ou
     log.info("fine-tune on %s: %d examples, %d steps, device %s", ",".join(sorted(train_paths)), len(data), total, dev)
     with tqdm(total=total, initial=step, desc=f"finetune {name}", unit="step", mininterval=2) as bar:
         while step < total:
-            if order is None or pos >= steps_per_epoch:  # a new epoch: a fresh seeded shuffle
-                order, pos = torch.randperm(len(data), generator=gen), 0
+            if order is None or pos >= steps_per_epoch:  # a new epoch: a fresh seeded shuffle (or weighted draw)
+                order = epoch_order(sizes, weights, epoch, gen) if weights else torch.randperm(len(data), generator=gen)
+                pos = 0
             b = data.batch(order[pos * bs : (pos + 1) * bs].tolist(), dev)
             pos += 1
             loss, _ = fam.forward(model, b)
@@ -105,6 +117,7 @@ def finetune(*, base_dir: str, train_paths: dict[str, str], out_weights: str, ou
         "datasets": sorted(train_paths),
         "examples": len(data),
         "examples_per_dataset": df["source"].value_counts().sort_index().to_dict(),
+        **({"mixture_weights": weights, "examples_per_epoch": epoch, "drawn_per_epoch": allocate(weights, epoch)} if weights else {}),
         "hyperparameters": hp,
         "seed": seed,
         "steps": total,
