@@ -2,6 +2,8 @@
 fine-tune that resumes bit-identical."""
 
 import random
+
+import numpy as np
 from collections import Counter
 
 import pytest
@@ -135,3 +137,44 @@ def test_a_weighted_finetune_follows_its_weights_and_resumes_bit_identical(world
     with pytest.raises(Exception, match=r"weights on \['books'\], data of \['books', 'food'\]"):
         finetune(out_weights=str(tmp_path / "x.safetensors"), out_json=str(tmp_path / "x.json"),
                  **{**base, "weights": {"books": 1.0}})
+
+
+def planted_weights(w: dict) -> float:
+    """A separable concave score with its optimum inside the simplex: a=0.5, b=0.3, c=0.2, d=0."""
+    peak = {"a": 0.5, "b": 0.3, "c": 0.2, "d": 0.0}
+    return -sum((w.get(n, 0.0) - p) ** 2 for n, p in peak.items())
+
+
+def test_weight_search_design_fit_and_optimum():
+    from merge2mix import weight_search as ws
+
+    keys = ws.design(["a+b+c", "a+b", "d"], per_mask=5, seed=0)
+    assert len(keys) == 10 and len(set(keys)) == 10 and keys == ws.design(["a+b+c", "a+b", "d"], per_mask=5, seed=0)
+    assert all(set(mixtures.parse_weights_key(k)) <= {"a", "b", "c"} for k in keys)
+    # A planted function in the surrogate's family (piecewise linear on GRID, separable) is recovered.
+    g = {"a": [0, 0.4, 0.5, 0.45, 0.3], "b": [0, 0.2, 0.1, 0.0, -0.1], "c": [0, 0.1, 0.15, 0.1, 0.0]}
+    f = lambda k: 1.0 + sum(float(np.interp(v, ws.GRID, g[n])) for n, v in mixtures.parse_weights_key(k).items())  # noqa: E731
+    many = ws.design(["a+b+c", "a+b", "a+c", "b+c"], per_mask=25, seed=1) + ["a", "b", "c", "a+b", "a+c", "b+c", "a+b+c"]
+    model = ws.fit(many, [f(k) for k in many], ["a", "b", "c"], alpha=1e-8)
+    assert model["rmse"] < 1e-6 and np.allclose(ws.predict(model, many), [f(k) for k in many], atol=1e-6)
+    best = ws.optimum(model)
+    grid = [{"a": i / 20, "b": j / 20, "c": (20 - i - j) / 20} for i in range(21) for j in range(21 - i)]
+    top = max(f(mixtures.weights_key(x)) for x in grid)
+    assert f(mixtures.weights_key(best)) >= top - 1e-6  # the MILP's optimum is the function's
+    capped = ws.optimum(model, c={"exclude": ["c"], "max_datasets": 2}, cap=0.6)
+    assert "c" not in capped and max(capped.values()) <= 0.6 + 1e-9 and sum(capped.values()) == pytest.approx(1)
+    assert ws.optimum(model, cap=0.2) is None  # three datasets of at most 0.2 cannot sum to 1
+
+
+def test_weight_search_finds_the_planted_optimum_at_a_small_budget():
+    from merge2mix import weight_search as ws
+
+    score = lambda k: planted_weights(mixtures.parse_weights_key(k))  # noqa: E731
+    res = ws.weight_search(["a+b+c", "a+b", "a+c"], score, budget=30, per_mask=6, seed=0)
+    assert len(res["scored"]) <= 30 and res["rounds"][-1]["round"] >= 1
+    assert res["best_score"] >= -0.01  # within 0.1 in weight of the peak (0.5, 0.3, 0.2)
+    assert res["best_score"] > max(score(m) for m in ["a+b+c", "a+b", "a+c"])  # better than every mask
+    c = {"must_include": ["c"], "max_datasets": 2}
+    kept = ws.weight_search(["a+c", "b+c"], score, budget=20, per_mask=4, seed=0, c=c)
+    assert kept["weights"]["c"] >= ws.MIN_WEIGHT and len(kept["weights"]) <= 2
+    assert all("c" in mixtures.parse_weights_key(r["proposed"]) for r in kept["rounds"][1:] if r["proposed"])

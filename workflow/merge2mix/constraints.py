@@ -72,10 +72,15 @@ def allows(names, c: dict | None, sizes: dict[str, int] | None = None) -> bool:
 
 def binary(prob, name: str):
     """A binary variable of `prob` (pulp >= 3.3 attaches it to the problem; older pulp builds it alone)."""
+    return variable(prob, name, cat="Binary")
+
+
+def variable(prob, name: str, low=None, high=None, cat: str = "Continuous"):
+    """A variable of `prob`, through prob.add_variable where pulp has it (3.3 deprecates LpVariable(...))."""
     import pulp
 
     new_var = getattr(prob, "add_variable", None) or pulp.LpVariable
-    return new_var(name, cat="Binary")
+    return new_var(name, low, high, cat=cat)
 
 
 def solve(prob) -> str:

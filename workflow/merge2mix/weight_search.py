@@ -1,0 +1,139 @@
+"""Search over mixture weights around the best masks (issue "Mixture weights, not only subsets",
+item 3). No torch; a weight vector is scored by a `score(key) -> float` callback (higher is better),
+as in merge2mix.search, so every vector is one cached merge result named by its mixtures key.
+
+1. Design: around each of the top masks, seeded Dirichlet draws over its members (concentration 1 is
+   uniform on that face of the simplex; larger values stay nearer equal weights), rounded to keys.
+   The masks themselves (equal weights) are scored already.
+2. Surrogate: separable and piecewise linear, f(w) = b + sum_i g_i(w_i), each g_i linear between the
+   breakpoints GRID (hat-function features), fitted by ridge regression on every scored vector.
+3. Its optimum over the simplex (sum w = 1, w_i >= 0), restricted to the datasets of the top masks,
+   with a cap per dataset and the subset search's membership constraints (exclude; must_include as
+   w_i >= MIN_WEIGHT; max/min_datasets and at_most_one_of on indicators u_i >= w_i): a MILP (each g_i
+   in lambda form with SOS2 binaries) solved by PuLP/CBC. The optimum is scored; the loop stops when
+   it was scored already (the fit has converged on a vector) or the budget is spent.
+"""
+
+from __future__ import annotations
+
+import random
+
+from . import constraints as cons
+from .masks import parse_key
+from .mixtures import normalize, parse_weights_key, weights_key
+
+GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
+MIN_WEIGHT = 0.05  # a must_include dataset's least weight
+
+
+def design(top_masks: list[str], per_mask: int, seed: int, concentration: float = 2.0) -> list[str]:
+    """`per_mask` seeded Dirichlet draws on each top mask's members, as keys (unique, not the masks)."""
+    rng = random.Random(seed)
+    out: list[str] = []
+    for mask in top_masks:
+        names, mine = parse_key(mask), []
+        for _ in range(20 * per_mask if len(names) > 1 else 0):  # a single has no other weights
+            if len(mine) == per_mask:
+                break
+            key = weights_key({n: rng.gammavariate(concentration, 1.0) for n in names})
+            if "@" in key and key not in out:
+                out.append(key)
+                mine.append(key)
+    return out
+
+
+def _hats(v: float) -> list[float]:
+    """The GRID hat functions at v: at most two non-zero, summing to 1 (linear interpolation)."""
+    out = [0.0] * len(GRID)
+    for j in range(len(GRID) - 1):
+        lo, hi = GRID[j], GRID[j + 1]
+        if lo <= v <= hi:
+            t = (v - lo) / (hi - lo)
+            out[j], out[j + 1] = 1 - t, t
+            break
+    return out
+
+
+def features(keys: list[str], names: list[str]):
+    import numpy as np
+
+    return np.array([[h for n in names for h in _hats(parse_weights_key(k).get(n, 0.0))] for k in keys])
+
+
+def fit(keys: list[str], scores, names: list[str], alpha: float = 1e-2) -> dict:
+    """Ridge (closed form, intercept unpenalised) on the hat features: g[name][j] = g_name(GRID[j])."""
+    import numpy as np
+
+    X, y = features(keys, names), np.asarray(scores, dtype=float)
+    Xc = X - X.mean(0)
+    w = np.linalg.solve(Xc.T @ Xc + alpha * np.eye(X.shape[1]), Xc.T @ (y - y.mean()))
+    b = y.mean() - X.mean(0) @ w
+    g = {n: [float(w[i * len(GRID) + j]) for j in range(len(GRID))] for i, n in enumerate(names)}
+    rmse = float(np.sqrt(np.mean((X @ w + b - y) ** 2)))
+    return {"intercept": float(b), "g": g, "names": list(names), "rmse": rmse, "n": len(y), "alpha": alpha}
+
+
+def predict(model: dict, keys: list[str]):
+    import numpy as np
+
+    coef = np.array([v for n in model["names"] for v in model["g"][n]])
+    return features(keys, model["names"]) @ coef + model["intercept"]
+
+
+def optimum(model: dict, c: dict | None = None, cap: float = 1.0) -> dict[str, float] | None:
+    """The surrogate's best weight vector under the constraints (None if none is feasible)."""
+    import pulp
+
+    c, names, m = c or {}, model["names"], len(GRID)
+    prob = pulp.LpProblem("weights", pulp.LpMaximize)
+    lam = {(n, j): cons.variable(prob, f"l{i}_{j}", 0, 1) for i, n in enumerate(names) for j in range(m)}
+    seg = {(n, j): cons.binary(prob, f"z{i}_{j}") for i, n in enumerate(names) for j in range(m - 1)}
+    on = {n: cons.binary(prob, f"u{i}") for i, n in enumerate(names)}
+    w = {n: pulp.lpSum(GRID[j] * lam[n, j] for j in range(m)) for n in names}
+    prob += model["intercept"] + pulp.lpSum(model["g"][n][j] * lam[n, j] for n in names for j in range(m))
+    for n in names:
+        prob += pulp.lpSum(lam[n, j] for j in range(m)) == 1
+        prob += pulp.lpSum(seg[n, j] for j in range(m - 1)) == 1  # SOS2: the two lambdas of one segment
+        for j in range(m):
+            prob += lam[n, j] <= pulp.lpSum(seg[n, s] for s in (j - 1, j) if 0 <= s < m - 1)
+        prob += w[n] <= min(cap, 1.0) * on[n]
+        prob += w[n] >= MIN_WEIGHT * on[n]  # a dataset in the mixture carries a real weight
+    prob += pulp.lpSum(w.values()) == 1
+    present = set(names)
+    for n in c.get("exclude", []):
+        if n in present:
+            prob += on[n] == 0
+    for n in c.get("must_include", []):
+        if n in present:
+            prob += on[n] == 1
+    prob += pulp.lpSum(on.values()) >= c.get("min_datasets", 1)
+    if c.get("max_datasets") is not None:
+        prob += pulp.lpSum(on.values()) <= c["max_datasets"]
+    for g in c.get("at_most_one_of", []):
+        prob += pulp.lpSum(on[n] for n in g if n in present) <= 1
+    if cons.solve(prob) != "Optimal":
+        return None
+    return {n: float(pulp.value(w[n])) for n in names if pulp.value(w[n]) > 1e-9}
+
+
+def weight_search(top_masks: list[str], score, budget: int, *, per_mask: int = 4, seed: int = 0, c: dict | None = None,
+                  cap: float = 1.0, alpha: float = 1e-2, concentration: float = 2.0) -> dict:
+    """Score the top masks and the design, then rounds of fit -> optimum -> score until the optimum
+    repeats or `budget` vectors are scored. Returns the scores, the rounds and the best vector."""
+    names = sorted({n for m in top_masks for n in parse_key(m)})
+    scored: dict[str, float] = {}
+    for key in [*top_masks, *design(top_masks, per_mask, seed, concentration)][:budget]:
+        scored[key] = score(key)
+    rounds = [{"round": 0, "scored": list(scored)}]
+    while len(scored) < budget:
+        model = fit(list(scored), list(scored.values()), names, alpha)
+        best = optimum(model, c, cap)
+        key = None if best is None else weights_key(normalize(best))
+        rounds.append({"round": len(rounds), "proposed": key, "fit_rmse": model["rmse"],
+                       "predicted": None if key is None else float(predict(model, [key])[0])})
+        if key is None or key in scored:
+            break
+        scored[key] = score(key)
+    allowed = [k for k in scored if cons.allows(parse_weights_key(k), c)] or list(scored)  # design draws may round a member away
+    top = max(allowed, key=lambda k: (scored[k], -len(parse_weights_key(k)), k))
+    return {"scored": scored, "rounds": rounds, "best": top, "best_score": scored[top], "weights": parse_weights_key(top)}
