@@ -10,6 +10,7 @@ from merge2mix.errors import Merge2MixError
 from merge2mix.hub import dataset_assets, model_asset
 from merge2mix.io import read_json
 from merge2mix.masks import parse_key
+from merge2mix.mixtures import parse_weights_key
 
 try:
     for path in workflow.configfiles:
@@ -27,6 +28,7 @@ R = PLAN.run_dir
 STORE = f"{CFG['results_dir'].rstrip('/')}/store/finetune" if CFG["share_finetunes"] else None
 TASK = CFG["task"]
 SEARCH_MAX_MASKS = getattr(PLAN, "search_max_masks", None)
+WEIGHTS = CFG["weights"] or {}  # mixture weights off: {}
 CALIBRATION_EXTRA = (CFG["calibration"] or {}).get("mixtures", 0)
 DEVICE = CFG["device"]
 # clip, text_label_description: every dataset has its own label space and a frozen head (rule zero_shot_head).
@@ -39,6 +41,7 @@ HF_DATASETS = dataset_assets(CFG["datasets"])
 wildcard_constraints:
     name="|".join(PLAN.datasets),
     mask=r"[A-Za-z0-9][A-Za-z0-9_+-]*",
+    wkey=r"[A-Za-z0-9][A-Za-z0-9_+.-]*@[A-Za-z0-9_+.@-]+",
     r=r"\d+",
 
 
@@ -77,11 +80,14 @@ def run_dir_of(wildcards, input):
 
 
 def score_mask(wildcards, input, output, params, threads, log):
-    """The merge_eval job: score one mask (merge2mix.engine.merge_eval) in this process."""
+    """The merge_eval (or weight_eval) job: score one mask, or one weight vector with the weighted
+    merge (merge2mix.engine.merge_eval), in this process."""
     from merge2mix import engine, jobs
 
-    jobs.run_inline(engine.merge_eval, log[0], key=wildcards.mask, out_json=output[0], base_dir=params.base_dir,
-                    checkpoints={n: input[n] for n in parse_key(wildcards.mask)}, split_path=input.val, task=params.task,
+    key = wildcards.get("mask") or wildcards.get("wkey")
+    weights = parse_weights_key(key) if "@" in key else None
+    jobs.run_inline(engine.merge_eval, log[0], key=key, out_json=output[0], base_dir=params.base_dir, weights=weights,
+                    checkpoints={n: input[n] for n in sorted(parse_weights_key(key))}, split_path=input.val, task=params.task,
                     batch_size=params.batch_size, precision=params.precision, device=params.device, threads=threads,
                     mode=params.mode, operator=params.operator,
                     pool=PLAN.candidates,  # not a param: adding a candidate must not rerun existing masks
@@ -114,6 +120,8 @@ def final_outputs():
     out = [f"{R}/masks.csv", f"{R}/best_mask.json", f"{R}/summary.json", f"{R}/summary.md", f"{R}/methods.csv"]
     if CFG["oracle"]:
         out.append(f"{R}/correlation.json")
+    if CFG["weights"]:
+        out.append(f"{R}/mixture.json")
     return out
 
 
@@ -170,11 +178,12 @@ def candidate_files(pattern):
 
 
 def mask_members(wildcards):
-    """The mask's dataset names; every one must be a candidate."""
-    names = parse_key(wildcards.mask)
+    """The dataset names of a mask (or of a weight vector: the wkey wildcard); every one must be a candidate."""
+    key = wildcards.get("mask") or wildcards.get("wkey")
+    names = sorted(parse_weights_key(key))
     unknown = [n for n in names if n not in PLAN.candidates]
     if unknown:
-        raise ValueError(f"mask '{wildcards.mask}': not candidates: {', '.join(unknown)}")
+        raise ValueError(f"mixture '{key}': not candidates: {', '.join(unknown)}")
     return names
 
 
@@ -182,8 +191,6 @@ def mask_checkpoints(wildcards):
     """The fine-tunes of the mask's datasets only, so adding a dataset leaves existing masks cached."""
     names = mask_members(wildcards)
     return {n: f"{R}/finetune/{n}/model.safetensors" for n in names}
-
-
 
 
 def merge_precision():
@@ -260,3 +267,34 @@ def merge_runtime(wildcards, attempt):
     # Minutes. A mask is seconds of work once the pool is loaded; under SLURM masks are grouped
     # (profiles/slurm) and a group's runtime is the sum of its masks', so keep this modest.
     return 5 * attempt
+
+
+# -- Mixture weights (weights: in the config; rules/weights.smk) -------------------------------------
+
+
+def _weight_design():
+    return read_json(checkpoints.weight_design.get().output[0])
+
+
+def _weight_round(r):
+    """The weight_round checkpoint's record of round r (chains the rounds like _round)."""
+    return read_json(checkpoints.weight_round.get(r=r).output[0])
+
+
+def vector_file(key):
+    """A weight vector's cached result: a mask's own file for equal weights, else weight_eval/<key>.json."""
+    return f"{R}/{'weight_eval' if '@' in key else 'merge_eval'}/{key}.json"
+
+
+def weight_round_inputs(wildcards):
+    """Round r fits on the design (the top masks and the draws around them) and rounds 0..r-1's proposals."""
+    r = int(wildcards.r)
+    keys = list(_weight_design()["vectors"]) + [_weight_round(i)["proposed"] for i in range(r)]
+    return {"design": f"{R}/weights/design.json", "results": [vector_file(k) for k in keys]}
+
+
+def last_weight_round(wildcards=None):
+    r = 0
+    while not _weight_round(r)["done"]:
+        r += 1
+    return f"{R}/weights/round_{r}.json"

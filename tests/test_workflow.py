@@ -574,3 +574,43 @@ def test_adding_a_candidate_leaves_scored_masks_untouched(tiny_run, tiny_model):
     assert len(list(run.glob("merge_eval/*.json"))) == 15
     masks = pd.read_csv(run / "masks.csv", dtype={"bitstring": str})
     assert len(masks) == 15 and masks["bitstring"].str.len().eq(4).all()
+
+
+def test_mixture_weights_search_in_rounds_and_deploy_by_weighted_sampling(tiny_run, tiny_model):
+    """weights: on the tiny pool: the design is the 2 best masks and 2 Dirichlet draws on each
+    multi-dataset one; rounds chain until the surrogate's optimum repeats; weighted vectors get
+    weight_eval files, masks keep merge_eval's; the weighted deployment draws the chosen weights;
+    mixture.json reports both deployments; a rerun has nothing to do."""
+    from merge2mix import mixtures, weight_search
+
+    work, _, first = tiny_run
+    assert first.returncode == 0
+    settings = {"top_masks": 2, "per_mask": 2, "max_vectors": 8}
+    path = write_config(tiny_config(tiny_model, work / "results", run="tiny-weights", weights=settings), work / "weights.yaml")
+    r = snakemake(work, "--cores", "2", "--configfile", str(path))
+    assert r.returncode == 0, r.stderr[-4000:]
+    run = work / "results" / "tiny-weights"
+    design = json.loads((run / "weights" / "design.json").read_text())
+    masks = pd.read_csv(run / "masks.csv")["mask"].tolist()
+    assert design["top_masks"] == masks[:2] and design["vectors"] == masks[:2] + design["design"]
+    assert design["design"] == weight_search.design(masks[:2], 2, 0, 2.0)
+    rounds = sorted(run.glob("weights/round_*.json"), key=lambda p: int(p.stem.split("_")[1]))
+    recs = [json.loads(p.read_text()) for p in rounds]
+    assert [x["done"] for x in recs] == [False] * (len(recs) - 1) + [True] and recs[-1]["n_scored"] <= 8
+    proposed = [x["proposed"] for x in recs[:-1]]
+    scored = design["vectors"] + proposed
+    assert sorted(recs[-1]["scored"]) == sorted(scored)
+    for key in scored:
+        assert ((run / "weight_eval" / f"{key}.json").exists() if "@" in key else (run / "merge_eval" / f"{key}.json").exists()), key
+    for p in (run / "weight_eval").glob("*.json"):
+        rec = json.loads(p.read_text())
+        assert rec["weights"] == mixtures.parse_weights_key(p.stem) and rec["mask"] == p.stem
+    mix = json.loads((run / "mixture.json").read_text())
+    assert mix["key"] == recs[-1]["best"] and mix["weights"] == mixtures.parse_weights_key(mix["key"])
+    assert mix["val_score"] == max(mix["scores"].values()) and set(mix["scores"]) == set(scored)
+    assert set(mix["test"]) == {"weighted_deployed", "subset_deployed"} and (run / "plots" / "score_vs_weight.png").is_file()
+    deploy = json.loads((run / "deploy_weighted" / "train.json").read_text())
+    assert deploy["mixture_weights"] == mix["weights"] and deploy["examples_per_epoch"] == 20 * len(mix["weights"])
+    assert deploy["drawn_per_epoch"] == mixtures.allocate(mix["weights"], deploy["examples_per_epoch"])
+    again = snakemake(work, "-n", "--cores", "2", "--configfile", str(path))
+    assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr

@@ -119,6 +119,8 @@ def _check_semantics(cfg: dict) -> None:
             raise ConfigError(f"config: candidates: '{c}' is not a key of datasets")
     if cfg["target"] in cands:
         raise ConfigError(f"config: candidates: the target '{cfg['target']}' cannot also be a candidate")
+    if cfg.get("weights") is not None and cfg["merge"]["method"] == "ties":
+        raise ConfigError("config: weights: merge.method ties has no weighted form (average or task_arithmetic)")
     if len(cands) < 2:
         raise ConfigError(f"config: candidates: {len(cands)} candidate(s); a mixture needs at least 2 to choose from")
     sel = cfg["select"]

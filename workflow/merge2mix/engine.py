@@ -311,9 +311,10 @@ def _split(fam, base_dir, path, task, heads):
 def score(*, base_dir: str, checkpoints: dict[str, str], split_path: str, task: dict, batch_size: int,
           device: str = "auto", threads: int = 1, mode: str = "auto", pool: list[str] | None = None,
           budget_bytes: int | None = None, precision: dict | None = None, heads: dict[str, str] | None = None,
-          operator: dict | None = None) -> dict:
+          operator: dict | None = None, weights: dict[str, float] | None = None) -> dict:
     """`pool`: every candidate name (sizes the memory plan); default: the names in `checkpoints`.
     `operator`: {"method": a merge.OPERATORS name, "params": {...}}; default the average.
+    `weights`: a mixture's weights over `checkpoints` (merge2mix.mixtures): the weighted merge.
     `heads`: {target: its zero-shot head file} for families with per-dataset heads (clip).
     `precision`: {"precision": auto|fp32|bf16|fp16, "check_examples": k, "min_agreement": a}, see
     evaluate.evaluate_checked; default fp32."""
@@ -325,7 +326,8 @@ def score(*, base_dir: str, checkpoints: dict[str, str], split_path: str, task: 
         merger = _pool(fam, base_dir, dev, mode, pool or sorted(checkpoints), budget_bytes)
         t0 = time.perf_counter()
         op = operator or AVERAGE
-        model = merger.merge(checkpoints, op["method"], op["params"])
+        model = (merger.merge_weighted(checkpoints, weights, op) if weights
+                 else merger.merge(checkpoints, op["method"], op["params"]))
         t1 = time.perf_counter()
         split = _split(fam, base_dir, split_path, task, heads)
         if hasattr(fam, "evaluate"):  # causal_lm: generative metrics (task.metric), in the model's dtype
@@ -344,7 +346,7 @@ def merge_eval(*, key: str, out_json: str, **kw) -> dict:
     metrics = score(**kw)
     nth = next(_SCORED)
     record = {"mask": key, "datasets": sorted(kw["checkpoints"]), "size": len(kw["checkpoints"]),
-              **metrics, "operator": kw.get("operator") or AVERAGE,
+              **metrics, "operator": kw.get("operator") or AVERAGE, **({"weights": kw["weights"]} if kw.get("weights") else {}),
               "wall_s": round(time.perf_counter() - t0, 4)}
     atomic_write_json(record, out_json)
     log.info("mask %s: accuracy %.4f macro_f1 %.4f (%d examples; process %d, its mask #%d)",

@@ -92,3 +92,24 @@ def transfer_heatmap(masks, mixtures, candidates, path) -> None:
     ax.set_title("single-dataset transfer to the target (accuracy)")
     fig.colorbar(im, ax=ax)
     _save(fig, path)
+
+
+def score_vs_weight(scored: dict, chosen: str, metric: str, path, top: int = 3) -> None:
+    """scored: weights key -> val score (every vector the weight search scored); one panel per dataset
+    of the chosen vector (its `top` largest weights): the score against that dataset's weight."""
+    from .mixtures import parse_weights_key
+
+    w = parse_weights_key(chosen)
+    names = sorted(w, key=lambda n: -w[n])[:top]
+    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.8), squeeze=False)
+    for ax, n in zip(axes[0], names):
+        xs = [parse_weights_key(k).get(n, 0.0) for k in scored]
+        ax.scatter(xs, list(scored.values()), s=22, alpha=0.7)
+        ax.scatter([w[n]], [scored[chosen]], s=140, facecolors="none", edgecolors="red", linewidths=2,
+                   label="chosen")
+        ax.set_xlabel(f"weight of {n}")
+        ax.set_ylabel(f"merged target val {metric}")
+        ax.set_xlim(-0.03, 1.03)
+    axes[0][0].legend(loc="best", fontsize=8)
+    fig.suptitle("Mixture weights: every vector the search scored")
+    _save(fig, path)

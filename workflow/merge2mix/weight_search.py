@@ -137,3 +137,45 @@ def weight_search(top_masks: list[str], score, budget: int, *, per_mask: int = 4
     allowed = [k for k in scored if cons.allows(parse_weights_key(k), c)] or list(scored)  # design draws may round a member away
     top = max(allowed, key=lambda k: (scored[k], -len(parse_weights_key(k)), k))
     return {"scored": scored, "rounds": rounds, "best": top, "best_score": scored[top], "weights": parse_weights_key(top)}
+
+
+# -- The workflow's steps (rules/weights.smk) ---------------------------------------------------------
+
+def design_step(*, masks_csv: str, top: int, per_mask: int, seed: int, concentration: float, out_json: str) -> dict:
+    """The weight_design job: the `top` masks of masks.csv (its ranking, constraints applied there) and
+    the Dirichlet draws around them; every one of these vectors is then scored like a mask."""
+    import pandas as pd
+
+    from .io import atomic_write_json
+
+    masks = pd.read_csv(masks_csv)["mask"].head(top).tolist()
+    keys = design(masks, per_mask, seed, concentration)
+    out = {"top_masks": masks, "design": keys, "vectors": masks + keys}
+    atomic_write_json(out, out_json)
+    return out
+
+
+def round_step(*, r: int, result_paths: list[str], design_path: str, metric: str, settings: dict, c: dict | None,
+               out_json: str) -> dict:
+    """One round (the weight_round checkpoint): read every vector scored so far, fit the surrogate and
+    propose its optimum, or stop (`done`) when the optimum was scored already, none is feasible or
+    `max_vectors` are scored. Loss is negated so that higher is better throughout."""
+    from .io import atomic_write_json, read_json
+
+    sign = -1 if metric == "loss" else 1
+    scored = {rec["mask"]: sign * rec[metric] for rec in map(read_json, result_paths)}
+    names = sorted({n for m in read_json(design_path)["top_masks"] for n in parse_key(m)})
+    out = {"round": r, "metric": metric, "n_scored": len(scored), "scored": sorted(scored), "fit": None, "proposed": None}
+    if len(scored) < settings["max_vectors"]:
+        model = fit(list(scored), list(scored.values()), names, settings["alpha"])
+        w = optimum(model, c, settings["cap"])
+        key = None if w is None else weights_key(w)
+        out["fit"] = {k: model[k] for k in ("intercept", "g", "names", "rmse", "n", "alpha")}
+        out["optimum"] = key
+        out["predicted"] = None if key is None else float(predict(model, [key])[0])
+        out["proposed"] = None if key is None or key in scored else key
+    allowed = [k for k in scored if cons.allows(parse_weights_key(k), c)] or list(scored)
+    best = max(allowed, key=lambda k: (scored[k], -len(parse_weights_key(k)), k))
+    out |= {"best": best, "best_score": sign * scored[best], "weights": parse_weights_key(best), "done": out["proposed"] is None}
+    atomic_write_json(out, out_json)
+    return out

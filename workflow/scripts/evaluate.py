@@ -9,5 +9,5 @@ jobs.run(
     test_path=snakemake.input.test, task=snakemake.params.task, target=snakemake.params.target,
     batch_size=snakemake.params.batch_size, device=snakemake.params.device, threads=snakemake.threads,
     out_json=snakemake.output.summary, out_md=snakemake.output.markdown,
-    heads=jobs.heads(snakemake.input, [snakemake.params.target]),
+    heads=jobs.heads(snakemake.input, [snakemake.params.target]), operator=snakemake.params.operator,
 )
