@@ -76,6 +76,8 @@ BAD = [
     (("model",), {"name_or_path": "./no/such/model"}, r"model\.name_or_path: no such directory: \./no/such/model"),
     (("device",), "tpu", r"device: 'tpu' is not one of"),
     (("run",), "../escape", r"run: '\.\./escape' does not match"),
+    (("weights",), {"cap": 0}, r"weights\.cap: 0 is less than or equal to the minimum"),
+    (("weights",), {"top": 3}, r"weights: Additional properties are not allowed \('top'"),
 ]
 
 
@@ -85,6 +87,14 @@ def test_bad_config_gives_one_line_naming_the_key(path, value, message):
         cfg = config.validate(edit(path, value))
         config.model_source(cfg)
     assert "\n" not in str(e.value) and str(e.value).startswith("config: ")
+
+
+def test_weights_need_an_operator_with_a_weighted_form():
+    cfg = edit(("weights",), {})
+    cfg["merge"] = {"method": "ties"}
+    with pytest.raises(ConfigError, match=r"^config: weights: merge\.method ties has no weighted form"):
+        config.validate(cfg)
+    assert config.validate(edit(("weights",), {}))["weights"]["max_vectors"] == 24
 
 
 def test_load_reports_yaml_errors_and_missing_files(tmp_path):
