@@ -55,6 +55,14 @@ def _show(args) -> int:
                   f"the pick's prediction {b['calibrated']:.4f}")
     for name, m in s["test"].items():
         print(f"test accuracy:     {m['accuracy']:.4f}  macro-F1 {m['macro_f1']:.4f}  ({name})")
+    mixture = run / "mixture.json"
+    if mixture.is_file():
+        x = json.loads(mixture.read_text())
+        w = ", ".join(f"{n} {v:.2f}" for n, v in sorted(x["weights"].items(), key=lambda kv: -kv[1]))
+        t = x["test"]["weighted_deployed"]
+        print(f"mixture weights:   {w}  (best of {x['vectors_scored']} weight vectors on target val; the best mask: "
+              f"{x['best_mask']})")
+        print(f"test accuracy:     {t['accuracy']:.4f}  macro-F1 {t['macro_f1']:.4f}  (deployed on the weights)")
     methods = run / "methods.csv"
     if methods.is_file():
         import pandas as pd
