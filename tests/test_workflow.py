@@ -576,7 +576,7 @@ def test_adding_a_candidate_leaves_scored_masks_untouched(tiny_run, tiny_model):
     assert len(masks) == 15 and masks["bitstring"].str.len().eq(4).all()
 
 
-def test_mixture_weights_search_in_rounds_and_deploy_by_weighted_sampling(tiny_run, tiny_model):
+def test_mixture_weights_search_in_rounds_and_deploy_by_weighted_sampling(tiny_run, tiny_model, capsys):
     """weights: on the tiny pool: the design is the 2 best masks and 2 Dirichlet draws on each
     multi-dataset one; rounds chain until the surrogate's optimum repeats; weighted vectors get
     weight_eval files, masks keep merge_eval's; the weighted deployment draws the chosen weights;
@@ -614,3 +614,10 @@ def test_mixture_weights_search_in_rounds_and_deploy_by_weighted_sampling(tiny_r
     assert deploy["drawn_per_epoch"] == mixtures.allocate(mix["weights"], deploy["examples_per_epoch"])
     again = snakemake(work, "-n", "--cores", "2", "--configfile", str(path))
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+    from merge2mix.cli import main
+
+    assert main(["show", str(path)]) == 0
+    out = capsys.readouterr().out
+    top = max(mix["weights"], key=mix["weights"].get)
+    assert f"mixture weights:   {top} {mix['weights'][top]:.2f}" in out
+    assert f"test accuracy:     {mix['test']['weighted_deployed']['accuracy']:.4f}" in out
