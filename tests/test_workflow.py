@@ -621,3 +621,21 @@ def test_mixture_weights_search_in_rounds_and_deploy_by_weighted_sampling(tiny_r
     top = max(mix["weights"], key=mix["weights"].get)
     assert f"mixture weights:   {top} {mix['weights'][top]:.2f}" in out
     assert f"test accuracy:     {mix['test']['weighted_deployed']['accuracy']:.4f}" in out
+
+    # bench/weights.py on the same config (run tiny-weights: everything above is reused): both
+    # deployments with intervals, and 3 weight vectors fine-tuned by weighted sampling.
+    sys.path.insert(0, str(REPO / "bench"))
+    import weights as weights_bench
+
+    base_cfg = write_config(tiny_config(tiny_model, work / "results"), work / "tiny-base.yaml")
+    assert weights_bench.main(["--configs", str(base_cfg), "--oracle", "3", "--weights", json.dumps(settings),
+                               "--workdir", str(work), "--out", str(work / "wb")]) == 0
+    res = json.loads((work / "wb" / "tiny-weights.json").read_text())
+    assert res["weights"] == mix["weights"] and res["test"]["weighted"]["accuracy"] == mix["test"]["weighted_deployed"]["accuracy"]
+    lo, hi = res["test"]["difference_ci95"]
+    assert lo <= res["test"]["difference"] <= hi
+    keys = [v["key"] for v in res["oracle"]["vectors"]]
+    first = list(dict.fromkeys([mix["key"], mix["best_mask"]]))
+    assert len(keys) == 3 == len(set(keys)) and keys[: len(first)] == first
+    assert all(v["merged_val"] == mix["scores"][v["key"]] for v in res["oracle"]["vectors"])
+    assert len(pd.read_csv(work / "wb" / "weights.csv")) == 1
