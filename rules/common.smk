@@ -290,7 +290,7 @@ def weight_round_inputs(wildcards):
     """Round r fits on the design (the top masks and the draws around them) and rounds 0..r-1's proposals."""
     r = int(wildcards.r)
     keys = list(_weight_design()["vectors"]) + [_weight_round(i)["proposed"] for i in range(r)]
-    return {"design": f"{R}/weights/design.json", "results": [vector_file(k) for k in keys]}
+    return {"design": f"{R}/weights/design.json", "results": [vector_file(k) for k in keys]} | constraints_input(wildcards)
 
 
 def last_weight_round(wildcards=None):

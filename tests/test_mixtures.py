@@ -164,6 +164,9 @@ def test_weight_search_design_fit_and_optimum():
     capped = ws.optimum(model, c={"exclude": ["c"], "max_datasets": 2}, cap=0.6)
     assert "c" not in capped and max(capped.values()) <= 0.6 + 1e-9 and sum(capped.values()) == pytest.approx(1)
     assert ws.optimum(model, cap=0.2) is None  # three datasets of at most 0.2 cannot sum to 1
+    sizes = {"a": 500, "b": 300, "c": 300}
+    within = ws.optimum(model, c={"budget": {"examples": 700}}, sizes=sizes)  # a with anything breaks it
+    assert within is not None and sum(sizes[n] for n in within) <= 700 and "a" not in within
 
 
 def test_weight_search_finds_the_planted_optimum_at_a_small_budget():

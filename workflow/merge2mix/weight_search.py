@@ -80,8 +80,9 @@ def predict(model: dict, keys: list[str]):
     return features(keys, model["names"]) @ coef + model["intercept"]
 
 
-def optimum(model: dict, c: dict | None = None, cap: float = 1.0) -> dict[str, float] | None:
-    """The surrogate's best weight vector under the constraints (None if none is feasible)."""
+def optimum(model: dict, c: dict | None = None, cap: float = 1.0, sizes: dict[str, int] | None = None) -> dict[str, float] | None:
+    """The surrogate's best weight vector under the constraints (None if none is feasible); with
+    `sizes` (each dataset's train examples or tokens), a budget bounds the datasets' total."""
     import pulp
 
     c, names, m = c or {}, model["names"], len(GRID)
@@ -111,13 +112,16 @@ def optimum(model: dict, c: dict | None = None, cap: float = 1.0) -> dict[str, f
         prob += pulp.lpSum(on.values()) <= c["max_datasets"]
     for g in c.get("at_most_one_of", []):
         prob += pulp.lpSum(on[n] for n in g if n in present) <= 1
+    budget = cons.budget_of(c)
+    if budget is not None and sizes is not None:  # the deployment trains on the members' rows
+        prob += pulp.lpSum(sizes[n] * on[n] for n in names) <= budget[1]
     if cons.solve(prob) != "Optimal":
         return None
     return {n: float(pulp.value(w[n])) for n in names if pulp.value(w[n]) > 1e-9}
 
 
 def weight_search(top_masks: list[str], score, budget: int, *, per_mask: int = 4, seed: int = 0, c: dict | None = None,
-                  cap: float = 1.0, alpha: float = 1e-2, concentration: float = 2.0) -> dict:
+                  cap: float = 1.0, alpha: float = 1e-2, concentration: float = 2.0, sizes: dict[str, int] | None = None) -> dict:
     """Score the top masks and the design, then rounds of fit -> optimum -> score until the optimum
     repeats or `budget` vectors are scored. Returns the scores, the rounds and the best vector."""
     names = sorted({n for m in top_masks for n in parse_key(m)})
@@ -127,14 +131,14 @@ def weight_search(top_masks: list[str], score, budget: int, *, per_mask: int = 4
     rounds = [{"round": 0, "scored": list(scored)}]
     while len(scored) < budget:
         model = fit(list(scored), list(scored.values()), names, alpha)
-        best = optimum(model, c, cap)
+        best = optimum(model, c, cap, sizes)
         key = None if best is None else weights_key(normalize(best))
         rounds.append({"round": len(rounds), "proposed": key, "fit_rmse": model["rmse"],
                        "predicted": None if key is None else float(predict(model, [key])[0])})
         if key is None or key in scored:
             break
         scored[key] = score(key)
-    allowed = [k for k in scored if cons.allows(parse_weights_key(k), c)] or list(scored)  # design draws may round a member away
+    allowed = [k for k in scored if cons.allows(parse_weights_key(k), c, sizes)] or list(scored)  # draws may round a member away
     top = max(allowed, key=lambda k: (scored[k], -len(parse_weights_key(k)), k))
     return {"scored": scored, "rounds": rounds, "best": top, "best_score": scored[top], "weights": parse_weights_key(top)}
 
@@ -156,7 +160,7 @@ def design_step(*, masks_csv: str, top: int, per_mask: int, seed: int, concentra
 
 
 def round_step(*, r: int, result_paths: list[str], design_path: str, metric: str, settings: dict, c: dict | None,
-               out_json: str) -> dict:
+               out_json: str, constraints_path: str | None = None) -> dict:
     """One round (the weight_round checkpoint): read every vector scored so far, fit the surrogate and
     propose its optimum, or stop (`done`) when the optimum was scored already, none is feasible or
     `max_vectors` are scored. Loss is negated so that higher is better throughout."""
@@ -165,16 +169,17 @@ def round_step(*, r: int, result_paths: list[str], design_path: str, metric: str
     sign = -1 if metric == "loss" else 1
     scored = {rec["mask"]: sign * rec[metric] for rec in map(read_json, result_paths)}
     names = sorted({n for m in read_json(design_path)["top_masks"] for n in parse_key(m)})
+    sizes = read_json(constraints_path)["sizes"] if constraints_path else None  # select.constraints' budget unit
     out = {"round": r, "metric": metric, "n_scored": len(scored), "scored": sorted(scored), "fit": None, "proposed": None}
     if len(scored) < settings["max_vectors"]:
         model = fit(list(scored), list(scored.values()), names, settings["alpha"])
-        w = optimum(model, c, settings["cap"])
+        w = optimum(model, c, settings["cap"], sizes)
         key = None if w is None else weights_key(w)
         out["fit"] = {k: model[k] for k in ("intercept", "g", "names", "rmse", "n", "alpha")}
         out["optimum"] = key
         out["predicted"] = None if key is None else float(predict(model, [key])[0])
         out["proposed"] = None if key is None or key in scored else key
-    allowed = [k for k in scored if cons.allows(parse_weights_key(k), c)] or list(scored)
+    allowed = [k for k in scored if cons.allows(parse_weights_key(k), c, sizes)] or list(scored)
     best = max(allowed, key=lambda k: (scored[k], -len(parse_weights_key(k)), k))
     out |= {"best": best, "best_score": sign * scored[best], "weights": parse_weights_key(best), "done": out["proposed"] is None}
     atomic_write_json(out, out_json)
