@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 
 from . import engine
 from .io import atomic_write_json, atomic_write_text
@@ -62,10 +61,7 @@ def mixture_summary(*, last_round: str, design_path: str, summary_json: str, dep
     weighted = engine.score(checkpoints={"deployed_weighted": deploy_weights}, base_dir=base_dir, split_path=test_path,
                             task=task, batch_size=batch_size, device=device, threads=threads, heads=heads)
     weighted.pop("merge_s"), weighted.pop("eval_s")
-    scores = {}
-    for key in rnd["scored"]:  # every vector's val score, read back for the table and the plot
-        folder = "weight_eval" if "@" in key else "merge_eval"
-        scores[key] = read_json(f"{os.path.dirname(out_json)}/{folder}/{key}.json")[rnd["metric"]]
+    scores = rnd["scores"]  # every vector's val score, as the last round read them
     out = {"key": rnd["best"], "weights": rnd["weights"], "metric": rnd["metric"], "val_score": rnd["best_score"],
            "best_mask": design["top_masks"][0], "best_mask_val_score": scores[design["top_masks"][0]],
            "vectors_scored": len(scores), "rounds": rnd["round"] + 1, "fit": rnd["fit"], "scores": scores,

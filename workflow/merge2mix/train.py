@@ -116,7 +116,7 @@ def finetune(*, base_dir: str, train_paths: dict[str, str], out_weights: str, ou
     record = {
         "datasets": sorted(train_paths),
         "examples": len(data),
-        "examples_per_dataset": df["source"].value_counts().sort_index().to_dict(),
+        "examples_per_dataset": dict(sorted(sizes.items())),
         **({"mixture_weights": weights, "examples_per_epoch": epoch, "drawn_per_epoch": allocate(weights, epoch)} if weights else {}),
         "hyperparameters": hp,
         "seed": seed,

@@ -120,6 +120,13 @@ def optimum(model: dict, c: dict | None = None, cap: float = 1.0, sizes: dict[st
     return {n: float(pulp.value(w[n])) for n in names if pulp.value(w[n]) > 1e-9}
 
 
+def _best(scored: dict[str, float], c: dict | None, sizes: dict[str, int] | None) -> str:
+    """The best scored vector that satisfies `c` (any, if none does: a draw may round a member away),
+    then fewer datasets, then the key."""
+    allowed = [k for k in scored if cons.allows(parse_weights_key(k), c, sizes)] or list(scored)
+    return max(allowed, key=lambda k: (scored[k], -len(parse_weights_key(k)), k))
+
+
 def weight_search(top_masks: list[str], score, budget: int, *, per_mask: int = 4, seed: int = 0, c: dict | None = None,
                   cap: float = 1.0, alpha: float = 1e-2, concentration: float = 2.0, sizes: dict[str, int] | None = None) -> dict:
     """Score the top masks and the design, then rounds of fit -> optimum -> score until the optimum
@@ -138,8 +145,7 @@ def weight_search(top_masks: list[str], score, budget: int, *, per_mask: int = 4
         if key is None or key in scored:
             break
         scored[key] = score(key)
-    allowed = [k for k in scored if cons.allows(parse_weights_key(k), c, sizes)] or list(scored)  # draws may round a member away
-    top = max(allowed, key=lambda k: (scored[k], -len(parse_weights_key(k)), k))
+    top = _best(scored, c, sizes)
     return {"scored": scored, "rounds": rounds, "best": top, "best_score": scored[top], "weights": parse_weights_key(top)}
 
 
@@ -179,8 +185,8 @@ def round_step(*, r: int, result_paths: list[str], design_path: str, metric: str
         out["optimum"] = key
         out["predicted"] = None if key is None else float(predict(model, [key])[0])
         out["proposed"] = None if key is None or key in scored else key
-    allowed = [k for k in scored if cons.allows(parse_weights_key(k), c, sizes)] or list(scored)
-    best = max(allowed, key=lambda k: (scored[k], -len(parse_weights_key(k)), k))
-    out |= {"best": best, "best_score": sign * scored[best], "weights": parse_weights_key(best), "done": out["proposed"] is None}
+    best = _best(scored, c, sizes)
+    out |= {"best": best, "best_score": sign * scored[best], "weights": parse_weights_key(best), "done": out["proposed"] is None,
+            "scores": {k: sign * v for k, v in scored.items()}}
     atomic_write_json(out, out_json)
     return out
