@@ -101,6 +101,7 @@ def main(argv=None) -> int:
     import torch
 
     from merge2mix import families, runtime, train
+    from merge2mix.job import Job
 
     cfg = config_mod.load(a.config)
     plan = config_mod.Plan(cfg)
@@ -123,9 +124,8 @@ def main(argv=None) -> int:
             torch.use_deterministic_algorithms(False)  # ours turns it on; the raw loop runs as plain PyTorch does
             raw_s.append(raw_loop(base, df["text"].astype(str).tolist(), [index[l] for l in df["label"]],
                                   {**hp, "max_length": task["max_length"]}, steps, cfg["seed"]))
-            rec = train.finetune(base_dir=base, train_paths={name: str(split)}, out_weights=f"{tmp}/ft{r}.safetensors",
-                                 out_json=f"{tmp}/ft{r}.json", hp=hp, task=task, seed=cfg["seed"], device=str(dev),
-                                 threads=a.threads)
+            rec = train.finetune(Job(base_dir=base, task=task, hp=hp, seed=cfg["seed"], device=str(dev), threads=a.threads),
+                                 {name: str(split)}, f"{tmp}/ft{r}.safetensors", f"{tmp}/ft{r}.json")
             ours_s.append(rec["wall_time_s"])
             print(f"[bench] pair {r + 1}: raw {1000 * raw_s[-1] / steps:.0f} ms/step, ours {1000 * ours_s[-1] / steps:.0f} ms/step",
                   flush=True)

@@ -114,23 +114,24 @@ def kernel(plan, threads):
     import torch
 
     from merge2mix import engine, families, runtime
+    from merge2mix import pool as pools
     from merge2mix.config import AVERAGE, merge_operator
+    from merge2mix.job import from_config
     from merge2mix.merge import average, load_weights
 
     cfg, run = plan.cfg, Path(plan.run_dir)
     ckpt = {n: str(run / "finetune" / n / "model.safetensors") for n in plan.candidates}
     head = run / "heads" / f"{plan.target}.safetensors"
-    common = dict(base_dir=str(run / "base"), split_path=str(run / "data" / plan.target / "val.parquet"), task=cfg["task"],
-                  batch_size=cfg["eval"]["batch_size"], device=cfg["device"], threads=threads, mode="memory",
-                  pool=plan.candidates, heads={plan.target: str(head)} if head.exists() else None,
-                  operator=merge_operator(cfg["merge"]))
+    job = from_config(cfg, str(run / "base"), threads, {plan.target: str(head)} if head.exists() else None)
+    val = str(run / "data" / plan.target / "val.parquet")
+    common = dict(mode="memory", pool=plan.candidates, operator=merge_operator(cfg["merge"]))
     order = list(plan.masks)
     random.Random(0).shuffle(order)  # Snakemake's order is whatever becomes ready first
     for n in plan.candidates:  # the one-off cost (load every fine-tune, encode the split), not the kernel
-        engine.score(checkpoints={n: ckpt[n]}, **common)
+        engine.score(job, {n: ckpt[n]}, val, **common)
     merge_s = fwd_s = 0.0
     for m in order:
-        r = engine.score(checkpoints={n: ckpt[n] for n in m.split("+")}, **common)
+        r = engine.score(job, {n: ckpt[n] for n in m.split("+")}, val, **common)
         merge_s, fwd_s = merge_s + r["merge_s"], fwd_s + r["eval_s"]
 
     # P2: the merge alone, one pass over the masks as a run makes it, each operator on a fresh pool of
@@ -141,7 +142,7 @@ def kernel(plan, threads):
     merge_only = {}
     for name, op in (("average", AVERAGE), ("configured", common["operator"])):
         engine.clear_cache()
-        pool = engine.Pool(families.get(cfg["task"]["type"]), common["base_dir"], dev, "memory", plan.candidates)
+        pool = pools.Pool(families.get(cfg["task"]["type"]), job.base_dir, dev, "memory", plan.candidates)
         pool.merge({n: ckpt[n] for n in plan.candidates}, op["method"], op["params"])  # warm: rows loaded
         t0 = time.perf_counter()
         for m in order:
@@ -201,10 +202,11 @@ def rss_child(mode: str, root: str, n: int, threads: int):
 
     floor = vm_hwm()
     from merge2mix import engine, families, runtime
+    from merge2mix import pool as pools
 
     dev = runtime.setup(threads, "cpu")
     fam = families.get("text_classification")
-    pool = engine.Pool(fam, f"{root}/base", dev, mode, [f"ft{i}" for i in range(n)])
+    pool = pools.Pool(fam, f"{root}/base", dev, mode, [f"ft{i}" for i in range(n)])
     files = {f"ft{i}": f"{root}/ft{i}.safetensors" for i in range(n)}
     pool.merge(files)
     pool.merge(dict(list(files.items())[:2]))

@@ -33,6 +33,7 @@ OPERATORS = [("average", {}), ("task_arithmetic", {"lam": 1.0, "power": 0.5}), (
 
 def measure(root: Path, n: int, masks: int, threads: int, seed: int = 0) -> dict:
     from merge2mix import engine, families, runtime
+    from merge2mix import pool as pools
 
     dev = runtime.setup(threads, "cpu")
     fam = families.get("text_classification")
@@ -42,7 +43,7 @@ def measure(root: Path, n: int, masks: int, threads: int, seed: int = 0) -> dict
     out = {}
     for mode in ("memory", "stream"):
         engine.clear_cache()
-        pool = engine.Pool(fam, str(root / "base"), dev, mode, sorted(files), budget_bytes=10**13)
+        pool = pools.Pool(fam, str(root / "base"), dev, mode, sorted(files), budget_bytes=10**13)
         pool.merge(files)  # every member loaded once (memory mode): the one-off cost, not the per-mask one
         for method, params in OPERATORS:  # warm-up: first-call allocations and theta_0's row
             pool.merge({m: files[m] for m in sample[0]}, method, params)

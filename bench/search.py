@@ -59,8 +59,8 @@ def replay(table: pd.DataFrame, metric: str, budgets: list[float], seeds: int) -
     n_round0 = len(search.design(cands, None, 0))
     for frac in budgets:
         budget = max(1, round(frac * n_masks))
-        runs = {"surrogate": [search.surrogate_search(cands, scores.get, budget, per_round=max(1, budget // 10),
-                                                      m0=min(n_round0, budget // 2))],
+        runs = {"surrogate": [search.surrogate_search(cands, scores.get, budget, {"per_round": max(1, budget // 10),
+                                                      "design_masks": min(n_round0, budget // 2)})],
                 "greedy": [search.greedy_search(cands, scores.get, budget)],
                 "random": [search.random_search(cands, scores.get, budget, seed=s) for s in range(seeds)]}
         for method, results in runs.items():
@@ -99,8 +99,8 @@ def constrained(table: pd.DataFrame, metric: str, sizes: dict[str, int], frac: f
         feasible = {m: v for m, v in scores.items() if constraints.allows(parse_key(m), c, sizes)}
         brute = max(feasible.values())
         picked = within_constraints(ranked, {"constraints": c, "sizes": sizes}).iloc[0]["mask"]
-        res = search.surrogate_search(cands, scores.get, budget, per_round=max(1, budget // 10),
-                                      m0=min(len(search.design(cands, None, 0, c)), budget // 2), c=c, sizes=sizes)
+        settings = {"per_round": max(1, budget // 10), "design_masks": min(len(search.design(cands, None, 0, c)), budget // 2)}
+        res = search.surrogate_search(cands, scores.get, budget, settings, c=c, sizes=sizes)
         rows.append({"constraints": name, "feasible_masks": len(feasible), "best_feasible": brute, "exhaustive_pick": picked,
                      "exhaustive_pick_is_best_feasible": scores[picked] == brute, "surrogate_budget": budget,
                      "surrogate_masks": len(res["scored"]), "surrogate_pick": res["best"],

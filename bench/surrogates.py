@@ -84,20 +84,20 @@ def score_all(plan: config_mod.Plan, surrogates: list[str], threads: int, workdi
     from tqdm import tqdm
 
     from merge2mix import engine
+    from merge2mix.job import from_config
 
     cfg, run = plan.cfg, workdir / plan.run_dir
     ckpt = {n: str(run / "finetune" / n / "model.safetensors") for n in plan.candidates}
     head = run / "heads" / f"{plan.target}.safetensors"  # families with frozen per-dataset heads
     heads = {plan.target: str(head)} if cfg["task"]["type"] in config_mod.PER_DATASET_LABELS else None
+    job = from_config(cfg, str(run / "base"), threads, heads)
     rows = []
     for name in surrogates:
         method, params = SURROGATES[name]
         for mask in tqdm(plan.masks, desc=f"{cfg['run']} {name}", mininterval=5):
             members = mask.split("+")
-            r = engine.score(base_dir=str(run / "base"), checkpoints={m: ckpt[m] for m in members},
-                             split_path=str(run / "data" / plan.target / "val.parquet"), task=cfg["task"],
-                             batch_size=cfg["eval"]["batch_size"], device=cfg["device"], threads=threads,
-                             pool=plan.candidates, operator={"method": method, "params": params}, heads=heads)
+            r = engine.score(job, {m: ckpt[m] for m in members}, str(run / "data" / plan.target / "val.parquet"),
+                             pool=plan.candidates, operator={"method": method, "params": params})
             rows.append({"surrogate": name, "mask": mask, "size": len(members),
                          **{k: r[k] for k in ("accuracy", "macro_f1", "balanced_accuracy", "loss")}})
     return pd.DataFrame(rows)

@@ -70,24 +70,22 @@ def oracle(plan: config_mod.Plan, run: Path, keys: list[str], scores: dict[str, 
     import tempfile
 
     from merge2mix import engine
+    from merge2mix.job import from_config
     from merge2mix.mixtures import parse_weights_key
     from merge2mix.train import finetune
 
     cfg = plan.cfg
-    head = run / "heads" / f"{plan.target}.safetensors"
-    heads_dir = run / "heads"
+    heads_dir = run / "heads"  # families with frozen per-dataset heads: every candidate's and the target's
+    heads = {p.stem: str(p) for p in heads_dir.glob("*.safetensors")} or None
+    job = from_config(cfg, str(run / "base"), threads, heads)
     rows = []
     for key in keys:
         w = parse_weights_key(key)
         with tempfile.TemporaryDirectory() as tmp:
-            rec = finetune(base_dir=str(run / "base"), train_paths={n: str(run / "data" / n / "train.parquet") for n in w},
-                           out_weights=f"{tmp}/m.safetensors", out_json=f"{tmp}/m.json", hp=cfg["train"], task=cfg["task"],
-                           seed=cfg["seed"], device=cfg["device"], threads=threads, weights=w,
-                           heads={n: str(heads_dir / f"{n}.safetensors") for n in w} if heads_dir.is_dir() else None)
-            ev = {split: engine.score(checkpoints={"ft": f"{tmp}/m.safetensors"}, base_dir=str(run / "base"),
-                                      split_path=str(run / "data" / plan.target / f"{split}.parquet"), task=cfg["task"],
-                                      batch_size=cfg["eval"]["batch_size"], device=cfg["device"], threads=threads,
-                                      heads={plan.target: str(head)} if head.exists() else None)
+            rec = finetune(job.only(w), {n: str(run / "data" / n / "train.parquet") for n in w}, f"{tmp}/m.safetensors",
+                           f"{tmp}/m.json", weights=w)
+            ev = {split: engine.score(job.only([plan.target]), {"ft": f"{tmp}/m.safetensors"},
+                                      str(run / "data" / plan.target / f"{split}.parquet"))
                   for split in ("val", "test")}
         rows.append({"key": key, "merged_val": scores[key], "finetuned_val": ev["val"]["accuracy"],
                      "finetuned_test": ev["test"]["accuracy"], "finetuned_test_macro_f1": ev["test"]["macro_f1"],

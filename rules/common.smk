@@ -85,13 +85,12 @@ def score_mask(wildcards, input, output, params, threads, log):
     from merge2mix import engine, jobs
 
     key = wildcards.get("mask") or wildcards.get("wkey")
-    weights = parse_weights_key(key) if "@" in key else None
-    jobs.run_inline(engine.merge_eval, log[0], key=key, out_json=output[0], base_dir=params.base_dir, weights=weights,
-                    checkpoints={n: input[n] for n in sorted(parse_weights_key(key))}, split_path=input.val, task=params.task,
-                    batch_size=params.batch_size, precision=params.precision, device=params.device, threads=threads,
-                    mode=params.mode, operator=params.operator,
+    job = jobs.context(params, threads, input).only([PLAN.target])
+    jobs.run_inline(engine.merge_eval, log[0], key=key, out_json=output[0], job=job,
+                    checkpoints={n: input[n] for n in sorted(parse_weights_key(key))}, split_path=input.val,
+                    weights=parse_weights_key(key) if "@" in key else None, mode=params.mode, operator=params.operator,
                     pool=PLAN.candidates,  # not a param: adding a candidate must not rerun existing masks
-                    budget_bytes=params.budget, heads=jobs.heads(input, [PLAN.target]))
+                    budget_bytes=params.budget)
 
 
 def heads_of(names):

@@ -52,7 +52,6 @@ rule evaluate:
         base_dir=model_dir,
         task=TASK,
         target=CFG["target"],
-        operator=merge_operator(CFG["merge"]),
         batch_size=CFG["eval"]["batch_size"],
         device=DEVICE,
     threads: CFG["threads"]["evaluate"]

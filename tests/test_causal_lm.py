@@ -5,6 +5,7 @@ with LoRA and with full fine-tuning, and the paper-language preset planned."""
 import json
 import os
 import re
+from dataclasses import replace
 
 import pandas as pd
 import pytest
@@ -16,6 +17,7 @@ from merge2mix import engine, families
 from merge2mix.data.instructions import to_examples
 from merge2mix.data.prepare import prepare_dataset
 from merge2mix.errors import DataError
+from merge2mix.job import Job
 from merge2mix.merge import average, load_weights, save_weights
 from merge2mix.train import finetune
 
@@ -69,9 +71,8 @@ def test_loss_is_on_the_response_only(world):
 
 
 def test_lora_finetune_changes_only_adapted_weights_and_learns(world, tmp_path):
-    rec = finetune(base_dir=world["base"], train_paths={"add": world["paths"]["add"]["train"]},
-                   out_weights=str(tmp_path / "m.safetensors"), out_json=str(tmp_path / "t.json"), hp=HP,
-                   task={**world["task"], "lora": LORA}, seed=0, device="cpu")
+    rec = finetune(Job(base_dir=world["base"], task={**world["task"], "lora": LORA}, hp=HP, device="cpu"),
+                   {"add": world["paths"]["add"]["train"]}, str(tmp_path / "m.safetensors"), str(tmp_path / "t.json"))
     base, ft = load_weights(os.path.join(world["base"], "model.safetensors")), load_weights(tmp_path / "m.safetensors")
     assert base.keys() == ft.keys()  # theta_0's names: the adapter is materialised, not saved beside it
     changed = {k for k in base if not torch.equal(base[k], ft[k])}
@@ -110,16 +111,15 @@ def test_lora_merge_averages_materialised_deltas_not_factors(world, tmp_path):
 
 def test_full_finetune_and_the_three_target_metrics(world, tmp_path):
     task = {**world["task"], "lora": None}
-    finetune(base_dir=world["base"], train_paths={"add": world["paths"]["add"]["train"]}, out_weights=str(tmp_path / "f.safetensors"),
-             out_json=str(tmp_path / "f.json"), hp=HP, task=task, seed=0, device="cpu")
+    job = Job(base_dir=world["base"], task=task, hp=HP, device="cpu", batch_size=4)
+    finetune(job, {"add": world["paths"]["add"]["train"]}, str(tmp_path / "f.safetensors"), str(tmp_path / "f.json"))
     base, ft = load_weights(os.path.join(world["base"], "model.safetensors")), load_weights(tmp_path / "f.safetensors")
     assert sum(not torch.equal(base[k], ft[k]) for k in base) > len(base) // 2  # every weight trains
     ck, val = {"f": str(tmp_path / "f.safetensors")}, world["paths"]["target"]["val"]
     scores = {}
     for metric in ("choice_accuracy", "exact_match", "response_loss"):
         engine.clear_cache()
-        scores[metric] = engine.score(base_dir=world["base"], checkpoints=ck, split_path=val, task={**task, "metric": metric},
-                                      batch_size=4, device="cpu")
+        scores[metric] = engine.score(replace(job, task={**task, "metric": metric}), ck, val)
         assert scores[metric]["n"] == 10 and 0 <= scores[metric]["accuracy"] <= 1 and scores[metric]["metric"] == metric
     assert scores["choice_accuracy"]["loss"] == pytest.approx(scores["response_loss"]["loss"])
     # choice_accuracy by hand: the choice with the highest summed log-likelihood after the prompt.

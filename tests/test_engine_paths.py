@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from merge2mix import engine, families
+from merge2mix import pool as pools
 from merge2mix.errors import CheckpointError
 from merge2mix.merge import average, load_weights, save_weights
 
@@ -35,7 +36,7 @@ def pool_files(tiny_model, tmp_path_factory):
 @pytest.mark.parametrize("mode, max_sums", [("memory", None), ("memory", 1), ("stream", None)])
 def test_every_mask_equals_the_naive_average(pool_files, mode, max_sums):
     base_dir, files = pool_files
-    pool = engine.Pool(FAM, base_dir, "cpu", mode=mode, pool=NAMES)
+    pool = pools.Pool(FAM, base_dir, "cpu", mode=mode, pool=NAMES)
     if max_sums:
         pool.max_sums = max_sums  # a tiny prefix cache: reuse and eviction both happen
     order = list(MASKS) * 2
@@ -50,14 +51,14 @@ def test_every_mask_equals_the_naive_average(pool_files, mode, max_sums):
 
 def test_auto_mode_follows_the_budget(pool_files):
     base_dir, _ = pool_files
-    assert engine.Pool(FAM, base_dir, "cpu", mode="auto", pool=NAMES, budget_bytes=10**12).mode == "memory"
-    assert engine.Pool(FAM, base_dir, "cpu", mode="auto", pool=NAMES, budget_bytes=10).mode == "stream"
+    assert pools.Pool(FAM, base_dir, "cpu", mode="auto", pool=NAMES, budget_bytes=10**12).mode == "memory"
+    assert pools.Pool(FAM, base_dir, "cpu", mode="auto", pool=NAMES, budget_bytes=10).mode == "stream"
 
 
 @pytest.mark.parametrize("mode", ["memory", "stream"])
 def test_bad_members_are_named(pool_files, tmp_path, mode):
     base_dir, files = pool_files
-    pool = engine.Pool(FAM, base_dir, "cpu", mode=mode, pool=NAMES)
+    pool = pools.Pool(FAM, base_dir, "cpu", mode=mode, pool=NAMES)
     sd = load_weights(files["a"])
     sd["classifier.bias"] = torch.zeros(3)
     save_weights(sd, tmp_path / "odd.safetensors")
@@ -83,12 +84,12 @@ def test_a_checkpoint_changed_after_training_is_refused(pool_files, tmp_path, mo
 
     (ft / "train.json").write_text(json.dumps({"weights_sha256": file_sha256(ft / "model.safetensors")}))
     engine.clear_cache()
-    pool = engine.Pool(FAM, base_dir, "cpu", mode=mode, pool=NAMES)
+    pool = pools.Pool(FAM, base_dir, "cpu", mode=mode, pool=NAMES)
     pool.merge({"a": str(ft / "model.safetensors")})  # matches: fine
     sd = load_weights(files["b"])
     save_weights(sd, ft / "model.safetensors")  # replaced after training
     engine.clear_cache()
-    pool = engine.Pool(FAM, base_dir, "cpu", mode=mode, pool=NAMES)
+    pool = pools.Pool(FAM, base_dir, "cpu", mode=mode, pool=NAMES)
     with pytest.raises(CheckpointError, match=r"sha256 differs from the one recorded at training"):
         pool.merge({"a": str(ft / "model.safetensors")})
 
@@ -107,21 +108,21 @@ def test_without_a_training_record_a_checkpoint_is_merged_unverified(pool_files,
     bare.parent.mkdir()
     shutil.copy(files["a"], bare)
     engine.clear_cache()
-    engine.verify_checkpoint(str(bare))  # no record: accepted
+    pools.verify_checkpoint(str(bare))  # no record: accepted
     (bare.parent / "train.json").write_text(json.dumps({"steps": 3}))
     engine.clear_cache()
-    engine.verify_checkpoint(str(bare))  # a record without weights_sha256: accepted
+    pools.verify_checkpoint(str(bare))  # a record without weights_sha256: accepted
     (bare.parent / "train.json").write_text(json.dumps({"weights_sha256": "0" * 64}))
-    engine.verify_checkpoint(str(bare))  # same file identity: the cached verdict stands
+    pools.verify_checkpoint(str(bare))  # same file identity: the cached verdict stands
     engine.clear_cache()
     with pytest.raises(CheckpointError) as e:
-        engine.verify_checkpoint(str(bare))
+        pools.verify_checkpoint(str(bare))
     assert str(e.value) == (f"checkpoint {bare}: sha256 differs from the one recorded at training in "
                             f"{bare.parent / 'train.json'} (changed or damaged since; delete it to retrain)")
     (bare.parent / "train.json").write_text(json.dumps({"weights_sha256": file_sha256(bare)}))
-    engine.verify_checkpoint(str(bare))
+    pools.verify_checkpoint(str(bare))
     with pytest.raises(CheckpointError, match=r"missing\.safetensors: file not found"):
-        engine.verify_checkpoint(str(tmp_path / "missing.safetensors"))
+        pools.verify_checkpoint(str(tmp_path / "missing.safetensors"))
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
@@ -138,7 +139,7 @@ def test_low_precision_models_merge_like_the_naive_average(pool_files, tmp_path,
         save_weights({k: v.to(dtype) if v.is_floating_point() else v for k, v in load_weights(p).items()}, low[n])
     fam = SimpleNamespace(load_model=lambda d, dev: FAM.load_model(d, dev).to(dtype), is_merged=FAM.is_merged)
     engine.clear_cache()
-    pool = engine.Pool(fam, base_dir, "cpu", mode=mode, pool=NAMES)
+    pool = pools.Pool(fam, base_dir, "cpu", mode=mode, pool=NAMES)
     assert not pool.direct or mode == "stream"
     for mask in [("a",), ("a", "c"), ("b", "c", "d"), ("a", "b", "c", "d"), ("a", "c")]:
         merged = pool.merge({n: low[n] for n in mask}).state_dict()
@@ -161,7 +162,7 @@ def test_every_operator_equals_its_reference_for_every_mask(pool_files, mode, me
     base_dir, files = pool_files
     base = load_weights(f"{base_dir}/model.safetensors")
     engine.clear_cache()
-    pool = engine.Pool(FAM, base_dir, "cpu", mode=mode, pool=NAMES)
+    pool = pools.Pool(FAM, base_dir, "cpu", mode=mode, pool=NAMES)
     for mask in MASKS:
         merged = pool.merge({n: files[n] for n in mask}, method, params).state_dict()
         want = merge_state(method, base, [load_weights(files[n]) for n in sorted(mask)], params)
@@ -174,12 +175,12 @@ def test_every_operator_equals_its_reference_for_every_mask(pool_files, mode, me
 def test_an_unknown_operator_is_one_line(pool_files):
     base_dir, files = pool_files
     with pytest.raises(ValueError) as e:
-        engine.Pool(FAM, base_dir, "cpu", mode="fast", pool=NAMES)
+        pools.Pool(FAM, base_dir, "cpu", mode="fast", pool=NAMES)
     assert str(e.value) == "merge mode 'fast' (one of auto, memory, stream)"
     with pytest.raises(CheckpointError) as e:
-        engine.Pool(FAM, base_dir, "cpu", mode="memory", pool=NAMES).merge({})
+        pools.Pool(FAM, base_dir, "cpu", mode="memory", pool=NAMES).merge({})
     assert str(e.value) == "merge: a mask over zero datasets has no average"
-    pool = engine.Pool(FAM, base_dir, "cpu", mode="memory", pool=NAMES)
+    pool = pools.Pool(FAM, base_dir, "cpu", mode="memory", pool=NAMES)
     with pytest.raises(CheckpointError, match=r"^merge\.method 'mean' is not one of average, task_arithmetic, ties$"):
         pool.merge({"a": files["a"]}, "mean")
 
@@ -203,7 +204,7 @@ def test_members_that_differ_where_they_must_not_are_named(pool_files, tmp_path,
     for n, p in member.items():
         save_weights({**load_weights(files[n]), "step_counts": torch.arange(4)}, p)
     engine.clear_cache()
-    pool = engine.Pool(fam, base_dir, "cpu", mode=mode, pool=NAMES)
+    pool = pools.Pool(fam, base_dir, "cpu", mode=mode, pool=NAMES)
     assert list(pool.unmerged) == ["step_counts"]
     pool.merge(member)  # equal buffers: fine
     moved = {**load_weights(member["a"]), "step_counts": torch.arange(4) + 1}
@@ -229,17 +230,17 @@ def test_available_memory_reads_memavailable_else_physical_pages(monkeypatch):
     import os
 
     meminfo = "MemTotal:       24000000 kB\nMemFree:         1000000 kB\nMemAvailable:   12345678 kB\n"
-    monkeypatch.setattr(engine, "open", lambda path, *a, **k: io.StringIO(meminfo) if path == "/proc/meminfo" else None,
+    monkeypatch.setattr(pools, "open", lambda path, *a, **k: io.StringIO(meminfo) if path == "/proc/meminfo" else None,
                         raising=False)
-    assert engine.available_memory() == 12345678 * 1024
+    assert pools.available_memory() == 12345678 * 1024
 
     def no_proc(path, *a, **k):
         raise OSError("no /proc here")
 
-    monkeypatch.setattr(engine, "open", no_proc, raising=False)
+    monkeypatch.setattr(pools, "open", no_proc, raising=False)
     pages = {"SC_AVPHYS_PAGES": 1000, "SC_PAGE_SIZE": 4096}
     monkeypatch.setattr(os, "sysconf", lambda name: pages[name])
-    assert engine.available_memory() == 1000 * 4096
+    assert pools.available_memory() == 1000 * 4096
 
 
 def test_prefix_sums_are_cached_reused_and_evicted_oldest_first(pool_files):
@@ -249,8 +250,8 @@ def test_prefix_sums_are_cached_reused_and_evicted_oldest_first(pool_files):
     go first, their buffers kept for reuse. Every merge stays the naive average."""
     base_dir, files = pool_files
     engine.clear_cache()
-    pool = engine.Pool(FAM, base_dir, "cpu", mode="memory", pool=NAMES, budget_bytes=10**12)
-    fid = {n: engine._file_id(files[n]) for n in NAMES}
+    pool = pools.Pool(FAM, base_dir, "cpu", mode="memory", pool=NAMES, budget_bytes=10**12)
+    fid = {n: pools.file_id(files[n]) for n in NAMES}
 
     def ids(names, kind="theta"):
         return (kind, *(fid[n] for n in names))

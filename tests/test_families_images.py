@@ -15,10 +15,12 @@ import torch
 from conftest import FIXTURES, IMAGES, REPO, WORKFLOW_ENV, clip_config, snakemake, write_config
 from merge2mix import config as config_mod
 from merge2mix import engine, families
+from merge2mix import pool as pools
 from merge2mix.assets import resolve_package_path
 from merge2mix.data import images as img
 from merge2mix.data.prepare import map_labels, prepare_dataset, read_source_classes
 from merge2mix.errors import CheckpointError, ConfigError, DataError
+from merge2mix.job import Job
 from merge2mix.merge import load_weights
 from merge2mix.torchfile import read_state_dict
 from merge2mix.train import finetune
@@ -189,11 +191,11 @@ def test_zero_shot_head_is_deterministic_normalised_and_named(clip_world, tmp_pa
 
 def test_clip_finetune_trains_only_the_vision_tower(clip_world, tmp_path):
     w = clip_world
-    rec = finetune(base_dir=w["base"], train_paths={"stripes": w["paths"]["stripes"]["train"], "blobs": w["paths"]["blobs"]["train"]},
-                   out_weights=str(tmp_path / "m.safetensors"), out_json=str(tmp_path / "t.json"),
-                   hp={"lr": 1e-3, "epochs": 1, "max_steps": None, "batch_size": 8, "weight_decay": 0.01,
-                       "warmup_ratio": 0.1, "max_grad_norm": 1.0},
-                   task=w["task"], seed=0, device="cpu", heads={n: w["heads"][n] for n in ("stripes", "blobs")})
+    hp = {"lr": 1e-3, "epochs": 1, "max_steps": None, "batch_size": 8, "weight_decay": 0.01, "warmup_ratio": 0.1,
+          "max_grad_norm": 1.0}
+    job = Job(base_dir=w["base"], task=w["task"], hp=hp, device="cpu", heads={n: w["heads"][n] for n in ("stripes", "blobs")})
+    rec = finetune(job, {"stripes": w["paths"]["stripes"]["train"], "blobs": w["paths"]["blobs"]["train"]},
+                   str(tmp_path / "m.safetensors"), str(tmp_path / "t.json"))
     assert rec["examples_per_dataset"] == {"blobs": 12, "stripes": 12}
     base, ft = load_weights(os.path.join(w["base"], "model.safetensors")), load_weights(tmp_path / "m.safetensors")
     vision = [k for k in base if k.startswith(CLIP.MERGED_PREFIXES)]
@@ -214,7 +216,7 @@ def test_clip_merge_touches_only_the_vision_tower_and_scores_with_the_target_hea
 
         ck[n] = str(tmp_path / f"{n}.safetensors")
         save_weights(sd, ck[n])
-    pool = engine.Pool(CLIP, w["base"], "cpu", "memory", ["blobs", "stripes"])
+    pool = pools.Pool(CLIP, w["base"], "cpu", "memory", ["blobs", "stripes"])
     assert pool.keys and all(k.startswith(CLIP.MERGED_PREFIXES) for k in pool.keys)
     model = pool.merge(ck)
     merged = model.state_dict()
@@ -228,9 +230,9 @@ def test_clip_merge_touches_only_the_vision_tower_and_scores_with_the_target_hea
     bad["text_projection.weight"] = base["text_projection.weight"] + 1
     save_weights(bad, str(tmp_path / "bad.safetensors"))
     with pytest.raises(CheckpointError, match=r"non-mergeable tensor 'text_projection.weight' differs"):
-        engine.Pool(CLIP, w["base"], "cpu", "memory", ["bad"]).merge({"bad": str(tmp_path / "bad.safetensors")})
-    res = engine.score(base_dir=w["base"], checkpoints=ck, split_path=w["paths"]["shapes"]["val"], task=w["task"],
-                       batch_size=4, device="cpu", heads={"shapes": w["heads"]["shapes"]})
+        pools.Pool(CLIP, w["base"], "cpu", "memory", ["bad"]).merge({"bad": str(tmp_path / "bad.safetensors")})
+    job = Job(base_dir=w["base"], task=w["task"], batch_size=4, device="cpu", heads={"shapes": w["heads"]["shapes"]})
+    res = engine.score(job, ck, w["paths"]["shapes"]["val"])
     # By hand: theta_0 with the vision tower shifted by the mean shift (-0.01), image features against
     # the target's head, scaled by exp(logit_scale).
     ref = CLIP.load_model(w["base"]).eval()
@@ -396,8 +398,8 @@ def test_clip_similarity_baseline_embeds_images_without_heads(clip_world, tmp_pa
     from merge2mix.baselines import similarities
 
     w = clip_world
-    df = similarities(base_dir=w["base"], train_paths={n: w["paths"][n]["train"] for n in ("stripes", "blobs")},
-                      target_val=w["paths"]["shapes"]["val"], task=w["task"], max_examples=8, batch_size=4, device="cpu",
-                      threads=1, seed=0, out_csv=str(tmp_path / "sim.csv"))
+    df = similarities(Job(base_dir=w["base"], task=w["task"], batch_size=4, device="cpu"),
+                      {n: w["paths"][n]["train"] for n in ("stripes", "blobs")}, w["paths"]["shapes"]["val"], max_examples=8,
+                      out_csv=str(tmp_path / "sim.csv"))
     assert sorted(df["candidate"]) == ["blobs", "stripes"] and df["cosine"].between(-1, 1).all()
     assert pd.read_csv(tmp_path / "sim.csv").equals(df)

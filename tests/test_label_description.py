@@ -10,7 +10,9 @@ import torch
 from conftest import FIXTURES, REPO
 from merge2mix import config as config_mod
 from merge2mix import engine, families
+from merge2mix import pool as pools
 from merge2mix.data.prepare import prepare_dataset
+from merge2mix.job import Job
 from merge2mix.merge import load_weights
 from merge2mix.train import finetune
 
@@ -72,9 +74,8 @@ def test_heads_hold_each_datasets_own_classes(world):
 
 def test_zero_shot_base_scores_the_target_through_its_head(world):
     engine.clear_cache()
-    res = engine.score(base_dir=world["base"], checkpoints={"base": os.path.join(world["base"], "model.safetensors")},
-                       split_path=world["data"]["phones"]["val"], task=TASK, batch_size=8, device="cpu",
-                       heads={"phones": world["heads"]["phones"]})
+    job = Job(base_dir=world["base"], task=TASK, batch_size=8, device="cpu", heads={"phones": world["heads"]["phones"]})
+    res = engine.score(job, {"base": os.path.join(world["base"], "model.safetensors")}, world["data"]["phones"]["val"])
     acc, loss = by_hand(load_weights(os.path.join(world["base"], "model.safetensors")), world["base"],
                         world["heads"]["phones"], world["data"]["phones"]["val"])
     assert res["n"] == 15 and res["accuracy"] == pytest.approx(acc) and res["loss"] == pytest.approx(loss, abs=1e-4)
@@ -82,9 +83,9 @@ def test_zero_shot_base_scores_the_target_through_its_head(world):
 
 def test_mixture_of_label_sets_trains_the_encoder_and_merges_whole(world, tmp_path):
     d = world["data"]
-    rec = finetune(base_dir=world["base"], train_paths={"books": d["books"]["train"], "food": d["food"]["train"]},
-                   out_weights=str(tmp_path / "m.safetensors"), out_json=str(tmp_path / "t.json"), hp=HP, task=TASK,
-                   seed=0, device="cpu", heads={n: world["heads"][n] for n in ("books", "food")})
+    job = Job(base_dir=world["base"], task=TASK, hp=HP, device="cpu", batch_size=8, heads=world["heads"])
+    rec = finetune(job, {"books": d["books"]["train"], "food": d["food"]["train"]}, str(tmp_path / "m.safetensors"),
+                   str(tmp_path / "t.json"))  # job.heads holds every dataset's head: it trains with its members' only
     assert rec["examples_per_dataset"] == {"books": 20, "food": 20} and all(l == l for l in rec["train_loss"])
     loss = rec["train_loss"]
     assert sum(loss[-5:]) < 0.8 * sum(loss[:5]), loss  # it learns across two label sets at once
@@ -92,11 +93,9 @@ def test_mixture_of_label_sets_trains_the_encoder_and_merges_whole(world, tmp_pa
     assert base.keys() == ft.keys() and not any(k.startswith("classifier") for k in base)  # no head inside the model
     assert sum(not torch.equal(base[k], ft[k]) for k in base) > len(base) // 2
     engine.clear_cache()
-    pool = engine.Pool(FAM, world["base"], "cpu", "memory", ["a", "b"])
+    pool = pools.Pool(FAM, world["base"], "cpu", "memory", ["a", "b"])
     assert set(pool.keys) == {k for k, v in base.items() if v.is_floating_point()}  # the whole encoder
-    res = engine.score(base_dir=world["base"], checkpoints={"mix": str(tmp_path / "m.safetensors")},
-                       split_path=world["data"]["phones"]["val"], task=TASK, batch_size=8, device="cpu",
-                       heads={"phones": world["heads"]["phones"]})
+    res = engine.score(job.only(["phones"]), {"mix": str(tmp_path / "m.safetensors")}, world["data"]["phones"]["val"])
     acc, loss = by_hand(ft, world["base"], world["heads"]["phones"], world["data"]["phones"]["val"])
     assert res["n"] == 15 and res["accuracy"] == pytest.approx(acc) and res["loss"] == pytest.approx(loss, abs=1e-4)
 
@@ -147,8 +146,8 @@ def test_frozen_shared_head_is_the_label_description_family_over_task_labels(tin
         heads[name] = FAM.build_head(str(tmp_path / "base"), meta["labels"], task["templates"], str(tmp_path / f"{name}.st"))
     assert torch.equal(heads["phones"], heads["books"]) and torch.equal(heads["phones"], heads["food"])
     val = str(tmp_path / "phones" / "val.parquet")  # theta_0 is a zero-shot classifier through the frozen head
-    res = engine.score(base_dir=str(tmp_path / "base"), checkpoints={"base": str(tmp_path / "base" / "model.safetensors")},
-                       split_path=val, task=task, batch_size=8, device="cpu", heads={"phones": str(tmp_path / "phones.st")})
+    job = Job(base_dir=str(tmp_path / "base"), task=task, batch_size=8, device="cpu", heads={"phones": str(tmp_path / "phones.st")})
+    res = engine.score(job, {"base": str(tmp_path / "base" / "model.safetensors")}, val)
     acc, _ = by_hand(load_weights(tmp_path / "base" / "model.safetensors"), str(tmp_path / "base"), str(tmp_path / "phones.st"), val)
     assert res["accuracy"] == pytest.approx(acc)
 

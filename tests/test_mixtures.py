@@ -2,6 +2,7 @@
 fine-tune that resumes bit-identical."""
 
 import random
+from dataclasses import replace
 
 import numpy as np
 from collections import Counter
@@ -12,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from merge2mix import engine, mixtures
+from merge2mix import pool as pools
 from merge2mix.errors import ConfigError
 from merge2mix.merge import load_weights, merge_state
 from test_engine_paths import FAM, NAMES, pool_files  # noqa: F401  (the tiny pool fixture)
@@ -66,7 +68,7 @@ def test_weighted_merge_equals_its_reference_and_equal_weights_are_the_mask(pool
     base = load_weights(f"{base_dir}/model.safetensors")
     sds = {n: load_weights(files[n]) for n in NAMES}
     engine.clear_cache()
-    pool = engine.Pool(FAM, base_dir, "cpu", mode=mode, pool=NAMES)
+    pool = pools.Pool(FAM, base_dir, "cpu", mode=mode, pool=NAMES)
     for op in ({"method": "average", "params": {}}, {"method": "task_arithmetic", "params": {"lam": 1.0, "power": 0.5}}):
         w = {"a": 0.6, "c": 0.3, "d": 0.1}
         got = pool.merge_weighted({n: files[n] for n in w}, w, op).state_dict()
@@ -105,11 +107,12 @@ def test_an_epoch_draws_each_dataset_in_proportion_without_early_repeats():
 
 
 def test_a_weighted_finetune_follows_its_weights_and_resumes_bit_identical(world, tmp_path, monkeypatch):  # noqa: F811
+    from merge2mix.job import Job
     from merge2mix.train import finetune
 
     paths = {n: world["data"][n]["train"] for n in ("books", "food")}
-    base = dict(base_dir=world["base"], train_paths=paths, hp={**HP, "max_steps": 12}, task=TASK, seed=0, device="cpu",
-                weights={"books": 0.75, "food": 0.25}, budget=32)
+    job = Job(base_dir=world["base"], task=TASK, hp={**HP, "max_steps": 12}, seed=0, device="cpu")
+    base = dict(job=job, train_paths=paths, weights={"books": 0.75, "food": 0.25}, budget=32)
     ref = finetune(out_weights=str(tmp_path / "ref.safetensors"), out_json=str(tmp_path / "ref.json"), **base)
     assert ref["drawn_per_epoch"] == {"books": 24, "food": 8} and ref["examples_per_epoch"] == 32
     plain = finetune(out_weights=str(tmp_path / "p.safetensors"), out_json=str(tmp_path / "p.json"),
@@ -126,7 +129,7 @@ def test_a_weighted_finetune_follows_its_weights_and_resumes_bit_identical(world
 
     work = tmp_path / "work"
     kw = dict(out_weights=str(tmp_path / "w.safetensors"), out_json=str(tmp_path / "w.json"), work_dir=str(work),
-              checkpoint_every=6, **base)  # 32 examples / batch 8 = 4 steps an epoch: step 6 is mid-epoch
+              **{**base, "job": replace(job, checkpoint_every=6)})  # 32 examples / batch 8 = 4 steps an epoch: step 6 is mid-epoch
     monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", dying_clip)
     with pytest.raises(KeyboardInterrupt):
         finetune(**kw)
@@ -173,11 +176,11 @@ def test_weight_search_finds_the_planted_optimum_at_a_small_budget():
     from merge2mix import weight_search as ws
 
     score = lambda k: planted_weights(mixtures.parse_weights_key(k))  # noqa: E731
-    res = ws.weight_search(["a+b+c", "a+b", "a+c"], score, budget=30, per_mask=6, seed=0)
+    res = ws.weight_search(["a+b+c", "a+b", "a+c"], score, budget=30, settings={"per_mask": 6, "seed": 0})
     assert len(res["scored"]) <= 30 and res["rounds"][-1]["round"] >= 1
     assert res["best_score"] >= -0.01  # within 0.1 in weight of the peak (0.5, 0.3, 0.2)
     assert res["best_score"] > max(score(m) for m in ["a+b+c", "a+b", "a+c"])  # better than every mask
     c = {"must_include": ["c"], "max_datasets": 2}
-    kept = ws.weight_search(["a+c", "b+c"], score, budget=20, per_mask=4, seed=0, c=c)
+    kept = ws.weight_search(["a+c", "b+c"], score, budget=20, settings={"per_mask": 4, "seed": 0}, c=c)
     assert kept["weights"]["c"] >= ws.MIN_WEIGHT and len(kept["weights"]) <= 2
     assert all("c" in mixtures.parse_weights_key(r["proposed"]) for r in kept["rounds"][1:] if r["proposed"])

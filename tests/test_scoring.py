@@ -3,6 +3,7 @@ back-off) on theta_0 of the tiny random BERT and perturbed copies of it: no trai
 in a second (mutation testing runs them once per mutant)."""
 
 import json
+from dataclasses import replace
 
 import pandas as pd
 import pytest
@@ -13,6 +14,7 @@ from merge2mix import engine, families
 from merge2mix import evaluate as ev
 from merge2mix.data.prepare import prepare_dataset
 from merge2mix.evaluate import evaluate
+from merge2mix.job import Job
 from merge2mix.merge import average, load_weights, merge_state, save_weights
 
 pytestmark = pytest.mark.usefixtures("isolated_cwd")  # relative-path writes fail, not leak
@@ -48,18 +50,18 @@ def _by_hand(world, state):
 
 def test_score_is_the_evaluation_of_the_merged_model(world):
     engine.clear_cache()
-    s = dict(split_path=world["val"], task=TASK, batch_size=4, device="cpu", base_dir=world["base"])
-    got = engine.score(checkpoints=world["ckpts"], **s)
+    job = Job(base_dir=world["base"], task=TASK, batch_size=4, device="cpu")
+    got = engine.score(job, world["ckpts"], world["val"])
     want = _by_hand(world, average([load_weights(p) for p in world["ckpts"].values()]))
     assert {k: got[k] for k in ("accuracy", "macro_f1", "balanced_accuracy", "loss", "n")} == \
         {k: want[k] for k in ("accuracy", "macro_f1", "balanced_accuracy", "loss", "n")}
     assert got["batch_size"] == 4 and got["precision"] == "fp32" and got["merge_s"] >= 0 and got["eval_s"] > 0
     base = load_weights(f"{world['base']}/model.safetensors")
     op = {"method": "ties", "params": {"density": 0.5, "lam": 1.0, "power": 0.0}}
-    ties = engine.score(checkpoints=world["ckpts"], operator=op, **s)
+    ties = engine.score(job, world["ckpts"], world["val"], operator=op)
     want = _by_hand(world, merge_state("ties", base, [load_weights(world["ckpts"][n]) for n in ("books", "food")], op["params"]))
     assert (ties["accuracy"], ties["loss"]) == (want["accuracy"], want["loss"])
-    one = engine.score(checkpoints={"books": world["ckpts"]["books"]}, **s)  # the same warm pool, one member
+    one = engine.score(job, {"books": world["ckpts"]["books"]}, world["val"])  # the same warm pool, one member
     want = _by_hand(world, load_weights(world["ckpts"]["books"]))
     assert (one["accuracy"], one["loss"]) == (want["accuracy"], want["loss"])
 
@@ -67,14 +69,13 @@ def test_score_is_the_evaluation_of_the_merged_model(world):
 def test_merge_eval_writes_one_record_per_mask(world, tmp_path):
     engine.clear_cache()
     out = tmp_path / "me" / "books+food.json"
-    rec = engine.merge_eval(key="books+food", out_json=str(out), base_dir=world["base"], checkpoints=world["ckpts"],
-                            split_path=world["val"], task=TASK, batch_size=4, device="cpu")
+    job = Job(base_dir=world["base"], task=TASK, batch_size=4, device="cpu")
+    rec = engine.merge_eval("books+food", str(out), job, world["ckpts"], world["val"])
     on_disk = json.loads(out.read_text())
     assert on_disk == json.loads(json.dumps(rec))
     assert rec["mask"] == "books+food" and rec["datasets"] == ["books", "food"] and rec["size"] == 2 and rec["n"] == 15
     assert rec["operator"] == {"method": "average", "params": {}} and rec["wall_s"] >= rec["eval_s"]
-    direct = engine.score(base_dir=world["base"], checkpoints=world["ckpts"], split_path=world["val"], task=TASK,
-                          batch_size=4, device="cpu")
+    direct = engine.score(job, world["ckpts"], world["val"])
     assert (rec["accuracy"], rec["loss"]) == (direct["accuracy"], direct["loss"])
 
 
@@ -82,7 +83,7 @@ def test_warm_caches_are_keyed_by_file_identity(world, tmp_path):
     """The pool and the tokenised split are built once per process and base, and rebuilt when a file
     they came from changes (the cache key holds its size and mtime)."""
     engine.clear_cache()
-    s = dict(split_path=world["val"], task=TASK, batch_size=4, device="cpu", base_dir=world["base"],
+    s = dict(job=Job(base_dir=world["base"], task=TASK, batch_size=4, device="cpu"), split_path=world["val"],
              checkpoints=world["ckpts"])
     engine.score(**s)
     pools = [v for k, v in engine._CACHE.items() if k[0] == "pool"]
@@ -121,14 +122,14 @@ def test_resolvers():
 def test_low_precision_scoring_is_checked_against_fp32(world):
     """bf16 autocast (CPU supports it too) is compared with fp32 on a sample and falls back when they
     disagree; fp32 is the default off the GPU and is what the fp32 path computes."""
-    s = dict(split_path=world["val"], task=TASK, batch_size=4, device="cpu", base_dir=world["base"],
-             checkpoints={"books": world["ckpts"]["books"], "food": world["ckpts"]["food"]})
-    fp32 = engine.score(**s)
+    job = Job(base_dir=world["base"], task=TASK, batch_size=4, device="cpu")
+    s = dict(checkpoints={"books": world["ckpts"]["books"], "food": world["ckpts"]["food"]}, split_path=world["val"])
+    fp32 = engine.score(job, **s)
     assert fp32["precision"] == "fp32" and "precision_agreement" not in fp32  # auto on CPU = fp32
-    bf16 = engine.score(**s, precision={"precision": "bf16", "check_examples": 8, "min_agreement": 0.0})
+    bf16 = engine.score(replace(job, precision={"precision": "bf16", "check_examples": 8, "min_agreement": 0.0}), **s)
     assert bf16["precision"] == "bf16" and bf16["precision_check_n"] == 8 and 0.0 <= bf16["precision_agreement"] <= 1.0
     assert abs(bf16["loss"] - fp32["loss"]) < 0.05  # close, not equal: bf16 keeps 8 mantissa bits
-    strict = engine.score(**s, precision={"precision": "bf16", "check_examples": 8, "min_agreement": 1.01})
+    strict = engine.score(replace(job, precision={"precision": "bf16", "check_examples": 8, "min_agreement": 1.01}), **s)
     assert strict["precision"] == "fp32" and "agreed with fp32" in strict["precision_note"]
     assert (strict["accuracy"], strict["loss"]) == (fp32["accuracy"], fp32["loss"])  # the fallback is plain fp32
 
@@ -190,18 +191,19 @@ def test_score_passes_its_settings_down(world, tmp_path):
     import time
 
     engine.clear_cache()
-    s = dict(split_path=world["val"], batch_size=4, device="cpu", base_dir=world["base"], checkpoints=world["ckpts"])
-    engine.score(task=TASK, budget_bytes=1, **s)
+    job = Job(base_dir=world["base"], task=TASK, batch_size=4, device="cpu")
+    s = dict(checkpoints=world["ckpts"], split_path=world["val"])
+    engine.score(job, budget_bytes=1, **s)
     assert [v.mode for k, v in engine._CACHE.items() if k[0] == "pool"] == ["stream"]
     engine.clear_cache()
-    engine.score(task=TASK, budget_bytes=10**13, **s)
+    engine.score(job, budget_bytes=10**13, **s)
     assert [v.mode for k, v in engine._CACHE.items() if k[0] == "pool"] == ["memory"]
-    full = engine.score(task=TASK, **s)
-    short = engine.score(task={**TASK, "max_length": 3}, **s)
+    full = engine.score(job, **s)
+    short = engine.score(replace(job, task={**TASK, "max_length": 3}), **s)
     assert short["loss"] != full["loss"]
     op = {"method": "task_arithmetic", "params": {"lam": 0.5, "power": 0.0}}
     t0 = time.perf_counter()
-    rec = engine.merge_eval(key="books+food", out_json=str(tmp_path / "m.json"), task=TASK, operator=op, **s)
+    rec = engine.merge_eval("books+food", str(tmp_path / "m.json"), job, operator=op, **s)
     elapsed = time.perf_counter() - t0
     assert rec["operator"] == op and json.loads((tmp_path / "m.json").read_text())["operator"] == op
     assert rec["eval_s"] <= rec["wall_s"] <= elapsed and rec["merge_s"] + rec["eval_s"] <= rec["wall_s"] + 2e-4
@@ -222,8 +224,7 @@ def test_a_family_with_its_own_evaluation_is_scored_through_it(world, monkeypatc
                           evaluate=own_evaluate)
     monkeypatch.setattr(families, "get", lambda name: fam)
     engine.clear_cache()
-    out = engine.score(base_dir=world["base"], checkpoints=world["ckpts"], split_path=world["val"], task=TASK,
-                       batch_size="auto", device="cpu")
+    out = engine.score(Job(base_dir=world["base"], task=TASK, batch_size="auto", device="cpu"), world["ckpts"], world["val"])
     (model, split, bs, dev, task), = calls
     pool = next(v for k, v in engine._CACHE.items() if k[0] == "pool")
     assert model is pool.model and len(split) == 15 and bs == 128 and dev == torch.device("cpu") and task == TASK

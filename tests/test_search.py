@@ -81,7 +81,7 @@ def test_top_m_with_no_good_cuts_equals_brute_force(case):
 def test_search_finds_the_planted_best_and_beats_random_at_the_same_budget(seed):
     f = planted(seed)
     truth = max(ALL, key=lambda m: f(mask_key(m)))
-    res = search.surrogate_search(CANDS, f, budget=24, per_round=3, patience=3)
+    res = search.surrogate_search(CANDS, f, budget=24, settings={"per_round": 3, "patience": 3})
     assert res["best"] == mask_key(truth) and res["best_score"] == f(mask_key(truth))
     assert len(res["scored"]) <= 24 and res["rounds"][0]["proposed"][:5] == CANDS  # singles, then the pairs
     assert all(res["scored"][k] == f(k) for k in res["scored"])
@@ -105,7 +105,7 @@ def test_greedy_adds_the_best_dataset_until_none_helps():
 def test_searches_respect_constraints():
     f = planted(3)
     c = {"must_include": ["c"], "max_datasets": 3}
-    res = search.surrogate_search(CANDS, f, budget=10, per_round=2, c=c)
+    res = search.surrogate_search(CANDS, f, budget=10, settings={"per_round": 2}, c=c)
     assert all(constraints.allows(k.split("+"), c) for k in res["scored"])
     brute = max((m for m in ALL if constraints.allows(m, c)), key=lambda m: f(mask_key(m)))
     assert res["best_score"] <= f(mask_key(brute))

@@ -6,6 +6,7 @@ import os
 import pytest
 
 from merge2mix import store
+from merge2mix.job import Job
 from merge2mix.merge import file_sha256
 
 pytestmark = pytest.mark.usefixtures("isolated_cwd")  # relative-path writes fail, not leak
@@ -79,21 +80,18 @@ def test_finetune_stored_trains_again_when_the_key_differs(tmp_path, monkeypatch
 
     calls = []
 
-    def fake_finetune(**kw):
-        calls.append(kw["hp"]["lr"])
-        payload = f"weights trained at lr {kw['hp']['lr']}".encode()
-        _weights(tmp_path / kw["out_weights"], payload)
-        return {"weights_sha256": file_sha256(kw["out_weights"]), "lr": kw["hp"]["lr"]}
+    def fake_finetune(job, train_paths, out_weights, out_json, **kw):
+        calls.append(job.hp["lr"])
+        _weights(tmp_path / out_weights, f"weights trained at lr {job.hp['lr']}".encode())
+        return {"weights_sha256": file_sha256(out_weights), "lr": job.hp["lr"]}
 
     monkeypatch.setattr(train, "finetune", fake_finetune)
     base_dir = tmp_path / "base"
     _weights(base_dir / "model.safetensors")
-    kw = dict(store_dir=str(tmp_path / "store"), base_dir=str(base_dir), data_meta={"books": "aa"}, seed=0,
-              task={"type": "text_classification"})
-
     def run(lr, out):
-        return train.finetune_stored(hp={"lr": lr}, out_weights=str(tmp_path / out / "m.safetensors"),
-                                     out_json=str(tmp_path / out / "train.json"), **kw)
+        job = Job(base_dir=str(base_dir), task={"type": "text_classification"}, hp={"lr": lr}, seed=0)
+        return train.finetune_stored(str(tmp_path / "store"), job, {"books": "unread"}, str(tmp_path / out / "m.safetensors"),
+                                     str(tmp_path / out / "train.json"), data_meta={"books": "aa"})
 
     assert run(1e-3, "a")["lr"] == 1e-3 and "reused_from_store" not in run(1e-4, "b")
     assert run(1e-3, "c")["reused_from_store"] and calls == [1e-3, 1e-4]

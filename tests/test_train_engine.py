@@ -1,6 +1,7 @@
 """The fine-tune loop and the merge-eval engine on the tiny random BERT."""
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -10,6 +11,7 @@ from merge2mix import engine, families
 from merge2mix.data.prepare import prepare_dataset
 from merge2mix.errors import CheckpointError
 from merge2mix.evaluate import evaluate
+from merge2mix.job import Job
 from merge2mix.merge import average, load_weights, save_weights
 from merge2mix.train import finetune
 
@@ -32,16 +34,16 @@ def world(tiny_model, tmp_path_factory):
     ckpts = {}
     for name in ("books", "food"):
         ckpts[name] = str(root / "ft" / name / "model.safetensors")
-        finetune(base_dir=str(root / "base"), train_paths={name: data[name]["train"]}, out_weights=ckpts[name],
-                 out_json=str(root / "ft" / name / "train.json"), hp=HP, task=TASK, seed=0, device="cpu")
-    return {"root": root, "base": str(root / "base"), "data": data, "ckpts": ckpts}
+        finetune(Job(base_dir=str(root / "base"), task=TASK, hp=HP, device="cpu"), {name: data[name]["train"]}, ckpts[name],
+                 str(root / "ft" / name / "train.json"))
+    return {"root": root, "base": str(root / "base"), "data": data, "ckpts": ckpts,
+            "job": Job(base_dir=str(root / "base"), task=TASK, hp=HP, seed=0, device="cpu", batch_size=16)}
 
 
 def test_finetune_is_deterministic_on_cpu_and_learns(world):
     root = world["root"]
     again = str(root / "again.safetensors")
-    rec = finetune(base_dir=world["base"], train_paths={"books": world["data"]["books"]["train"]}, out_weights=again,
-                   out_json=str(root / "again.json"), hp=HP, task=TASK, seed=0, device="cpu")
+    rec = finetune(world["job"], {"books": world["data"]["books"]["train"]}, again, str(root / "again.json"))
     first = json.loads((root / "ft" / "books" / "train.json").read_text())
     assert rec["weights_sha256"] == first["weights_sha256"]  # bit-identical checkpoint
     assert rec["train_loss"] == first["train_loss"]
@@ -51,9 +53,9 @@ def test_finetune_is_deterministic_on_cpu_and_learns(world):
 
 
 def test_finetuned_model_beats_base_on_its_own_domain(world):
-    s = dict(split_path=world["data"]["books"]["val"], task=TASK, batch_size=16, device="cpu", base_dir=world["base"])
-    base = engine.score(checkpoints={"base": f"{world['base']}/model.safetensors"}, **s)
-    tuned = engine.score(checkpoints={"books": world["ckpts"]["books"]}, **s)
+    val = world["data"]["books"]["val"]
+    base = engine.score(world["job"], {"base": f"{world['base']}/model.safetensors"}, val)
+    tuned = engine.score(world["job"], {"books": world["ckpts"]["books"]}, val)
     assert tuned["accuracy"] > base["accuracy"] and tuned["loss"] < base["loss"]
 
 
@@ -61,8 +63,7 @@ def test_engine_scores_the_average_of_the_mask(world):
     engine.clear_cache()
     ck = world["ckpts"]
     out = world["root"] / "me" / "books+food.json"
-    rec = engine.merge_eval(key="books+food", out_json=str(out), base_dir=world["base"], checkpoints=ck,
-                            split_path=world["data"]["phones"]["val"], task=TASK, batch_size=16, device="cpu")
+    rec = engine.merge_eval("books+food", str(out), world["job"], ck, world["data"]["phones"]["val"])
     assert json.loads(out.read_text())["accuracy"] == rec["accuracy"]
     assert rec["datasets"] == ["books", "food"] and rec["size"] == 2 and rec["n"] == 15
     # Independently: load the average into a fresh model and evaluate it.
@@ -79,8 +80,7 @@ def test_engine_refuses_a_checkpoint_of_another_architecture(world, tmp_path):
     sd["classifier.weight"] = torch.zeros(3, sd["classifier.weight"].shape[1])
     save_weights(sd, tmp_path / "odd.safetensors")
     with pytest.raises(CheckpointError, match=r"checkpoint odd .*classifier\.weight' has shape \(3, 32\)"):
-        engine.score(base_dir=world["base"], checkpoints={"odd": str(tmp_path / "odd.safetensors")},
-                     split_path=world["data"]["phones"]["val"], task=TASK, batch_size=16, device="cpu")
+        engine.score(world["job"], {"odd": str(tmp_path / "odd.safetensors")}, world["data"]["phones"]["val"])
 
 
 def test_unloadable_model_is_one_line(tmp_path):
@@ -94,9 +94,8 @@ def test_a_killed_finetune_resumes_bit_identical(world, tmp_path, monkeypatch, e
     same weights and loss curve as an uninterrupted run. 20 examples in batches of 8 are 3 steps an
     epoch: step 15 ends an epoch (the next one draws a fresh shuffle), step 16 is one batch into one,
     so only the mid-epoch case shows that the saved order and position are used."""
-    base = dict(base_dir=world["base"], train_paths={"books": world["data"]["books"]["train"]}, hp=HP, task=TASK,
-                seed=0, device="cpu")
-    ref = finetune(out_weights=str(tmp_path / "ref.safetensors"), out_json=str(tmp_path / "ref.json"), **base)
+    books = {"books": world["data"]["books"]["train"]}
+    ref = finetune(world["job"], books, str(tmp_path / "ref.safetensors"), str(tmp_path / "ref.json"))
 
     real_clip, calls = torch.nn.utils.clip_grad_norm_, {"n": 0}
 
@@ -107,8 +106,8 @@ def test_a_killed_finetune_resumes_bit_identical(world, tmp_path, monkeypatch, e
         return real_clip(*a, **k)
 
     work = tmp_path / "work"
-    kw = dict(out_weights=str(tmp_path / "w.safetensors"), out_json=str(tmp_path / "w.json"), work_dir=str(work),
-              checkpoint_every=every, **base)
+    kw = dict(job=replace(world["job"], checkpoint_every=every), train_paths=books, out_weights=str(tmp_path / "w.safetensors"),
+              out_json=str(tmp_path / "w.json"), work_dir=str(work))
     monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", dying_clip)
     with pytest.raises(KeyboardInterrupt):
         finetune(**kw)
@@ -124,7 +123,6 @@ def test_diverging_training_stops_with_a_clear_error(world, tmp_path):
     from merge2mix.errors import Merge2MixError
 
     with pytest.raises(Merge2MixError, match=r"fine-tune books: loss became (nan|inf) at step \d+ \(lower train\.lr\?\)"):
-        finetune(base_dir=world["base"], train_paths={"books": world["data"]["books"]["train"]},
-                 out_weights=str(tmp_path / "x.safetensors"), out_json=str(tmp_path / "x.json"),
-                 hp={**HP, "lr": 1e30, "max_grad_norm": 1e30}, task=TASK, seed=0, device="cpu")
+        finetune(replace(world["job"], hp={**HP, "lr": 1e30, "max_grad_norm": 1e30}), {"books": world["data"]["books"]["train"]},
+                 str(tmp_path / "x.safetensors"), str(tmp_path / "x.json"))
     assert not (tmp_path / "x.safetensors").exists()

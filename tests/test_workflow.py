@@ -396,6 +396,7 @@ def test_merge_operator_and_selection_metric_from_the_config(tiny_run, tiny_mode
     and in best_mask.json), a mask's score is what engine.score gives for that operator directly,
     and the pick is the best balanced accuracy."""
     from merge2mix import engine
+    from merge2mix.job import Job
 
     work, _, first = tiny_run
     assert first.returncode == 0
@@ -413,10 +414,9 @@ def test_merge_operator_and_selection_metric_from_the_config(tiny_run, tiny_mode
     top = min(scored.values(), key=lambda r: (-r["balanced_accuracy"], -r["accuracy"], -r["macro_f1"], r["loss"], r["size"], r["mask"]))
     assert best["mask"] == top["mask"]
     engine.clear_cache()
-    direct = engine.score(base_dir=str(run / "base"), checkpoints={n: str(run / "finetune" / n / "model.safetensors")
-                                                                   for n in ("books", "films")},
-                          split_path=str(run / "data" / "phones" / "val.parquet"), task=cfg["task"], batch_size=16,
-                          device="cpu", threads=2, operator=op)
+    job = Job(base_dir=str(run / "base"), task=cfg["task"], batch_size=16, device="cpu", threads=2)
+    direct = engine.score(job, {n: str(run / "finetune" / n / "model.safetensors") for n in ("books", "films")},
+                          str(run / "data" / "phones" / "val.parquet"), operator=op)
     assert (direct["accuracy"], direct["loss"]) == (scored["books+films"]["accuracy"], scored["books+films"]["loss"])
     average = json.loads((work / "results" / "tiny" / "merge_eval" / "books+films.json").read_text())
     assert average["loss"] != scored["books+films"]["loss"]  # a different model from the average

@@ -14,25 +14,28 @@ import numpy as np
 import pandas as pd
 
 from .io import atomic_replace, atomic_write_json
+from .job import Job
 from .masks import mask_key
 
 
-def similarities(*, base_dir: str, train_paths: dict[str, str], target_val: str, task: dict, max_examples: int,
-                 batch_size: int | str, device: str, threads: int, seed: int, out_csv: str) -> pd.DataFrame:
+def similarities(job: Job, train_paths: dict[str, str], target_val: str, max_examples: int, out_csv: str) -> pd.DataFrame:
+    """Each candidate's cosine to the target in theta_0's embedding space (job: theta_0, task, device,
+    threads, batch size; job.seed draws the `max_examples` kept per split)."""
     import torch
 
     from . import families, runtime
     from .evaluate import with_oom_backoff
 
-    dev = runtime.setup(threads, device, seed)
+    task, seed = job.task, job.seed
+    dev = runtime.setup(job.threads, job.device, seed)
     fam = families.get(task["type"])
-    model, proc = fam.load_model(base_dir, dev), fam.load_processor(base_dir)
+    model, proc = fam.load_model(job.base_dir, dev), fam.load_processor(job.base_dir)
 
     def emb(path):
         df = pd.read_parquet(path)
         df = df.sample(n=min(len(df), max_examples), random_state=seed) if len(df) > max_examples else df
         enc = fam.encode(proc, df, task)  # no heads: only the embedding is used
-        return with_oom_backoff(lambda bs: fam.mean_embedding(model, enc, bs, dev), batch_size, dev)[0]
+        return with_oom_backoff(lambda bs: fam.mean_embedding(model, enc, bs, dev), job.batch_size, dev)[0]
 
     target = emb(target_val)
     rows = [{"candidate": n, "cosine": float(torch.nn.functional.cosine_similarity(emb(p), target, dim=0))}

@@ -14,20 +14,17 @@ import threading
 
 from . import runtime
 from .errors import Merge2MixError
+from .job import Job
 
 
-def heads(inp, names) -> dict[str, str] | None:
-    """The zero-shot head files among a job's inputs (named head_<dataset>), for `names`; None when
-    the family has none (inputs come from common.smk's heads_of)."""
-    keys = set(inp.keys())
-    found = {n: inp[f"head_{n}"] for n in names if f"head_{n}" in keys}
-    return found or None
-
-
-def target_head(inp, members) -> dict[str, str] | None:
-    """The one head among the inputs that is not a member's: the target's (never a candidate)."""
-    others = {k[len("head_"):]: inp[k] for k in inp.keys() if k.startswith("head_") and k[len("head_"):] not in members}
-    return others or None
+def context(params, threads: int, inp) -> Job:
+    """The job context (merge2mix.job.Job) from a rule's params, threads and inputs: every input named
+    head_<dataset> (common.smk's heads_of) is a zero-shot head. Params a rule does not set keep Job's
+    defaults, so rules list only what their jobs read (a changed param reruns a job)."""
+    given = {f: params.get(f) for f in ("hp", "seed", "device", "batch_size", "precision", "checkpoint_every")}
+    heads = {k[len("head_"):]: inp[k] for k in inp.keys() if k.startswith("head_")}
+    return Job(base_dir=params.base_dir, task=params.task, threads=threads, heads=heads or None,
+               **{f: v for f, v in given.items() if v is not None})
 
 
 def run(fn, log_path=None, **kwargs):

@@ -13,30 +13,26 @@ import time
 
 from . import engine
 from .io import atomic_write_json
+from .job import Job
 from .train import finetune
 
 
-def mixture_scores(*, mask: str, base_dir: str, train_paths: dict[str, str], single_checkpoint: str | None,
-                   val_path: str, test_path: str, hp: dict, task: dict, seed: int, device: str, threads: int,
-                   batch_size: int, work_dir: str, out_json: str, data_meta: dict,
-                   checkpoint_every: int | None = None, heads: dict[str, str] | None = None,
-                   target_head: dict[str, str] | None = None) -> dict:
-    """`heads`: the members' zero-shot heads (training), `target_head`: {target: its head} (scoring);
-    both only for families with per-dataset heads (clip)."""
+def mixture_scores(job: Job, mask: str, train_paths: dict[str, str], single_checkpoint: str | None, splits: dict[str, str],
+                   work_dir: str, out_json: str, data_meta: dict) -> dict:
+    """Fine-tune theta_0 on the mask's `train_paths` (a singleton: its existing `single_checkpoint`) and
+    score it on the target's `splits` ({"val": path, "test": path}). For families with per-dataset heads,
+    job.heads holds the members' heads (training) and the target's (scoring)."""
     t0 = time.time()
     trained = single_checkpoint is None
     if trained:
         weights = os.path.join(work_dir, "model.safetensors")
-        rec = finetune(base_dir=base_dir, train_paths=train_paths, out_weights=weights, out_json=os.path.join(work_dir, "train.json"),
-                       hp=hp, task=task, seed=seed, device=device, threads=threads, data_meta=data_meta,
-                       work_dir=os.path.join(work_dir, "state"), checkpoint_every=checkpoint_every, heads=heads)
+        rec = finetune(job, train_paths, weights, os.path.join(work_dir, "train.json"), data_meta=data_meta,
+                       work_dir=os.path.join(work_dir, "state"))
         steps, resumed = rec["steps"], rec["resumed_from_step"]
     else:
         weights, steps, resumed = single_checkpoint, None, None
-    common = dict(base_dir=base_dir, checkpoints={"mixture": weights}, task=task, batch_size=batch_size, device=device,
-                  threads=threads, heads=target_head)
-    val = engine.score(split_path=val_path, **common)
-    test = engine.score(split_path=test_path, **common)
+    scorer = job.only(set(job.heads or ()) - set(train_paths))  # the one head that is not a member's: the target's
+    val, test = (engine.score(scorer, {"mixture": weights}, splits[s]) for s in ("val", "test"))
     record = {"mask": mask, "datasets": sorted(train_paths), "size": len(train_paths), "trained": trained, "steps": steps,
               "resumed_from_step": resumed,
               **{f"val_{k}": val[k] for k in ("accuracy", "macro_f1", "balanced_accuracy", "loss", "n")},

@@ -121,13 +121,20 @@ def _best(scored: dict[str, float]) -> str:
     return min(scored, key=lambda k: (-scored[k], len(parse_key(k)), k))
 
 
-def surrogate_search(candidates, score, budget: int, *, per_round: int = 8, patience: int = 2, m0: int | None = None,
-                     seed: int = 0, c: dict | None = None, sizes: dict | None = None, alpha: float = 1e-2) -> dict:
+# surrogate_search's settings: the config's select.surrogate keys (max_masks is the budget) and a seed.
+SURROGATE = {"per_round": 8, "patience": 2, "design_masks": None, "alpha": 1e-2, "seed": 0}
+
+
+def surrogate_search(candidates, score, budget: int, settings: dict | None = None, *, c: dict | None = None,
+                     sizes: dict | None = None) -> dict:
     """Rounds of fit -> propose -> score until `budget` masks are scored or the incumbent has not
-    improved for `patience` rounds. Returns the scores, the rounds and the best mask."""
+    improved for `patience` rounds (`settings`: SURROGATE's keys; round 0 is `design` with
+    `design_masks`). Returns the scores, the rounds and the best mask."""
+    s = {**SURROGATE, **(settings or {})}
+    per_round, patience, alpha = s["per_round"], s["patience"], s["alpha"]
     scored: dict[str, float] = {}
     rounds = []
-    first = design(candidates, m0, seed, c)[:budget]
+    first = design(candidates, s["design_masks"], s["seed"], c)[:budget]
     for key in first:
         scored[key] = score(key)
     rounds.append({"round": 0, "proposed": first, "best": _best(scored)})
@@ -194,10 +201,12 @@ def greedy_search(candidates, score, budget: int, c: dict | None = None, sizes: 
 
 
 def round_step(*, r: int, result_paths: list[str], previous: str | None, candidates: list[str], metric: str,
-               settings: dict, max_masks: int, c: dict | None, constraints_path: str | None, out_json: str) -> dict:
+               settings: dict, c: dict | None, constraints_path: str | None, out_json: str) -> dict:
     """One round of the workflow's surrogate search (rule search_round, a checkpoint): read every mask
     scored so far (merge_eval/<mask>.json), update the incumbent, and either stop (`done`) or fit the
-    surrogate and propose the next masks. Loss is negated so that higher is better throughout."""
+    surrogate and propose the next masks. `settings`: select.surrogate with max_masks resolved (the
+    plan's mask budget). Loss is negated so that higher is better throughout."""
+    max_masks = settings["max_masks"]
     from .io import atomic_write_json, read_json
 
     sign = -1 if metric == "loss" else 1

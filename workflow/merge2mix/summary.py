@@ -2,28 +2,22 @@
 
 from __future__ import annotations
 
-import json
-
 from . import engine
-from .io import atomic_write_json, atomic_write_text
+from .io import atomic_write_json, atomic_write_text, read_json
+from .job import Job
 
 
-def summarize(*, base_dir: str, best_json: str, checkpoints: dict[str, str], deploy_weights: str,
-              deploy_json: str, test_path: str, task: dict, target: str, batch_size: int, device: str,
-              threads: int, out_json: str, out_md: str, heads: dict[str, str] | None = None,
-              operator: dict | None = None) -> dict:
-    """`heads`: {target: its zero-shot head file}, for families with per-dataset heads (clip).
-    `operator`: the merge the selection used (merged_best is that merge; default the average)."""
-    with open(best_json) as fh:
-        best = json.load(fh)
-    with open(deploy_json) as fh:
-        deploy = json.load(fh)
-    common = dict(base_dir=base_dir, split_path=test_path, task=task, batch_size=batch_size, device=device, threads=threads,
-                  heads=heads)
+def summarize(job: Job, target: str, best_json: str, checkpoints: dict[str, str], deployed: dict[str, str],
+              test_path: str, out_json: str, out_md: str) -> dict:
+    """Score theta_0, the selection's merge (with the operator it was scored with, best_mask.json) and
+    the deployed model (`deployed`: {"weights": its file, "record": its train record}) on the target's
+    test split; job.heads: the target's zero-shot head, for families with per-dataset heads."""
+    best, deploy = read_json(best_json), read_json(deployed["record"])
+    operator = best.get("operator")
     models = {
-        "base": engine.score(checkpoints={"base": f"{base_dir}/model.safetensors"}, **common),
-        "merged_best": engine.score(checkpoints={n: checkpoints[n] for n in best["datasets"]}, operator=operator, **common),
-        "deployed": engine.score(checkpoints={"deployed": deploy_weights}, **common),
+        "base": engine.score(job, {"base": f"{job.base_dir}/model.safetensors"}, test_path),
+        "merged_best": engine.score(job, {n: checkpoints[n] for n in best["datasets"]}, test_path, operator=operator),
+        "deployed": engine.score(job, {"deployed": deployed["weights"]}, test_path),
     }
     for m in models.values():
         m.pop("merge_s"), m.pop("eval_s")
@@ -37,7 +31,7 @@ def summarize(*, base_dir: str, best_json: str, checkpoints: dict[str, str], dep
         "deploy_train_examples": deploy["examples"],
         "test": models,
         "notes": {
-            "base": ("theta_0 zero-shot: the pretrained model scored with the target's zero-shot head" if heads else
+            "base": ("theta_0 zero-shot: the pretrained model scored with the target's zero-shot head" if job.heads else
                      "theta_0: the pretrained encoder with the seeded, untrained head (a chance-level reference)"),
             "merged_best": f"the {(operator or {}).get('method', 'average')} merge of the selected datasets' fine-tunes "
                            "(the surrogate that won on target val)",
@@ -49,17 +43,15 @@ def summarize(*, base_dir: str, best_json: str, checkpoints: dict[str, str], dep
     return summary
 
 
-def mixture_summary(*, last_round: str, design_path: str, summary_json: str, deploy_weights: str, deploy_json: str,
-                    base_dir: str, test_path: str, task: dict, batch_size: int, device: str, threads: int,
-                    out_json: str, out_png: str, heads: dict[str, str] | None = None) -> dict:
+def mixture_summary(job: Job, last_round: str, design_path: str, summary_json: str, deployed: dict[str, str],
+                    test_path: str, out_json: str, out_png: str) -> dict:
     """mixture.json: the weight search's pick and history, and the weighted deployment's target test
-    metrics beside the subset deployment's (summary.json), plus the score-against-weight plot."""
-    from .io import read_json
+    metrics (`deployed`: {"weights", "record"}) beside the subset deployment's (summary.json), plus the
+    score-against-weight plot."""
     from .plots import score_vs_weight
 
-    rnd, design, summary, deploy = (read_json(p) for p in (last_round, design_path, summary_json, deploy_json))
-    weighted = engine.score(checkpoints={"deployed_weighted": deploy_weights}, base_dir=base_dir, split_path=test_path,
-                            task=task, batch_size=batch_size, device=device, threads=threads, heads=heads)
+    rnd, design, summary, deploy = (read_json(p) for p in (last_round, design_path, summary_json, deployed["record"]))
+    weighted = engine.score(job, {"deployed_weighted": deployed["weights"]}, test_path)
     weighted.pop("merge_s"), weighted.pop("eval_s")
     scores = rnd["scores"]  # every vector's val score, as the last round read them
     out = {"key": rnd["best"], "weights": rnd["weights"], "metric": rnd["metric"], "val_score": rnd["best_score"],

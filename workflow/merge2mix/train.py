@@ -17,6 +17,7 @@ from tqdm import tqdm
 from . import families, resume, runtime, store
 from .errors import Merge2MixError
 from .io import atomic_write_json
+from .job import Job
 from .masks import mask_key
 from .mixtures import allocate, epoch_order
 from .merge import file_sha256, save_weights
@@ -31,20 +32,20 @@ def mixture_frame(train_paths: dict[str, str]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def finetune(*, base_dir: str, train_paths: dict[str, str], out_weights: str, out_json: str, hp: dict,
-             task: dict, seed: int, device: str = "auto", threads: int = 1, data_meta: dict | None = None,
-             work_dir: str | None = None, checkpoint_every: int | None = None, heads: dict[str, str] | None = None,
-             weights: dict[str, float] | None = None, budget: int | None = None) -> dict:
-    """Fine-tune theta_0 on the union of `train_paths`. With `work_dir` and `checkpoint_every`, the
-    full training state is saved every that many steps and a rerun resumes from it, ending
-    bit-identical (on CPU) to an uninterrupted run. `heads`: dataset -> its zero-shot head file, for
-    families with per-dataset heads (clip); each example is scored with its own dataset's head.
+def finetune(job: Job, train_paths: dict[str, str], out_weights: str, out_json: str, *, data_meta: dict | None = None,
+             work_dir: str | None = None, weights: dict[str, float] | None = None, budget: int | None = None) -> dict:
+    """Fine-tune theta_0 (job.base_dir) on the union of `train_paths` with job.hp and job.seed. With
+    `work_dir` and job.checkpoint_every, the full training state is saved every that many steps and a
+    rerun resumes from it, ending bit-identical (on CPU) to an uninterrupted run. For families with
+    per-dataset heads (clip, text_label_description), each example is scored with its own dataset's
+    head (job.heads; others there are ignored).
     `weights` (a mixture on the simplex over train_paths' datasets): each epoch is `budget` examples
     (default: the union's size) drawn per dataset in proportion to the weights (mixtures.epoch_order)
     instead of one pass over the union."""
+    base_dir, task, hp, seed, heads = job.base_dir, job.task, job.hp, job.seed, job.only(train_paths).heads
     t0 = time.time()
     runtime.failpoint("finetune.start")
-    dev = runtime.setup(threads, device, seed)
+    dev = runtime.setup(job.threads, job.device, seed)
     if dev.type == "cpu":
         torch.use_deterministic_algorithms(True)
     fam = families.get(task["type"])
@@ -107,7 +108,7 @@ def finetune(*, base_dir: str, train_paths: dict[str, str], out_weights: str, ou
             step += 1
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
-            if work_dir and checkpoint_every and step % checkpoint_every == 0 and step < total:
+            if work_dir and job.checkpoint_every and step % job.checkpoint_every == 0 and step < total:
                 resume.save(work_dir, step, model=model, opt=opt, sched=sched, gen=gen, order=order, pos=pos,
                             losses=losses, fingerprint=fingerprint)
                 runtime.failpoint("finetune.checkpoint_saved")
@@ -122,7 +123,7 @@ def finetune(*, base_dir: str, train_paths: dict[str, str], out_weights: str, ou
         "seed": seed,
         "steps": total,
         "device": str(dev),
-        "threads": threads,
+        "threads": job.threads,
         "data_sha256": data_meta or {},
         "weights_sha256": sha,
         "train_loss": losses,
@@ -137,15 +138,17 @@ def finetune(*, base_dir: str, train_paths: dict[str, str], out_weights: str, ou
     return record
 
 
-def finetune_stored(*, store_dir: str | None, **kw) -> dict:
-    """`finetune`, but reused from the content-addressed store when the same fine-tune exists there."""
+def finetune_stored(store_dir: str | None, job: Job, train_paths: dict[str, str], out_weights: str, out_json: str,
+                    **kw) -> dict:
+    """`finetune` (its keyword options in `kw`), but reused from the content-addressed store when the
+    same fine-tune exists there."""
     if not store_dir:
-        return finetune(**kw)
-    k = store.key(base_weights=os.path.join(kw["base_dir"], "model.safetensors"), data_sha256=kw.get("data_meta") or {},
-                  hp=kw["hp"], seed=kw["seed"], task=kw["task"], heads=kw.get("heads"))
-    hit = store.fetch(store_dir, k, kw["out_weights"], kw["out_json"])
+        return finetune(job, train_paths, out_weights, out_json, **kw)
+    k = store.key(base_weights=os.path.join(job.base_dir, "model.safetensors"), data_sha256=kw.get("data_meta") or {},
+                  hp=job.hp, seed=job.seed, task=job.task, heads=job.only(train_paths).heads)
+    hit = store.fetch(store_dir, k, out_weights, out_json)
     if hit:
         return hit
-    record = finetune(**kw)
-    store.put(store_dir, k, kw["out_weights"], record)
+    record = finetune(job, train_paths, out_weights, out_json, **kw)
+    store.put(store_dir, k, out_weights, record)
     return record

@@ -127,13 +127,20 @@ def _best(scored: dict[str, float], c: dict | None, sizes: dict[str, int] | None
     return max(allowed, key=lambda k: (scored[k], -len(parse_weights_key(k)), k))
 
 
-def weight_search(top_masks: list[str], score, budget: int, *, per_mask: int = 4, seed: int = 0, c: dict | None = None,
-                  cap: float = 1.0, alpha: float = 1e-2, concentration: float = 2.0, sizes: dict[str, int] | None = None) -> dict:
+# weight_search's settings: the config's weights: keys (max_vectors is the budget) and a seed.
+WEIGHTS = {"per_mask": 4, "concentration": 2.0, "cap": 1.0, "alpha": 1e-2, "seed": 0}
+
+
+def weight_search(top_masks: list[str], score, budget: int, settings: dict | None = None, *, c: dict | None = None,
+                  sizes: dict[str, int] | None = None) -> dict:
     """Score the top masks and the design, then rounds of fit -> optimum -> score until the optimum
-    repeats or `budget` vectors are scored. Returns the scores, the rounds and the best vector."""
+    repeats or `budget` vectors are scored (`settings`: WEIGHTS' keys). Returns the scores, the rounds
+    and the best vector."""
+    s = {**WEIGHTS, **(settings or {})}
+    alpha, cap = s["alpha"], s["cap"]
     names = sorted({n for m in top_masks for n in parse_key(m)})
     scored: dict[str, float] = {}
-    for key in [*top_masks, *design(top_masks, per_mask, seed, concentration)][:budget]:
+    for key in [*top_masks, *design(top_masks, s["per_mask"], s["seed"], s["concentration"])][:budget]:
         scored[key] = score(key)
     rounds = [{"round": 0, "scored": list(scored)}]
     while len(scored) < budget:

@@ -1,0 +1,42 @@
+"""The job context (merge2mix.job.Job) and how a rule's params, threads and inputs become one."""
+
+from snakemake.iocontainers import InputFiles, Params
+
+from merge2mix import jobs
+from merge2mix.job import Job, from_config
+
+TASK = {"type": "text_label_description", "max_length": 16}
+
+
+def _named(cls, **items):
+    """What Snakemake hands a job: its params and inputs as named lists."""
+    return cls(fromdict=items)
+
+
+def test_context_reads_what_the_rule_sets_and_keeps_defaults_for_the_rest():
+    params = _named(Params, base_dir="run/base", task=TASK, seed=7, device="cpu", batch_size=16, hp={"lr": 0.1})
+    inp = _named(InputFiles, base="run/base/model.safetensors", head_apple="run/heads/apple.safetensors",
+                 head_books="run/heads/books.safetensors", val="run/data/apple/val.parquet")
+    job = jobs.context(params, 3, inp)
+    assert job == Job(base_dir="run/base", task=TASK, hp={"lr": 0.1}, seed=7, device="cpu", threads=3, batch_size=16,
+                      heads={"apple": "run/heads/apple.safetensors", "books": "run/heads/books.safetensors"})
+    assert job.precision is None and job.checkpoint_every is None  # not set by this rule: Job's defaults
+    bare = jobs.context(_named(Params, base_dir="b", task=TASK), 1, _named(InputFiles, base="b/model.safetensors"))
+    assert bare.heads is None and bare.seed == 0 and bare.device == "auto" and bare.batch_size == 32
+
+
+def test_only_keeps_the_named_heads_and_nothing_else():
+    job = Job(base_dir="b", task=TASK, heads={"apple": "a.st", "books": "b.st", "food": "f.st"})
+    assert job.only(["food", "apple"]).heads == {"apple": "a.st", "food": "f.st"}
+    assert job.only({"zebra"}).heads is None  # no head of that name: None, as for families without heads
+    assert Job(base_dir="b", task=TASK).only(["apple"]).heads is None
+    assert job.only(["books"]).base_dir == "b" and job.heads["food"] == "f.st"  # a copy; the original is untouched
+
+
+def test_from_config_maps_the_config_blocks():
+    cfg = {"task": TASK, "train": {"lr": 0.2}, "seed": 3, "device": "cpu", "eval": {"batch_size": 8},
+           "checkpoint_every_steps": 50}
+    job = from_config(cfg, "run/base", 2, {"apple": "h.st"})
+    assert (job.hp, job.seed, job.device, job.threads, job.batch_size, job.checkpoint_every, job.precision) == \
+        ({"lr": 0.2}, 3, "cpu", 2, 8, 50, None)
+    assert job.heads == {"apple": "h.st"} and job.base_dir == "run/base" and job.task is TASK
