@@ -2,6 +2,7 @@
 #   config -> prepare_data -> init_model -> finetune (one per candidate) -> merge_eval (one per mask)
 #          -> select_mixture -> deploy -> evaluate
 #   evidence: mixture_finetune (all_data, singles; every mask with oracle: true) -> methods, correlation
+#   report_text: the report opens on the answer (summary + methods table)
 #   weights (optional): weight_design -> weight_eval (one per vector) / weight_round -> deploy_weighted -> mixture
 # Parse time stays light: nothing here imports torch.
 from snakemake.utils import min_version
@@ -24,6 +25,9 @@ include: "rules/select.smk"
 include: "rules/deploy.smk"
 include: "rules/evidence.smk"
 include: "rules/weights.smk"
+
+
+report: report_description()
 
 
 rule all:

@@ -59,6 +59,7 @@ localrules:
     constraints,
     search_round,
     baseline_masks,
+    report_text,
 
 
 def hub_model_record():
@@ -116,12 +117,20 @@ def target_head(wildcards):
 
 
 def final_outputs():
-    out = [f"{R}/masks.csv", f"{R}/best_mask.json", f"{R}/summary.json", f"{R}/summary.md", f"{R}/methods.csv"]
+    out = [f"{R}/masks.csv", f"{R}/best_mask.json", f"{R}/summary.json", f"{R}/summary.md", f"{R}/methods.csv",
+           f"{R}/report.rst"]
     if CFG["oracle"]:
         out.append(f"{R}/correlation.json")
     if CFG["weights"]:
         out.append(f"{R}/mixture.json")
     return out
+
+
+def report_description():
+    """The report opens on the answer once the run wrote it (rule report_text); before that, on a
+    static description (Snakemake reads this file when it builds the report, not at parse time)."""
+    written = os.path.abspath(f"{R}/report.rst")
+    return written if os.path.exists(written) else "workflow/report/workflow.rst"
 
 
 def oracle_results():

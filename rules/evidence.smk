@@ -120,3 +120,16 @@ rule correlation:
         f"{R}/logs/correlation.log",
     script:
         "../workflow/scripts/correlation.py"
+
+
+rule report_text:
+    # The report's opening (Snakefile's report: directive): the answer, then the methods table.
+    input:
+        summary=f"{R}/summary.json",
+        methods=f"{R}/methods.csv",
+    output:
+        f"{R}/report.rst",
+    log:
+        f"{R}/logs/report_text.log",
+    script:
+        "../workflow/scripts/report_text.py"

@@ -144,3 +144,27 @@ def test_gather_names_the_file_without_the_metric(tmp_path):
         gather([tmp_path / "a.json"], ["a"], "macro_f1")
     assert str(e.value) == (f"select.metric macro_f1: {tmp_path / 'a.json'} has no 'macro_f1' (scored by an older "
                             "merge2mix; delete the run's merge_eval/ folder to score the masks again)")
+
+
+def test_report_opens_on_the_answer_then_every_method():
+    """summary.report_rst: valid reStructuredText (docutils renders it without a warning) whose first
+    paragraph names the selected mixture, with the test table and one row per methods.csv row."""
+    from docutils.core import publish_parts
+
+    from merge2mix.summary import report_rst
+
+    metrics = {"accuracy": 0.8, "macro_f1": 0.75, "loss": 0.5, "n": 300}
+    s = {"target": "apple", "selected_mixture": ["airline", "rt_movies"], "masks_scored": 63,
+         "selection_val_accuracy": 0.84, "deploy_train_examples": 768,
+         "test": {"base": metrics, "merged_best": metrics, "deployed": {**metrics, "accuracy": 0.81}}}
+    methods = [{"method": "pretrained", "mixture": None, "accuracy": 0.74, "macro_f1": float("nan"), "finetunes": 0, "merges": 0},
+               {"method": "merge_to_mix", "mixture": "airline+rt_movies", "accuracy": 0.81, "macro_f1": 0.7, "finetunes": 7,
+                "merges": 63}]
+    text = report_rst(s, methods)
+    first = text.split("\n\n")[1]
+    assert "**Selected mixture: airline + rt_movies**" in first and "63 merged models" in first
+    html = publish_parts(text, writer="html", settings_overrides={"report_level": 2, "halt_level": 2})["html_body"]
+    assert html.count("<tr>") == 1 + 3 + 1 + 2  # header + 3 models, header + 2 methods
+    assert "0.8100" in html and "merge_to_mix" in html and "airline+rt_movies" in html
+    assert "{{" not in text and "{%" not in text  # Snakemake renders the description with Jinja2
+    assert "methods.csv" not in report_rst(s, None)

@@ -146,6 +146,9 @@ def test_evidence_baselines_oracle_and_report(tiny_run):
     assert rep.returncode == 0, rep.stderr[-3000:]
     html = (work / "report.html").read_text(errors="replace")
     assert "merged_vs_finetuned.png" in html and "methods.png" in html
+    opening = (run / "report.rst").read_text()  # the report opens on the answer (rules/evidence.smk, report_text)
+    assert f"**Selected mixture: {' + '.join(best['datasets'])}**" in opening and "merge_to_mix" in opening
+    assert f"Selected mixture: {' + '.join(best['datasets'])}" in html
 
 
 def test_second_run_does_nothing(tiny_run):
@@ -227,7 +230,8 @@ def test_adding_a_candidate_reruns_one_finetune_and_only_new_masks(tiny_run, tin
     assert {w.removeprefix("mask=") for w in jobs["mixture_finetune"]} == with_toys  # the oracle's new mixtures
     # Nothing else: no data, theta_0, fine-tune, mask score or oracle mixture of the old candidates;
     # only the one-job reducers over all candidates (selection, baselines, deployment, reports).
-    reducers = {"similarity", "select_mixture", "baseline_masks", "correlation", "deploy", "evaluate", "methods", "all"}
+    reducers = {"similarity", "select_mixture", "baseline_masks", "correlation", "deploy", "evaluate", "methods", "report_text",
+                "all"}
     assert set(jobs) == {"prepare_data", "finetune", "merge_eval", "mixture_finetune"} | reducers, sorted(jobs)
     assert all(jobs[r] == [""] for r in reducers)
 

@@ -79,3 +79,32 @@ def markdown(s: dict) -> str:
         lines.append(f"| {name} | {m['accuracy']:.4f} | {m['macro_f1']:.4f} | {m['loss']:.4f} | {m['n']} |")
     lines += ["", *(f"- **{k}**: {v}" for k, v in s["notes"].items()), ""]
     return "\n".join(lines)
+
+
+def report_rst(s: dict, methods: list[dict] | None = None) -> str:
+    """The report's opening (Snakemake's global description, reStructuredText): the answer first -
+    the selected mixture and its target test metrics - then every method's row of methods.csv."""
+    def table(header, rows):
+        out = [".. list-table::", "   :header-rows: 1", ""]
+        for row in [header, *rows]:
+            out += [f"   * - {row[0]}", *(f"     - {c}" for c in row[1:])]
+        return out + [""]
+
+    def num(v):
+        return "" if v is None or v != v else f"{v:.4f}"  # v != v: NaN (a method without that metric)
+
+    lines = [f"merge2mix: target *{s['target']}*", "=" * 60, "",
+             f"**Selected mixture: {' + '.join(s['selected_mixture'])}** - the best of {s['masks_scored']} merged "
+             f"models on the target's val split (accuracy {s['selection_val_accuracy']:.4f}); the deployed model is "
+             f"θ₀ fine-tuned on it ({s['deploy_train_examples']} examples).", "",
+             "Target test split:", ""]
+    lines += table(["model", "accuracy", "macro-F1", "loss", "n"],
+                   [[name, num(m["accuracy"]), num(m["macro_f1"]), num(m["loss"]), m["n"]] for name, m in s["test"].items()])
+    if methods:
+        lines += ["Every method on the target test split (methods.csv; a method's mixture is fine-tuned, then scored):", ""]
+        lines += table(["method", "mixture", "accuracy", "macro-F1", "fine-tunes", "merges"],
+                       [[r["method"], r.get("mixture") or "", num(r.get("accuracy")), num(r.get("macro_f1")),
+                         r.get("finetunes", ""), r.get("merges", "")] for r in methods])
+    lines += ["The figures below (Evidence) show how the methods compare and how merged scores track fine-tuned "
+              "ones; the workflow's graph and run statistics follow them.", ""]
+    return "\n".join(lines)
