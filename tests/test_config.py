@@ -163,3 +163,26 @@ def test_search_mode_follows_the_pool_size():
     big["datasets"] |= {f"more{i}": {"package": {"loader": "rotten_tomatoes"}} for i in range(25)}
     with pytest.raises(ConfigError, match=r"^config: candidates: 31 candidates; the surrogate search is tested up to 30$"):
         config.validate(big)
+
+
+def test_task_types_are_one_registry_that_schema_config_and_families_read():
+    """merge2mix.task_types is the only list of task types: the schema's enum is filled from it, the
+    config's views derive from it, and every declared family feature exists in its module (and only
+    there: undeclared features would be dead code, since nothing probes for them)."""
+    import importlib
+
+    from merge2mix import families, task_types
+
+    names = list(task_types.TASK_TYPES)
+    assert config.schema()["properties"]["task"]["properties"]["type"]["enum"] == names
+    assert config.PER_DATASET_LABELS == {"clip", "text_label_description"}
+    assert config.DEFAULT_TEMPLATES["clip"] == ["a photo of a {}."] and "causal_lm" not in config.DEFAULT_TEMPLATES
+    for name, t in task_types.TASK_TYPES.items():
+        fam = importlib.import_module(f"merge2mix.families.{t.family}")
+        assert families.get(name) is fam and config.MODALITY[name] == t.modality
+        assert hasattr(fam, "build_head") == t.per_dataset_heads, name
+        assert hasattr(fam, "evaluate") == t.generative, name
+        assert (hasattr(fam, "for_training") and hasattr(fam, "trained_state")) == t.adapters, name
+        assert bool(t.templates) == t.per_dataset_heads, name
+    with pytest.raises(ConfigError, match=r"^config: task\.type: 'audio' unknown \(one of text_classification, "):
+        families.get("audio")

@@ -223,6 +223,10 @@ def test_a_family_with_its_own_evaluation_is_scored_through_it(world, monkeypatc
     fam = SimpleNamespace(**{k: getattr(FAM, k) for k in ("load_model", "load_processor", "encode", "is_merged")},
                           evaluate=own_evaluate)
     monkeypatch.setattr(families, "get", lambda name: fam)
+    from merge2mix import task_types  # declared generative, as causal_lm is
+
+    monkeypatch.setitem(task_types.TASK_TYPES, "text_classification",
+                        replace(task_types.TASK_TYPES["text_classification"], generative=True))
     engine.clear_cache()
     out = engine.score(Job(base_dir=world["base"], task=TASK, batch_size="auto", device="cpu"), world["ckpts"], world["val"])
     (model, split, bs, dev, task), = calls

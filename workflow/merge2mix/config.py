@@ -14,15 +14,14 @@ from .assets import resolve_package_path
 from .calibration import anchor_masks, extra_pool
 from .errors import ConfigError
 from .masks import enumerate_masks, mask_key
+from .task_types import TASK_TYPES
 
 SURROGATE_MAX = 30  # candidates: the surrogate search's DAG and ILP are tested up to here
 
-# Per task type: what a dataset's examples are, and whether every dataset has its own label space
-# (and frozen head) or all share task.labels. Here, not in merge2mix.families: no torch at parse time.
-MODALITY = {"text_classification": "text", "image_classification": "image", "clip": "image",
-            "text_label_description": "text", "causal_lm": "instruction"}
-PER_DATASET_LABELS = {"clip", "text_label_description"}
-DEFAULT_TEMPLATES = {"clip": ["a photo of a {}."], "text_label_description": ["This text is about {}."]}
+# Views of the task-type registry (merge2mix.task_types) that the checks below read.
+MODALITY = {name: t.modality for name, t in TASK_TYPES.items()}
+PER_DATASET_LABELS = {name for name, t in TASK_TYPES.items() if t.per_dataset_heads}
+DEFAULT_TEMPLATES = {name: list(t.templates) for name, t in TASK_TYPES.items() if t.templates}
 
 AVERAGE = {"method": "average", "params": {}}  # the paper's merge (and what results from before operators used)
 
@@ -46,6 +45,7 @@ def schema() -> dict:
     if _SCHEMA is None:
         with open(SCHEMA_PATH) as fh:
             _SCHEMA = yaml.safe_load(fh)
+        _SCHEMA["properties"]["task"]["properties"]["type"]["enum"] = list(TASK_TYPES)  # the registry's, not a copy
     return _SCHEMA
 
 

@@ -16,7 +16,7 @@ import time
 
 import pandas as pd
 
-from . import families, pool as pools, runtime
+from . import families, pool as pools, runtime, task_types
 from .config import AVERAGE
 from .io import atomic_write_json
 from .job import Job
@@ -72,7 +72,7 @@ def score(job: Job, checkpoints: dict[str, str], split_path: str, *, mode: str =
                  else merger.merge(checkpoints, op["method"], op["params"]))
         t1 = time.perf_counter()
         split = _split(fam, job.base_dir, split_path, job.task, job.heads)
-        if hasattr(fam, "evaluate"):  # causal_lm: generative metrics (task.metric), in the model's dtype
+        if task_types.get(job.task["type"]).generative:  # causal_lm: task.metric, in the model's dtype
             metrics, bs = with_oom_backoff(lambda b: fam.evaluate(model, split, b, dev, job.task), job.batch_size, dev)
             metrics |= {"batch_size": bs, "precision": str(next(model.parameters()).dtype).replace("torch.", "")}
         else:

@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from . import families, resume, runtime, store
+from . import families, resume, runtime, store, task_types
 from .errors import Merge2MixError
 from .io import atomic_write_json
 from .job import Job
@@ -51,7 +51,8 @@ def finetune(job: Job, train_paths: dict[str, str], out_weights: str, out_json: 
     fam = families.get(task["type"])
     df = mixture_frame(train_paths)
     model = fam.load_model(base_dir, dev)
-    if hasattr(fam, "for_training"):  # causal_lm with task.lora: PEFT adapters over a frozen theta_0
+    adapters = task_types.get(task["type"]).adapters
+    if adapters:  # causal_lm with task.lora: PEFT adapters over a frozen theta_0
         model = fam.for_training(model, task)
     data = fam.encode(fam.load_processor(base_dir), df, task, heads)
 
@@ -112,7 +113,7 @@ def finetune(job: Job, train_paths: dict[str, str], out_weights: str, out_json: 
                 resume.save(work_dir, step, model=model, opt=opt, sched=sched, gen=gen, order=order, pos=pos,
                             losses=losses, fingerprint=fingerprint)
                 runtime.failpoint("finetune.checkpoint_saved")
-    state = fam.trained_state(model) if hasattr(fam, "trained_state") else model.state_dict()  # LoRA: materialised
+    state = fam.trained_state(model) if adapters else model.state_dict()  # LoRA: materialised
     sha = save_weights(state, out_weights, {"datasets": sorted(train_paths), "seed": seed})
     record = {
         "datasets": sorted(train_paths),

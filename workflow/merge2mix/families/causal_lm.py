@@ -27,7 +27,6 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from ..errors import CheckpointError, first_line
 from . import hf
 
-PER_DATASET_HEADS = False
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 

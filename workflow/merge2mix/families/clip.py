@@ -21,7 +21,6 @@ from . import hf
 from .heads import class_embedding, load_head, save_head, scored
 from .images import EncodedImages, sources_of
 
-PER_DATASET_HEADS = True
 MERGED_PREFIXES = ("vision_model.", "visual_projection.")
 
 

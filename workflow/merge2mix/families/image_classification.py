@@ -24,7 +24,6 @@ from ..errors import CheckpointError, first_line
 from . import hf
 from .images import EncodedImages
 
-PER_DATASET_HEADS = False
 ARCH_FILE = "merge2mix_arch.json"  # theta_0 of a plain-torch backbone: which module to build
 LITE_MEAN, LITE_STD = [0.5, 0.5, 0.5], [0.5, 0.5, 0.5]  # EfficientNet-Lite's (x - 127.5) / 127.5
 

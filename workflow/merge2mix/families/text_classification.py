@@ -11,8 +11,6 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 
 from . import hf
 
-PER_DATASET_HEADS = False
-
 
 def init_base(source: str, out_dir: str, task: dict, seed: int, revision=None, trust_remote_code=False, arch=None):
     """Load the pretrained model (Hub id or local dir), add a seeded head, save theta_0 to out_dir."""

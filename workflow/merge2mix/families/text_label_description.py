@@ -21,7 +21,6 @@ from . import hf
 from . import text_classification as tc
 from .heads import class_embedding, load_head, save_head, scored
 
-PER_DATASET_HEADS = True
 SCALE = 20.0  # a fixed temperature for cosine logits (as in sentence-transformers' ranking losses)
 TOKEN_KEYS = ("input_ids", "attention_mask", "token_type_ids")
 
