@@ -275,34 +275,3 @@ def merge_runtime(wildcards, attempt):
     # Minutes. A mask is seconds of work once the pool is loaded; under SLURM masks are grouped
     # (profiles/slurm) and a group's runtime is the sum of its masks', so keep this modest.
     return 5 * attempt
-
-
-# -- Mixture weights (weights: in the config; rules/weights.smk) -------------------------------------
-
-
-def _weight_design():
-    return read_json(checkpoints.weight_design.get().output[0])
-
-
-def _weight_round(r):
-    """The weight_round checkpoint's record of round r (chains the rounds like _round)."""
-    return read_json(checkpoints.weight_round.get(r=r).output[0])
-
-
-def vector_file(key):
-    """A weight vector's cached result: a mask's own file for equal weights, else weight_eval/<key>.json."""
-    return f"{R}/{'weight_eval' if '@' in key else 'merge_eval'}/{key}.json"
-
-
-def weight_round_inputs(wildcards):
-    """Round r fits on the design (the top masks and the draws around them) and rounds 0..r-1's proposals."""
-    r = int(wildcards.r)
-    keys = list(_weight_design()["vectors"]) + [_weight_round(i)["proposed"] for i in range(r)]
-    return {"design": f"{R}/weights/design.json", "results": [vector_file(k) for k in keys]} | constraints_input(wildcards)
-
-
-def last_weight_round(wildcards=None):
-    r = 0
-    while not _weight_round(r)["done"]:
-        r += 1
-    return f"{R}/weights/round_{r}.json"

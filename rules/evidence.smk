@@ -63,8 +63,10 @@ rule similarity:
 
 
 checkpoint baseline_masks:
-    # The mixtures the similarity and random baselines fine-tune on; k = size of the Merge to Mix pick.
+    # The mixtures the similarity and random baselines fine-tune on; k = size of the Merge to Mix pick;
+    # within select.constraints when given (constraints.json), as the pick is.
     input:
+        unpack(constraints_input),
         best=rules.select_mixture.output.best,
         similarity=similarity_table(),
     output:

@@ -54,6 +54,27 @@ def test_baseline_choices():
     assert all(len(m.split("+")) == 2 for m in ch["random"])
     assert random_subset(["c", "a", "b"], 2, 7) == random_subset(["a", "b", "c"], 2, 7)  # order-free
     assert "similarity_topk" not in choose(None, ["a", "b"], 1, 1)
+    assert "constraints" not in ch and "infeasible" not in ch
+
+
+def test_baselines_pick_within_the_constraints():
+    """Under select.constraints the baselines choose as Merge to Mix does: only feasible mixtures; one
+    that cannot is left out and named, not silently broken."""
+    from merge2mix import constraints as cons
+
+    cands = ["a", "b", "c", "d", "e"]
+    sim = pd.DataFrame({"candidate": ["b", "a", "c", "d", "e"], "cosine": [0.9, 0.8, 0.7, 0.2, 0.1]})
+    sizes = {"a": 100, "b": 500, "c": 100, "d": 100, "e": 100}
+    c = {"must_include": ["e"], "exclude": ["a"], "at_most_one_of": [["b", "c"]], "budget": {"examples": 700}}
+    ch = choose(sim, cands, 3, 20, c, sizes)
+    assert ch["similarity_topk"] == "b+d+e"  # e forced in, a excluded, c conflicts with b; 700 examples exactly
+    assert ch["similarity_threshold"] == "b+e"  # above the mean cosine (0.54): b, a, c; then e
+    assert len(ch["random"]) == 20 and all(cons.allows(m.split("+"), c, sizes) for m in ch["random"])
+    assert len(set(ch["random"])) > 1 and ch["constraints"] == c  # still random among the feasible ones
+    tight = choose(sim, cands, 2, 3, {"min_datasets": 3, "max_datasets": 3}, sizes)  # no 2-dataset mixture allowed
+    assert tight["random"] == [] and "similarity_topk" not in tight
+    assert tight["infeasible"] == ["similarity_topk", "random", "random", "random"]
+    assert tight["similarity_threshold"] == "a+b+c"  # the above-mean three, which is allowed
 
 
 def test_methods_table_rows_and_costs():

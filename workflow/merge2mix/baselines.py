@@ -13,6 +13,7 @@ import hashlib
 import numpy as np
 import pandas as pd
 
+from . import constraints as cons
 from .io import atomic_replace, atomic_write_json
 from .job import Job
 from .masks import mask_key
@@ -45,18 +46,51 @@ def similarities(job: Job, train_paths: dict[str, str], target_val: str, max_exa
     return df
 
 
-def random_subset(candidates: list[str], k: int, seed: int) -> list[str]:
+def random_subset(candidates: list[str], k: int, seed: int, c: dict | None = None, sizes: dict | None = None) -> list[str]:
+    """k candidates drawn uniformly with a seeded generator; under constraints `c`, the first draw that
+    satisfies them (rejection sampling: uniform over the feasible k-subsets), None if 10,000 draws found none."""
     rng = np.random.default_rng(int.from_bytes(hashlib.sha256(f"random-baseline:{seed}".encode()).digest()[:4], "little"))
-    return sorted(rng.choice(sorted(candidates), size=k, replace=False).tolist())
+    for _ in range(10_000):
+        draw = sorted(rng.choice(sorted(candidates), size=k, replace=False).tolist())
+        if cons.allows(draw, c, sizes):
+            return draw
+    return None
 
 
-def choose(sim: pd.DataFrame | None, candidates: list[str], k: int, random_seeds: int) -> dict:
-    """The masks each baseline fine-tunes on (no similarity keys when `sim` is None)."""
-    out = {"k": k, "random": [mask_key(random_subset(candidates, k, s)) for s in range(random_seeds)]}
+def by_similarity(order: list[str], k: int | None, c: dict | None, sizes: dict | None) -> list[str] | None:
+    """The must_include candidates, then each next one in `order` (most similar first) that keeps
+    the mixture within `c` (exclusions, at_most_one_of groups, max_datasets, the budget), up to k; None
+    if the result still breaks `c` (min_datasets)."""
+    if not c:
+        return order[:k]
+    open_ended = {key: v for key, v in c.items() if key not in ("min_datasets", "must_include")}
+    chosen = list(c.get("must_include", []))
+    for n in order:
+        if (k is None or len(chosen) < k) and n not in chosen and cons.allows([*chosen, n], open_ended, sizes):
+            chosen.append(n)
+    return chosen if cons.allows(chosen, c, sizes) else None
+
+
+def choose(sim: pd.DataFrame | None, candidates: list[str], k: int, random_seeds: int, c: dict | None = None,
+           sizes: dict | None = None) -> dict:
+    """The masks each baseline fine-tunes on (no similarity keys when `sim` is None). Under
+    select.constraints `c` (with `sizes`, the budget's unit per dataset) every baseline picks within
+    them, as Merge to Mix does; a baseline that cannot is left out and named under "infeasible"."""
+    drawn = [random_subset(candidates, k, s, c, sizes) for s in range(random_seeds)]
+    out = {"k": k, "random": [mask_key(d) for d in drawn if d is not None]}
     if sim is not None:
-        out["similarity_topk"] = mask_key(sim.head(k)["candidate"].tolist())
-        out["similarity_threshold"] = mask_key(sim[sim["cosine"] >= sim["cosine"].mean()]["candidate"].tolist())
+        order = sim["candidate"].tolist()
+        above = set(sim[sim["cosine"] >= sim["cosine"].mean()]["candidate"])
+        picks = {"similarity_topk": by_similarity(order, k, c, sizes),
+                 "similarity_threshold": by_similarity([n for n in order if n in above], None, c, sizes)}
+        out |= {name: mask_key(p) for name, p in picks.items() if p}
         out["similarity"] = dict(zip(sim["candidate"], sim["cosine"].round(6)))
+    missing = [name for name in ("similarity_topk", "similarity_threshold") if sim is not None and name not in out]
+    missing += ["random"] * (len(drawn) - len(out["random"]))
+    if c:
+        out["constraints"] = c
+    if missing:
+        out["infeasible"] = missing
     return out
 
 
