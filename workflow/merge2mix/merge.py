@@ -1,5 +1,6 @@
-"""The merging math (averaging, task vectors, the merge operators) and safetensors weight IO. Knows
-nothing of Snakemake.
+"""The merging math (the average, the merge operators over task vectors tau_i = theta_i - theta_0, and
+`merge_state`, the plain reference every engine path is tested against) and safetensors weight IO.
+Knows nothing of Snakemake.
 
 merge(theta_1..theta_k) = mean_i theta_i = theta_0 + mean_i (theta_i - theta_0): the Merge to Mix
 surrogate for a model fine-tuned on the union of those datasets. Accumulation is in fp32.
@@ -83,29 +84,6 @@ def average(state_dicts: list[dict], merged=lambda name, t: t.is_floating_point(
                     raise CheckpointError(f"merge: non-mergeable tensor '{k}' differs between checkpoints")
             out[k] = t.clone()
     return out
-
-
-class TaskVector:
-    """theta_ft - theta_0 for the merged tensors; supports +, scalar *, and apply_to(theta_0)."""
-
-    def __init__(self, base: dict | None = None, finetuned: dict | None = None, vector: dict | None = None):
-        if vector is None:
-            vector = {k: finetuned[k].float() - v.float() for k, v in base.items() if v.is_floating_point()}
-        self.vector = vector
-
-    def __add__(self, other: "TaskVector") -> "TaskVector":
-        return TaskVector(vector={k: v + other.vector[k] for k, v in self.vector.items()})
-
-    def __radd__(self, other):  # lets sum() start from 0
-        return self if other == 0 else self.__add__(other)
-
-    def __mul__(self, scale: float) -> "TaskVector":
-        return TaskVector(vector={k: v * scale for k, v in self.vector.items()})
-
-    __rmul__ = __mul__
-
-    def apply_to(self, base: dict) -> dict:
-        return {k: (v.float() + self.vector[k]).to(v.dtype) if k in self.vector else v.clone() for k, v in base.items()}
 
 
 # -- Merge operators ------------------------------------------------------------------------------
