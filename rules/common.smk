@@ -1,5 +1,4 @@
 # Config validation and the helpers rules use. Light: merge2mix.config imports no torch.
-import json
 import os
 import sys
 
@@ -255,8 +254,7 @@ def baseline_inputs(wildcards):
     if not baselines_on():
         return {}
     choice_path = checkpoints.baseline_masks.get().output[0]
-    with open(choice_path) as fh:
-        choice = json.load(fh)
+    choice = read_json(choice_path)
     masks = {choice.get("similarity_topk"), choice.get("similarity_threshold"), *choice["random"]} - {None}
     return {"choice": choice_path, "baseline_mixtures": expand(f"{R}/oracle/{{mask}}.json", mask=sorted(masks))}
 

@@ -10,13 +10,12 @@ Reads result files only (no torch).
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .io import atomic_replace, atomic_write_json
+from .io import atomic_replace, atomic_write_json, read_json
 from .masks import mask_key, parse_key
 from .select import rank
 
@@ -24,8 +23,7 @@ from .select import rank
 def load_results(paths) -> pd.DataFrame:
     rows = []
     for p in paths:
-        with open(p) as fh:
-            rows.append(json.load(fh))
+        rows.append(read_json(p))
     return pd.DataFrame(rows)
 
 

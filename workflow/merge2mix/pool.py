@@ -15,7 +15,6 @@ Any other operator (merge.OPERATORS) is applied tensor by tensor over the same v
 
 from __future__ import annotations
 
-import json
 import os
 from collections import OrderedDict
 
@@ -24,6 +23,7 @@ from safetensors import safe_open
 
 from . import runtime
 from .errors import CheckpointError
+from .io import read_json
 from .merge import OPERATORS, check_compatible, file_sha256, load_weights, op_weighted, size_scale
 
 log = runtime.log
@@ -60,8 +60,7 @@ def verify_checkpoint(path: str) -> None:
         return
     record = os.path.join(os.path.dirname(path), "train.json")
     if os.path.isfile(record):
-        with open(record) as fh:
-            want = json.load(fh).get("weights_sha256")
+        want = read_json(record).get("weights_sha256")
         if want and file_sha256(path) != want:
             raise CheckpointError(f"checkpoint {path}: sha256 differs from the one recorded at training in {record} "
                                   "(changed or damaged since; delete it to retrain)")

@@ -14,7 +14,7 @@ import shutil
 import torch
 from safetensors.torch import load_file, save_file
 
-from .io import atomic_write_text
+from .io import atomic_write_text, read_json
 
 
 def save(work_dir: str, step: int, *, model, opt, sched, gen: torch.Generator, order: torch.Tensor, pos: int,
@@ -51,8 +51,7 @@ def load(work_dir: str, fingerprint: dict, device) -> dict | None:
     try:
         with open(os.path.join(work_dir, "latest")) as fh:
             d = os.path.join(work_dir, fh.read().strip())
-        with open(os.path.join(d, "state.json")) as fh:
-            meta = json.load(fh)
+        meta = read_json(os.path.join(d, "state.json"))
     except (FileNotFoundError, json.JSONDecodeError):
         return None
     if meta["fingerprint"] != fingerprint:

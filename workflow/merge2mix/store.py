@@ -20,7 +20,7 @@ import os
 import shutil
 
 from . import runtime
-from .io import atomic_replace, atomic_write_json
+from .io import atomic_replace, atomic_write_json, read_json
 from .merge import file_sha256
 
 log = runtime.log
@@ -57,8 +57,7 @@ def fetch(store_dir: str, k: str, out_weights: str, out_json: str) -> dict | Non
     w, j = os.path.join(store_dir, k, "model.safetensors"), os.path.join(store_dir, k, "train.json")
     if not (os.path.isfile(w) and os.path.isfile(j)):
         return None
-    with open(j) as fh:
-        record = json.load(fh)
+    record = read_json(j)
     if file_sha256(w) != record.get("weights_sha256"):
         log.warning("store entry %s is damaged (sha256 mismatch); training again", k)
         return None

@@ -1,23 +1,20 @@
-import json
-
 import pandas as pd
 
 from merge2mix import analysis, jobs, plots
+from merge2mix.io import read_json
 
 
 def main(inp, out, seed):
     masks = pd.read_csv(inp.masks, dtype={"bitstring": str})
     oracle = analysis.load_results(inp.oracle)
-    with open(inp.best) as fh:
-        picked = json.load(fh)["mask"]
+    picked = read_json(inp.best)["mask"]
     corr = analysis.correlation(masks, oracle, picked, seed=seed)
     # the prior-robust metrics beside accuracy (a one-class model scores well only in accuracy)
     corr["by_metric"] = {m: analysis.correlation_in(m, masks, oracle, picked, seed=seed)
                          for m in ("macro_f1", "balanced_accuracy") if m in masks and f"val_{m}" in oracle}
     calibrated = None
     if inp.get("calibration"):  # size calibration: its predictions against the fine-tunes, beside the raw scores
-        with open(inp.calibration) as fh:
-            cal = json.load(fh)
+        cal = read_json(inp.calibration)
         corr["calibrated"] = analysis.calibrated_agreement(masks, oracle, cal["metric"], [a["mask"] for a in cal["anchors"]])
         calibrated = masks.merge(oracle[["mask", f"val_{cal['metric']}"]], on="mask").rename(
             columns={f"val_{cal['metric']}": "finetuned"})

@@ -1,22 +1,14 @@
-import json
-
 import pandas as pd
 
 from merge2mix import analysis, jobs, plots
+from merge2mix.io import read_json
 
 
 def main(inp, out, candidates, run_dir, oracle_on):
-    with open(inp.summary) as fh:
-        summary = json.load(fh)
+    summary = read_json(inp.summary)
     mixtures = analysis.load_results([*inp.mixtures, *inp.get("baseline_mixtures", [])]).drop_duplicates("mask")
-    choice = None
-    if inp.get("choice"):
-        with open(inp.choice) as fh:
-            choice = json.load(fh)
-    calibration = None
-    if inp.get("calibration"):
-        with open(inp.calibration) as fh:
-            calibration = json.load(fh)
+    choice = read_json(inp.choice) if inp.get("choice") else None
+    calibration = read_json(inp.calibration) if inp.get("calibration") else None
     merges = analysis.load_results(inp.merges)
     bench = f"{run_dir}/benchmarks"
 

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import CheckpointError, first_line
+from ..io import read_json
 from . import hf
 from .images import EncodedImages
 
@@ -70,8 +71,7 @@ def _arch(model_dir):
     p = os.path.join(model_dir, ARCH_FILE)
     if not os.path.isfile(p):
         return None
-    with open(p) as fh:
-        return json.load(fh)
+    return read_json(p)
 
 
 def load_processor(model_dir: str):
