@@ -109,7 +109,7 @@ def phase(work, wcfg, plan, cores, profile: bool, masks=None):
 def kernel(plan, threads):
     """In one warm process, through the engine's public calls: per mask, merge + forward (what a mask
     costs once everything is loaded: engine.score's own merge_s and eval_s), then the merge alone
-    (engine.Pool.merge) for the paper's average and the configured operator, against two references
+    (pool.Pool.merge) for the paper's average and the configured operator, against two references
     built here from the files: an in-memory Gray-code running sum and recomputing each mean."""
     import torch
 

@@ -82,7 +82,7 @@ def oracle(plan: config_mod.Plan, run: Path, keys: list[str], scores: dict[str, 
     for key in keys:
         w = parse_weights_key(key)
         with tempfile.TemporaryDirectory() as tmp:
-            rec = finetune(job.only(w), {n: str(run / "data" / n / "train.parquet") for n in w}, f"{tmp}/m.safetensors",
+            rec = finetune(job, {n: str(run / "data" / n / "train.parquet") for n in w}, f"{tmp}/m.safetensors",
                            f"{tmp}/m.json", weights=w)
             ev = {split: engine.score(job.only([plan.target]), {"ft": f"{tmp}/m.safetensors"},
                                       str(run / "data" / plan.target / f"{split}.parquet"))

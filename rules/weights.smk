@@ -147,7 +147,6 @@ rule mixture:
     params:
         base_dir=model_dir,
         task=TASK,
-        target=CFG["target"],
         batch_size=CFG["eval"]["batch_size"],
         device=DEVICE,
     threads: CFG["threads"]["evaluate"]

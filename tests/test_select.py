@@ -168,3 +168,4 @@ def test_report_opens_on_the_answer_then_every_method():
     assert "0.8100" in html and "merge_to_mix" in html and "airline+rt_movies" in html
     assert "{{" not in text and "{%" not in text  # Snakemake renders the description with Jinja2
     assert "methods.csv" not in report_rst(s, None)
+    assert "nan" not in report_rst(s, [{**methods[0], "mixture": float("nan")}])  # an empty CSV cell, as pandas reads it

@@ -10,7 +10,6 @@ Reads result files only (no torch).
 
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 from scipy import stats
@@ -21,10 +20,7 @@ from .select import rank
 
 
 def load_results(paths) -> pd.DataFrame:
-    rows = []
-    for p in paths:
-        rows.append(read_json(p))
-    return pd.DataFrame(rows)
+    return pd.DataFrame([read_json(p) for p in paths])
 
 
 def _coefs(x, y) -> dict:

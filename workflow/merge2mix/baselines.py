@@ -78,6 +78,7 @@ def choose(sim: pd.DataFrame | None, candidates: list[str], k: int, random_seeds
     them, as Merge to Mix does; a baseline that cannot is left out and named under "infeasible"."""
     drawn = [random_subset(candidates, k, s, c, sizes) for s in range(random_seeds)]
     out = {"k": k, "random": [mask_key(d) for d in drawn if d is not None]}
+    missing = []
     if sim is not None:
         order = sim["candidate"].tolist()
         above = set(sim[sim["cosine"] >= sim["cosine"].mean()]["candidate"])
@@ -85,8 +86,8 @@ def choose(sim: pd.DataFrame | None, candidates: list[str], k: int, random_seeds
                  "similarity_threshold": by_similarity([n for n in order if n in above], None, c, sizes)}
         out |= {name: mask_key(p) for name, p in picks.items() if p}
         out["similarity"] = dict(zip(sim["candidate"], sim["cosine"].round(6)))
-    missing = [name for name in ("similarity_topk", "similarity_threshold") if sim is not None and name not in out]
-    missing += ["random"] * (len(drawn) - len(out["random"]))
+        missing = [name for name, p in picks.items() if not p]
+    missing += ["random"] * drawn.count(None)
     if c:
         out["constraints"] = c
     if missing:

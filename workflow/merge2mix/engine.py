@@ -16,11 +16,11 @@ import time
 
 import pandas as pd
 
-from . import families, pool as pools, runtime, task_types
+from . import families, runtime, task_types
 from .config import AVERAGE
 from .io import atomic_write_json
 from .job import Job
-from .pool import Pool, file_id
+from .pool import Pool, clear_verified, file_id
 
 log = runtime.log
 _LOCK = threading.RLock()  # one model per base: scoring is serialised (torch uses the cores anyway)
@@ -37,7 +37,7 @@ def _cached(key, build):
 def clear_cache() -> None:
     with _LOCK:
         _CACHE.clear()
-        pools._VERIFIED.clear()
+        clear_verified()
 
 
 def _pool(fam, base_dir, device, mode, pool, budget_bytes):

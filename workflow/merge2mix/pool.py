@@ -28,7 +28,12 @@ from .merge import OPERATORS, check_compatible, file_sha256, load_weights, op_we
 
 log = runtime.log
 MODES = ("auto", "memory", "stream")
-_VERIFIED: set = set()  # file identities whose sha256 matched their train.json (engine.clear_cache empties it)
+_VERIFIED: set = set()  # file identities whose sha256 matched their train.json
+
+
+def clear_verified() -> None:
+    """Forget which files were verified (engine.clear_cache: the next merge checks them again)."""
+    _VERIFIED.clear()
 
 
 def file_id(path) -> tuple:

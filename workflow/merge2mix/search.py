@@ -206,9 +206,9 @@ def round_step(*, r: int, result_paths: list[str], previous: str | None, candida
     scored so far (merge_eval/<mask>.json), update the incumbent, and either stop (`done`) or fit the
     surrogate and propose the next masks. `settings`: select.surrogate with max_masks resolved (the
     plan's mask budget). Loss is negated so that higher is better throughout."""
-    max_masks = settings["max_masks"]
     from .io import atomic_write_json, read_json
 
+    max_masks = settings["max_masks"]
     sign = -1 if metric == "loss" else 1
     scored = {r["mask"]: sign * r[metric] for r in map(read_json, result_paths)}
     sizes = read_json(constraints_path)["sizes"] if constraints_path else None

@@ -90,8 +90,11 @@ def report_rst(s: dict, methods: list[dict] | None = None) -> str:
             out += [f"   * - {row[0]}", *(f"     - {c}" for c in row[1:])]
         return out + [""]
 
+    def given(v):  # None or NaN (a CSV cell a method leaves empty): not given
+        return v is not None and v == v
+
     def num(v):
-        return "" if v is None or v != v else f"{v:.4f}"  # v != v: NaN (a method without that metric)
+        return f"{v:.4f}" if given(v) else ""
 
     lines = [f"merge2mix: target *{s['target']}*", "=" * 60, "",
              f"**Selected mixture: {' + '.join(s['selected_mixture'])}** - the best of {s['masks_scored']} merged "
@@ -103,8 +106,8 @@ def report_rst(s: dict, methods: list[dict] | None = None) -> str:
     if methods:
         lines += ["Every method on the target test split (methods.csv; a method's mixture is fine-tuned, then scored):", ""]
         lines += table(["method", "mixture", "accuracy", "macro-F1", "fine-tunes", "merges"],
-                       [[r["method"], r.get("mixture") or "", num(r.get("accuracy")), num(r.get("macro_f1")),
-                         r.get("finetunes", ""), r.get("merges", "")] for r in methods])
+                       [[r["method"], r["mixture"] if given(r.get("mixture")) else "", num(r.get("accuracy")),
+                         num(r.get("macro_f1")), r.get("finetunes", ""), r.get("merges", "")] for r in methods])
     lines += ["The figures below (Evidence) show how the methods compare and how merged scores track fine-tuned "
               "ones; the workflow's graph and run statistics follow them.", ""]
     return "\n".join(lines)

@@ -6,8 +6,7 @@ from merge2mix.summary import report_rst
 
 
 def write(summary_json, methods_csv, out_rst):
-    methods = pd.read_csv(methods_csv).astype(object).where(lambda d: d.notna(), None).to_dict("records")
-    atomic_write_text(report_rst(read_json(summary_json), methods), out_rst)
+    atomic_write_text(report_rst(read_json(summary_json), pd.read_csv(methods_csv).to_dict("records")), out_rst)
 
 
 jobs.run(write, snakemake.log[0], summary_json=snakemake.input.summary, methods_csv=snakemake.input.methods,
