@@ -260,6 +260,8 @@ def main(argv=None) -> int:
 
     n_masks = kr["masks"]
     res = {
+        "command": "python bench/merge_eval.py " + " ".join(sys.argv[1:]),
+        "commit": subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip(),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "cores_used": a.cores, "python": platform.python_version()},
         "config": str(cfg_path.relative_to(REPO)) if cfg_path.is_relative_to(REPO) else str(cfg_path),
         "candidates": len(plan.candidates), "masks": n_masks, "scontrol_stubbed": a.stub_scontrol,
