@@ -146,3 +146,82 @@ def test_search_bench_replays_an_exhaustive_table(tmp_path):
     by = con.set_index("constraints")
     assert by.loc["max_datasets=3", "feasible_masks"] == 7 + 21 + 35
     assert by.loc["budget 1,200 examples", "exhaustive_pick"] == "a+g"  # a+c (the best) needs 1,300: a+g by hand
+
+
+def _planted_table(path, cands, w, size_effect):
+    import pandas as pd
+
+    from merge2mix.masks import enumerate_masks, mask_key
+
+    rows = [{"mask": mask_key(m), "accuracy": sum(w[c] for c in m) - size_effect * (len(m) - 1) ** 2, "macro_f1": 0.5,
+             "loss": 1.0, "size": len(m)} for m in enumerate_masks(cands)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_csv(path, index=False)
+
+
+def test_search_settings_bench_enumerates_what_the_ilp_proposes_and_chooses_leave_one_out(tmp_path):
+    """bench/search_settings.py: its enumerated proposals are the ILP's (search.propose) on a fitted
+    model, and on two planted tables every variant runs, gaps are >= 0 and a choice is made per fold."""
+    import pandas as pd
+
+    from merge2mix import search
+    from merge2mix.masks import parse_key
+
+    sys.path.insert(0, str(REPO / "bench"))
+    import search_settings
+
+    cands = list("abcdef")
+    w = dict(zip(cands, [0.3, -0.2, 0.25, 0.1, -0.4, 0.05]))
+    _planted_table(tmp_path / "t1" / "masks.csv", cands, w, 0.08)
+    _planted_table(tmp_path / "t2" / "masks.csv", cands, {c: -v for c, v in w.items()}, 0.01)
+    table = pd.read_csv(tmp_path / "t1" / "masks.csv")
+    seen = [parse_key(k) for k in table["mask"][::5]]
+    noisy = table["accuracy"][::5] + 0.01 * (table.index[::5] % 3)  # no exact ties among predictions
+    model = search.fit(seen, list(noisy), cands)
+    assert search_settings.Enumerated(cands).propose(model, seen, 6) == search.propose(model, seen, 6)
+
+    assert search_settings.main(["--masks", str(tmp_path / "t1" / "masks.csv"), str(tmp_path / "t2" / "masks.csv"),
+                                 "--budgets", "0.2", "0.4", "--seeds", "2", "--out", str(tmp_path / "out")]) == 0
+    df = pd.read_csv(tmp_path / "out" / "variants.csv")
+    assert set(df["method"]) == {*search_settings.VARIANTS, "random", "greedy"} and (df["gap_points"] >= 0).all()
+    loto = pd.read_csv(tmp_path / "out" / "loto.csv")
+    assert set(loto["held_out"]) == {"t1", "t2"} and set(loto["chosen_on_others"]) <= set(search_settings.VARIANTS)
+
+
+def test_selection_metric_bench_picks_by_each_metric_and_holds_one_target_out(tmp_path, monkeypatch):
+    """bench/selection_metric.py on planted oracles: the pick per metric is the merged argmax in that
+    metric, the criterion is the mean of test macro-F1 and balanced accuracy, and each held-out target
+    gets the metric best on the others (accuracy on ties)."""
+    import pandas as pd
+
+    sys.path.insert(0, str(REPO / "bench"))
+    import selection_metric as sm
+
+    def oracle_run(name, merged, test):  # merged/test: mask -> (accuracy, macro_f1, balanced_accuracy, loss)
+        d = tmp_path / name
+        d.mkdir()
+        pd.DataFrame([{"mask": m, "size": m.count("+") + 1, **dict(zip(sm.METRICS, v))} for m, v in merged.items()]
+                     ).to_csv(d / "masks.csv", index=False)
+        pd.DataFrame([{"mask": m, "size": m.count("+") + 1, "test_n": 300,
+                       **{f"test_{k}": x for k, x in zip(sm.METRICS, v)}} for m, v in test.items()]).to_csv(d / "oracle.csv", index=False)
+        pd.DataFrame([{"method": "pretrained", "accuracy": 0.5, "macro_f1": 0.4, "balanced_accuracy": 0.5}]).to_csv(
+            d / "methods.csv", index=False)
+
+    # On t1 and t2 the accuracy pick "a" is a one-class model (high accuracy, poor macro-F1/balanced);
+    # balanced accuracy picks "b", which is better in the criterion. On t3 both pick "a".
+    merged = {"a": (0.9, 0.5, 0.5, 0.3), "b": (0.8, 0.7, 0.8, 0.4), "a+b": (0.7, 0.6, 0.6, 0.5)}
+    test = {"a": (0.85, 0.45, 0.5, 0.3), "b": (0.8, 0.75, 0.8, 0.4), "a+b": (0.7, 0.6, 0.6, 0.5)}
+    oracle_run("t1", merged, test)
+    oracle_run("t2", merged, test)
+    oracle_run("t3", {**merged, "b": (0.8, 0.4, 0.4, 0.4), "a+b": (0.7, 0.3, 0.3, 0.5)}, test)
+    monkeypatch.setattr(sm, "RESULTS", tmp_path)
+    monkeypatch.setattr(sm, "OUT", tmp_path / "out")
+    monkeypatch.setattr(sm, "TARGETS", {t: (t, None) for t in ("t1", "t2", "t3")})
+    assert sm.main() == 0
+    picks = pd.read_csv(tmp_path / "out" / "picks.csv").set_index(["target", "metric"])
+    assert picks.loc[("t1", "accuracy"), "pick"] == "a" and picks.loc[("t1", "balanced_accuracy"), "pick"] == "b"
+    assert picks.loc[("t1", "accuracy"), "criterion"] == pytest.approx((0.45 + 0.5) / 2)
+    assert picks.loc[("t1", "accuracy"), "regret_criterion"] == pytest.approx(0.775 - 0.475)
+    loto = pd.read_csv(tmp_path / "out" / "loto.csv").set_index("held_out")
+    assert loto.loc["t3", "chosen_on_others"] == "macro_f1"  # macro_f1 also picks b on t1/t2; listed before balanced
+    assert loto.loc["t3", "pick"] == "a"
