@@ -225,3 +225,42 @@ def test_selection_metric_bench_picks_by_each_metric_and_holds_one_target_out(tm
     loto = pd.read_csv(tmp_path / "out" / "loto.csv").set_index("held_out")
     assert loto.loc["t3", "chosen_on_others"] == "macro_f1"  # macro_f1 also picks b on t1/t2; listed before balanced
     assert loto.loc["t3", "pick"] == "a"
+
+
+def test_run_breakdown_splits_start_up_from_work_by_rule(tmp_path):
+    """bench/run_breakdown.py on a planted Snakemake log: each job's start-up (its start to its log's
+    first line), work (first to last line) and CPU-seconds; a one-line log is not split; the floor is
+    set-up + work x threads / cores."""
+    sys.path.insert(0, str(REPO / "bench"))
+    import run_breakdown
+
+    main_log = """Building DAG of jobs...
+[Tue Dec  1 03:00:00 2026]
+rule finetune:
+    output: r/finetune/a/model.safetensors
+    log: r/logs/finetune/a.log
+    jobid: 3
+    threads: 2
+[Tue Dec  1 03:00:00 2026]
+localrule merge_eval:
+    output: r/merge_eval/a.json
+    log: r/logs/merge_eval/a.log
+    jobid: 4
+[Tue Dec  1 03:01:40 2026]
+Finished jobid: 3 (Rule: finetune)
+[Tue Dec  1 03:01:50 2026]
+Finished jobid: 4 (Rule: merge_eval)
+"""
+    (tmp_path / "r" / "logs" / "finetune").mkdir(parents=True)
+    (tmp_path / "r" / "logs" / "merge_eval").mkdir(parents=True)
+    (tmp_path / "r" / "logs" / "finetune" / "a.log").write_text("03:00:06 INFO fine-tune on a\nstep\n03:01:39 INFO done\n")
+    (tmp_path / "r" / "logs" / "merge_eval" / "a.log").write_text("03:01:50 INFO mask a: accuracy 0.5\n")
+    (tmp_path / "main.log").write_text(main_log)
+    by_rule, jobs, summary = run_breakdown.breakdown(tmp_path / "main.log", tmp_path, cores=2, setup_s=70)
+    r = by_rule.set_index("rule")
+    assert r.loc["finetune", ["seconds", "startup_s", "work_s", "cpu_s", "work_cpu_s"]].tolist() == [100, 6, 93, 200, 186]
+    assert r.loc["merge_eval", ["seconds", "startup_s", "work_s"]].tolist() == [110, 0, 110]  # one line: not split
+    assert summary["workflow_wall_s"] == 110 and summary["floor_s"] == 70 + (186 + 110) / 2
+    assert summary["wall_over_floor"] == (110 + 70) / summary["floor_s"]
+    assert run_breakdown.main([str(tmp_path / "main.log"), "--workdir", str(tmp_path), "--out", str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out" / "by_rule.csv").is_file() and (tmp_path / "out" / "summary.json").is_file()
