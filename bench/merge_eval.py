@@ -117,7 +117,8 @@ def kernel(plan, threads):
     from merge2mix import pool as pools
     from merge2mix.config import AVERAGE, merge_operator
     from merge2mix.job import from_config
-    from merge2mix.merge import average, load_weights
+    from merge2mix.merge import average
+    from merge2mix.checkpoints import load_weights
 
     cfg, run = plan.cfg, Path(plan.run_dir)
     ckpt = {n: str(run / "finetune" / n / "model.safetensors") for n in plan.candidates}

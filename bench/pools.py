@@ -16,7 +16,7 @@ def make_pool(root: Path, size: str, n: int) -> Path:
     import torch
     from transformers import BertConfig, BertForSequenceClassification
 
-    from merge2mix.merge import save_weights
+    from merge2mix.checkpoints import save_weights
 
     if (root / f"ft{n - 1}.safetensors").exists():
         return root

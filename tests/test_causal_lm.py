@@ -18,7 +18,8 @@ from merge2mix.data.instructions import to_examples
 from merge2mix.data.prepare import prepare_dataset
 from merge2mix.errors import DataError
 from merge2mix.job import Job
-from merge2mix.merge import average, load_weights, save_weights
+from merge2mix.merge import average
+from merge2mix.checkpoints import load_weights, save_weights
 from merge2mix.train import finetune
 
 FAM = families.get("causal_lm")

@@ -10,7 +10,8 @@ import torch
 from merge2mix import engine, families
 from merge2mix import pool as pools
 from merge2mix.errors import CheckpointError
-from merge2mix.merge import average, load_weights, save_weights
+from merge2mix.merge import average
+from merge2mix.checkpoints import load_weights, save_weights
 
 pytestmark = pytest.mark.usefixtures("isolated_cwd")  # relative-path writes fail, not leak
 
@@ -80,7 +81,7 @@ def test_a_checkpoint_changed_after_training_is_refused(pool_files, tmp_path, mo
     ft = tmp_path / mode / "ft"
     ft.mkdir(parents=True)
     shutil.copy(files["a"], ft / "model.safetensors")
-    from merge2mix.merge import file_sha256
+    from merge2mix.checkpoints import file_sha256
 
     (ft / "train.json").write_text(json.dumps({"weights_sha256": file_sha256(ft / "model.safetensors")}))
     engine.clear_cache()
@@ -101,7 +102,7 @@ def test_without_a_training_record_a_checkpoint_is_merged_unverified(pool_files,
     import json
     import shutil
 
-    from merge2mix.merge import file_sha256
+    from merge2mix.checkpoints import file_sha256
 
     _, files = pool_files
     bare = tmp_path / "bare" / "model.safetensors"

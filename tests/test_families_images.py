@@ -21,7 +21,7 @@ from merge2mix.data import images as img
 from merge2mix.data.prepare import map_labels, prepare_dataset, read_source_classes
 from merge2mix.errors import CheckpointError, ConfigError, DataError
 from merge2mix.job import Job
-from merge2mix.merge import load_weights
+from merge2mix.checkpoints import load_weights
 from merge2mix.torchfile import read_state_dict
 from merge2mix.train import finetune
 
@@ -212,7 +212,7 @@ def test_clip_merge_touches_only_the_vision_tower_and_scores_with_the_target_hea
     for n in ("stripes", "blobs"):  # two fake fine-tunes: theta_0 with a shifted vision tower
         sd = {k: (v + (0.01 if n == "stripes" else -0.03) if k.startswith(CLIP.MERGED_PREFIXES) and v.is_floating_point() else v)
               for k, v in base.items()}
-        from merge2mix.merge import save_weights
+        from merge2mix.checkpoints import save_weights
 
         ck[n] = str(tmp_path / f"{n}.safetensors")
         save_weights(sd, ck[n])

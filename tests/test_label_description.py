@@ -13,7 +13,7 @@ from merge2mix import engine, families
 from merge2mix import pool as pools
 from merge2mix.data.prepare import prepare_dataset
 from merge2mix.job import Job
-from merge2mix.merge import load_weights
+from merge2mix.checkpoints import load_weights
 from merge2mix.train import finetune
 
 FAM = families.get("text_label_description")

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from merge2mix.errors import CheckpointError
-from merge2mix.merge import OPERATORS, average, check_compatible, load_weights, merge_state, save_weights, size_scale
+from merge2mix.merge import OPERATORS, average, merge_state, size_scale
+from merge2mix.checkpoints import check_compatible, load_weights, save_weights
 
 pytestmark = pytest.mark.usefixtures("isolated_cwd")  # relative-path writes fail, not leak
 
@@ -111,7 +112,7 @@ def test_saved_files_are_byte_identical_and_carry_their_metadata(tmp_path):
 
     from safetensors import safe_open
 
-    from merge2mix.merge import file_sha256
+    from merge2mix.checkpoints import file_sha256
 
     a = save_weights(POOL["a"], tmp_path / "a.safetensors", {"seed": 0, "datasets": ["x", "a"]})
     b = save_weights(POOL["a"], tmp_path / "b.safetensors", {"datasets": ["x", "a"], "seed": 0})

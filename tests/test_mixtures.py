@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from merge2mix import engine, mixtures
 from merge2mix import pool as pools
 from merge2mix.errors import ConfigError
-from merge2mix.merge import load_weights, merge_state
+from merge2mix.merge import merge_state
+from merge2mix.checkpoints import load_weights
 from test_engine_paths import FAM, NAMES, pool_files  # noqa: F401  (the tiny pool fixture)
 from test_train_engine import HP, TASK, world  # noqa: F401  (the tiny fine-tune fixture)
 

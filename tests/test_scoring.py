@@ -15,7 +15,8 @@ from merge2mix import evaluate as ev
 from merge2mix.data.prepare import prepare_dataset
 from merge2mix.evaluate import evaluate
 from merge2mix.job import Job
-from merge2mix.merge import average, load_weights, merge_state, save_weights
+from merge2mix.merge import average, merge_state
+from merge2mix.checkpoints import load_weights, save_weights
 
 pytestmark = pytest.mark.usefixtures("isolated_cwd")  # relative-path writes fail, not leak
 

@@ -7,7 +7,7 @@ import pytest
 
 from merge2mix import store
 from merge2mix.job import Job
-from merge2mix.merge import file_sha256
+from merge2mix.checkpoints import file_sha256
 
 pytestmark = pytest.mark.usefixtures("isolated_cwd")  # relative-path writes fail, not leak
 

@@ -12,7 +12,8 @@ from merge2mix.data.prepare import prepare_dataset
 from merge2mix.errors import CheckpointError
 from merge2mix.evaluate import evaluate
 from merge2mix.job import Job
-from merge2mix.merge import average, load_weights, save_weights
+from merge2mix.merge import average
+from merge2mix.checkpoints import load_weights, save_weights
 from merge2mix.train import finetune
 
 TASK = {"type": "text_classification", "labels": ["negative", "positive"], "max_length": 16}

@@ -1,6 +1,6 @@
-"""The merging math (the average, the merge operators over task vectors tau_i = theta_i - theta_0, and
-`merge_state`, the plain reference every engine path is tested against) and safetensors weight IO.
-Knows nothing of Snakemake.
+"""The merging math: the average, the merge operators over task vectors tau_i = theta_i - theta_0, and
+`merge_state`, the plain reference every engine path is tested against. Reading and writing weights
+is merge2mix.checkpoints. Knows nothing of Snakemake.
 
 merge(theta_1..theta_k) = mean_i theta_i = theta_0 + mean_i (theta_i - theta_0): the Merge to Mix
 surrogate for a model fine-tuned on the union of those datasets. Accumulation is in fp32.
@@ -8,61 +8,11 @@ surrogate for a model fine-tuned on the union of those datasets. Accumulation is
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
 from .errors import CheckpointError
-from .io import atomic_replace
-
-
-def save_weights(state: dict, path, metadata: dict | None = None) -> str:
-    """Write a state dict as safetensors, atomically; returns the file's sha256."""
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
-    # One metadata key: safetensors writes a multi-key header in hash order, which would make the
-    # file bytes (and the recorded sha256) differ between identical runs.
-    meta = {"merge2mix": json.dumps(metadata, sort_keys=True)} if metadata else None
-    atomic_replace(lambda tmp: save_file(tensors, tmp, metadata=meta), path)
-    return file_sha256(path)
-
-
-def load_weights(path, device="cpu") -> dict:
-    """Read a safetensors checkpoint (never pickle); reject truncated files and non-finite values."""
-    try:
-        sd = load_file(str(path), device=str(device))
-    except FileNotFoundError:
-        raise CheckpointError(f"checkpoint {path}: file not found") from None
-    except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(f"checkpoint {path}: not a readable safetensors file ({e})") from None
-    for k, v in sd.items():
-        if v.is_floating_point() and not torch.isfinite(v).all():
-            raise CheckpointError(f"checkpoint {path}: tensor '{k}' contains NaN or inf")
-    return sd
-
-
-def file_sha256(path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while b := fh.read(chunk):
-            h.update(b)
-    return h.hexdigest()
-
-
-def check_compatible(reference: dict, other: dict, name: str) -> None:
-    """Same tensor names and shapes (values: tensors or shape tuples), or a one-line CheckpointError naming `name`."""
-    if reference.keys() != other.keys():
-        missing = sorted(reference.keys() - other.keys())
-        extra = sorted(other.keys() - reference.keys())
-        what = f"missing {missing[:3]}" if missing else f"unexpected {extra[:3]}"
-        raise CheckpointError(f"checkpoint {name}: architecture does not match the base model ({what})")
-    for k, v in reference.items():
-        want, got = tuple(getattr(v, "shape", v)), tuple(getattr(other[k], "shape", other[k]))
-        if got != want:
-            raise CheckpointError(f"checkpoint {name}: tensor '{k}' has shape {got}, base has {want}")
 
 
 def average(state_dicts: list[dict], merged=lambda name, t: t.is_floating_point()) -> dict:

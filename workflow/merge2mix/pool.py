@@ -24,7 +24,8 @@ from safetensors import safe_open
 from . import runtime
 from .errors import CheckpointError
 from .io import read_json
-from .merge import OPERATORS, check_compatible, file_sha256, load_weights, op_weighted, size_scale
+from .merge import OPERATORS, op_weighted, size_scale
+from .checkpoints import check_compatible, file_sha256, load_weights
 
 log = runtime.log
 MODES = ("auto", "memory", "stream")

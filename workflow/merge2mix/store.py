@@ -21,7 +21,7 @@ import shutil
 
 from . import runtime
 from .io import atomic_replace, atomic_write_json, read_json
-from .merge import file_sha256
+from .checkpoints import file_sha256
 
 log = runtime.log
 

@@ -20,7 +20,7 @@ from .io import atomic_write_json
 from .job import Job
 from .masks import mask_key
 from .mixtures import allocate, epoch_order
-from .merge import file_sha256, save_weights
+from .checkpoints import file_sha256, save_weights
 
 log = runtime.log
 

@@ -40,7 +40,7 @@ def init_base(source: str, out_dir: str, task: dict, seed: int, revision=None, t
     os.makedirs(out_dir, exist_ok=True)
     torch.manual_seed(seed)
     if arch:
-        from ..merge import save_weights
+        from ..checkpoints import save_weights
         from ..torchfile import read_state_dict
 
         model = _efficientnet(len(labels))
@@ -89,7 +89,7 @@ def load_model(model_dir: str, device="cpu", trust_remote_code: bool = False):
     arch = _arch(model_dir)
     try:
         if arch:
-            from ..merge import load_weights
+            from ..checkpoints import load_weights
 
             model = _efficientnet(len(arch["labels"]))
             model.load_state_dict(load_weights(os.path.join(model_dir, "model.safetensors")))
