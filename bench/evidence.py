@@ -56,7 +56,7 @@ def main(argv=None) -> int:
         shutil.copy2(run / f, out / f)
     for f in (run / "plots").glob("*.png"):
         shutil.copy2(f, out / "plots" / f.name)
-    oracle = pd.DataFrame([json.loads(p.read_text()) for p in sorted((run / "oracle").glob("*.json"))])
+    oracle = pd.DataFrame([json.loads(p.read_text()) for p in sorted((run / "mixtures").glob("*.json"))])
     oracle.drop(columns=["datasets"]).to_csv(out / "oracle.csv", index=False)
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
     (out / "run.json").write_text(json.dumps({

@@ -134,7 +134,7 @@ def report_description():
 
 def oracle_results():
     """Every mask's mixture fine-tune, when the oracle is on (2^N - 1 fine-tunes)."""
-    return expand(f"{R}/oracle/{{mask}}.json", mask=PLAN.masks) if CFG["oracle"] else []
+    return expand(f"{R}/mixtures/{{mask}}.json", mask=PLAN.masks) if CFG["oracle"] else []
 
 
 def mixture_inputs(wildcards):
@@ -214,7 +214,7 @@ def budget_bytes():
 def evidence_mixtures():
     """Mixture fine-tunes every run scores: each candidate alone, all of them, and every mask with the oracle."""
     masks = PLAN.masks if CFG["oracle"] else [*PLAN.candidates, PLAN.full_mask]
-    return expand(f"{R}/oracle/{{mask}}.json", mask=sorted(set(masks)))
+    return expand(f"{R}/mixtures/{{mask}}.json", mask=sorted(set(masks)))
 
 
 def calibration_input(wildcards):
@@ -256,7 +256,7 @@ def baseline_inputs(wildcards):
     choice_path = checkpoints.baseline_masks.get().output[0]
     choice = read_json(choice_path)
     masks = {choice.get("similarity_topk"), choice.get("similarity_threshold"), *choice["random"]} - {None}
-    return {"choice": choice_path, "baseline_mixtures": expand(f"{R}/oracle/{{mask}}.json", mask=sorted(masks))}
+    return {"choice": choice_path, "baseline_mixtures": expand(f"{R}/mixtures/{{mask}}.json", mask=sorted(masks))}
 
 
 # Cluster resources grow with each retry (profiles/slurm sets retries): a job killed for time or

@@ -10,7 +10,7 @@ rule mixture_finetune:
         val=f"{R}/data/{CFG['target']}/val.parquet",
         test=f"{R}/data/{CFG['target']}/test.parquet",
     output:
-        f"{R}/oracle/{{mask}}.json",
+        f"{R}/mixtures/{{mask}}.json",
     params:
         base_dir=model_dir,
         work_dir=f"{R}/work/mixture/{{mask}}",

@@ -42,7 +42,7 @@ rule calibrate:
     # the masks whose mixture fine-tunes the run has (singles, all the data, calibration.mixtures more).
     input:
         merged=expand(f"{R}/merge_eval/{{mask}}.json", mask=PLAN.anchors),
-        finetuned=expand(f"{R}/oracle/{{mask}}.json", mask=PLAN.anchors),
+        finetuned=expand(f"{R}/mixtures/{{mask}}.json", mask=PLAN.anchors),
     output:
         f"{R}/calibration.json",
     params:

@@ -77,13 +77,13 @@ def _write(tmp_path, masks, merged, tuned):
     for m, x, y in zip(masks, merged, tuned):
         names = m.split("+")
         (tmp_path / "merge_eval").mkdir(exist_ok=True)
-        (tmp_path / "oracle").mkdir(exist_ok=True)
+        (tmp_path / "mixtures").mkdir(exist_ok=True)
         r = {"mask": m, "datasets": names, "size": len(names), "accuracy": x, "macro_f1": x / 2, "balanced_accuracy": x,
              "loss": 1 - x, "n": 10}
         (tmp_path / "merge_eval" / f"{m}.json").write_text(json.dumps(r))
-        (tmp_path / "oracle" / f"{m}.json").write_text(json.dumps({"mask": m, "val_accuracy": y, "val_loss": 1 - y}))
+        (tmp_path / "mixtures" / f"{m}.json").write_text(json.dumps({"mask": m, "val_accuracy": y, "val_loss": 1 - y}))
         mp.append(tmp_path / "merge_eval" / f"{m}.json")
-        fp.append(tmp_path / "oracle" / f"{m}.json")
+        fp.append(tmp_path / "mixtures" / f"{m}.json")
     return mp, fp
 
 

@@ -97,10 +97,10 @@ def test_evidence_baselines_oracle_and_report(tiny_run):
     work, cfg, r = tiny_run
     assert r.returncode == 0, r.stderr[-4000:]
     run = work / "results" / "tiny"
-    oracle = [json.loads(p.read_text()) for p in (run / "oracle").glob("*.json")]
+    oracle = [json.loads(p.read_text()) for p in (run / "mixtures").glob("*.json")]
     assert len(oracle) == 7 and {o["size"] for o in oracle} == {1, 2, 3}
     assert all(o["trained"] == (o["size"] > 1) for o in oracle)  # singletons reuse the per-dataset fine-tune
-    assert not list((run / "oracle").rglob("*.safetensors"))  # mixture checkpoints are not kept
+    assert not list((run / "mixtures").rglob("*.safetensors"))  # mixture checkpoints are not kept
 
     methods = pd.read_csv(run / "methods.csv")
     assert methods["method"].tolist() == ["pretrained", "single:books", "single:films", "single:food", "all_data",
@@ -457,7 +457,7 @@ def test_unshared_run_resumes_deploy_and_mixture_finetunes(tiny_run, tiny_model,
     r = workflow()
     assert r.returncode == 0, r.stderr[-3000:]
     full = "books+films+food"
-    mixture, mixture_ref = (json.loads((r / "oracle" / f"{full}.json").read_text()) for r in (run, ref))
+    mixture, mixture_ref = (json.loads((r / "mixtures" / f"{full}.json").read_text()) for r in (run, ref))
     assert mixture["resumed_from_step"] == 10 and mixture_ref["resumed_from_step"] is None
     for k in ("val_accuracy", "val_loss", "test_accuracy", "test_loss", "steps"):
         assert mixture[k] == mixture_ref[k], k
@@ -477,10 +477,10 @@ def test_size_calibration_fits_on_its_anchors_and_ranks_by_the_prediction(tiny_r
     assert r.returncode == 0, r.stderr[-3000:]
     run = work / "results" / "tiny-cal"
     anchors = calibration.anchor_masks(["books", "food", "films"], 1, 0)
-    assert sorted(p.stem for p in (run / "oracle").glob("*.json")) == anchors and len(anchors) == 5
+    assert sorted(p.stem for p in (run / "mixtures").glob("*.json")) == anchors and len(anchors) == 5
     cal = json.loads((run / "calibration.json").read_text())
     merged = [json.loads((run / "merge_eval" / f"{m}.json").read_text()) for m in anchors]
-    tuned = [json.loads((run / "oracle" / f"{m}.json").read_text()) for m in anchors]
+    tuned = [json.loads((run / "mixtures" / f"{m}.json").read_text()) for m in anchors]
     again = calibration.fit([x["accuracy"] for x in merged], [x["size"] for x in merged], [y["val_accuracy"] for y in tuned])
     assert {k: cal[k] for k in again} == again and cal["extra_finetunes"] == 1
     table = pd.read_csv(run / "masks.csv")

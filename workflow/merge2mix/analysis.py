@@ -129,7 +129,7 @@ def methods_table(*, summary: dict, mixtures: pd.DataFrame, candidates: list[str
     calibration.json), Merge to Mix also pays for its anchors beyond the singles (all the data and
     calibration.mixtures pairs/triples).
 
-    `mixtures`: every mixture fine-tune result (oracle/<mask>.json rows). `seconds(kind, name)` gives
+    `mixtures`: every mixture fine-tune result (mixtures/<mask>.json rows). `seconds(kind, name)` gives
     the wall time of one job ('finetune', name) / ('mixture', mask) / ('deploy' | 'merges' | 'similarity', None)."""
     n = len(candidates)
     full = mask_key(candidates)

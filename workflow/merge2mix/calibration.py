@@ -67,7 +67,7 @@ def predict(params: dict, merged, sizes):
 
 
 def calibrate(*, merged_paths, finetuned_paths, metric: str, extra: int, out_json: str) -> dict:
-    """Fit on the anchors' merge_eval/<mask>.json (merged score) and oracle/<mask>.json (the mixture
+    """Fit on the anchors' merge_eval/<mask>.json (merged score) and mixtures/<mask>.json (the mixture
     fine-tune's val score) for the selection metric; write calibration.json."""
     merged = {r["mask"]: r for r in map(read_json, merged_paths)}
     tuned = {r["mask"]: r for r in map(read_json, finetuned_paths)}

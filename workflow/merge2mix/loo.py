@@ -40,7 +40,7 @@ def collect(run_dirs: dict[str, str | Path]) -> tuple[pd.DataFrame, dict]:
         run = Path(run)
         methods = pd.read_csv(run / "methods.csv")
         rows.append({"target": target, **dict(zip(methods["method"], methods["accuracy"]))})
-        oracle = sorted((run / "oracle").glob("*.json"))
+        oracle = sorted((run / "mixtures").glob("*.json"))
         masks = pd.read_csv(run / "masks.csv", dtype={"bitstring": str})
         if (run / "correlation.json").is_file():
             joined = masks[["mask", "accuracy"]].merge(analysis.load_results(oracle)[["mask", "val_accuracy"]], on="mask")
