@@ -7,7 +7,9 @@ the target's val and test splits) is paired with the merged scores of the embedd
 (frozen label-description head, task arithmetic with lambda(k) = k^-1/2) for every mask. For each
 target and each selection metric (accuracy, macro-F1, balanced accuracy, loss) the mask the workflow
 would pick (merge2mix.select.rank, the workflow's ranking and tie-break) is looked up in the oracle:
-its fine-tune's test accuracy, macro-F1 and balanced accuracy.
+its fine-tune's test accuracy, macro-F1 and balanced accuracy; and the pooled Pearson r between merged
+and fine-tuned val scores in that metric, and the regret (test score of the oracle's val-best mixture
+minus the pick's) in that metric and in accuracy.
 
 The criterion was fixed before any figure was looked at: the pick's **prior-robust test score**, the
 mean of its test macro-F1 and test balanced accuracy (accuracy rewards a one-class model on an
@@ -69,10 +71,18 @@ def picks(target: str, run: str, scores) -> list[dict]:
     base = pd.read_csv(RESULTS / run / "methods.csv").set_index("method").loc["pretrained"]
     oracle["criterion"] = oracle.apply(criterion, axis=1)
     out = []
+    def val_best(m):  # the oracle's best mixture by val `m` (loss: lowest), as the analysis defines regret
+        return oracle[f"val_{m}"].idxmin() if m == "loss" else oracle[f"val_{m}"].idxmax()
+
     for metric in METRICS:
         pick = rank(merged[["mask", "size", *METRICS]], metric)["mask"].iloc[0]
+        sign = -1 if metric == "loss" else 1
+        regret_own = sign * (oracle.loc[val_best(metric), f"test_{metric}"] - oracle.loc[pick, f"test_{metric}"])
+        regret_acc = oracle.loc[val_best("accuracy"), "test_accuracy"] - oracle.loc[pick, "test_accuracy"]
         row = oracle.loc[pick]
-        out.append({"target": target, "metric": metric, "pick": pick, "size": int(row["size"]),
+        pair = merged.set_index("mask")[metric].to_frame("merged").join(oracle[f"val_{metric}"].rename("finetuned"), how="inner")
+        out.append({"target": target, "metric": metric, "pearson_r": float(pair["merged"].corr(pair["finetuned"])),
+                    "pick": pick, "size": int(row["size"]), "regret_in_metric": regret_own, "regret_accuracy": regret_acc,
                     **{f"test_{m}": row[f"test_{m}"] for m in MEASURES}, "test_n": int(row["test_n"]),
                     "criterion": row["criterion"], "best_criterion": oracle["criterion"].max(),
                     "regret_criterion": oracle["criterion"].max() - row["criterion"],
@@ -111,7 +121,7 @@ def main() -> int:
         "wall_s": round(time.time() - t0, 2),
         "machine": {"platform": platform.platform(), "cpus": __import__("os").cpu_count()}}, indent=2) + "\n")
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.precision", 3):
-        print(table[["target", "metric", "pick", "test_accuracy", "test_macro_f1", "test_balanced_accuracy",
+        print(table[["target", "metric", "pearson_r", "regret_in_metric", "regret_accuracy", "pick", "test_accuracy", "test_macro_f1", "test_balanced_accuracy",
                      "criterion", "regret_criterion"]].to_string(index=False))
         print()
         print(loto[["held_out", "chosen_on_others", "pick", "criterion", "regret_criterion", "test_accuracy",

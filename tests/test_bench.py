@@ -202,7 +202,7 @@ def test_selection_metric_bench_picks_by_each_metric_and_holds_one_target_out(tm
         d.mkdir()
         pd.DataFrame([{"mask": m, "size": m.count("+") + 1, **dict(zip(sm.METRICS, v))} for m, v in merged.items()]
                      ).to_csv(d / "masks.csv", index=False)
-        pd.DataFrame([{"mask": m, "size": m.count("+") + 1, "test_n": 300,
+        pd.DataFrame([{"mask": m, "size": m.count("+") + 1, "test_n": 300, **{f"val_{k}": x for k, x in zip(sm.METRICS, v)},
                        **{f"test_{k}": x for k, x in zip(sm.METRICS, v)}} for m, v in test.items()]).to_csv(d / "oracle.csv", index=False)
         pd.DataFrame([{"method": "pretrained", "accuracy": 0.5, "macro_f1": 0.4, "balanced_accuracy": 0.5}]).to_csv(
             d / "methods.csv", index=False)
@@ -222,6 +222,10 @@ def test_selection_metric_bench_picks_by_each_metric_and_holds_one_target_out(tm
     assert picks.loc[("t1", "accuracy"), "pick"] == "a" and picks.loc[("t1", "balanced_accuracy"), "pick"] == "b"
     assert picks.loc[("t1", "accuracy"), "criterion"] == pytest.approx((0.45 + 0.5) / 2)
     assert picks.loc[("t1", "accuracy"), "regret_criterion"] == pytest.approx(0.775 - 0.475)
+    # val = test here: the oracle's val-best by accuracy is "a", by balanced accuracy "b"; loss is lowest for "a"
+    assert picks.loc[("t1", "accuracy"), "regret_accuracy"] == 0 and picks.loc[("t1", "balanced_accuracy"), "regret_accuracy"] == pytest.approx(0.05)
+    assert picks.loc[("t1", "balanced_accuracy"), "regret_in_metric"] == 0 and picks.loc[("t1", "loss"), "regret_in_metric"] == 0
+    assert picks.loc[("t1", "accuracy"), "pearson_r"] == pytest.approx(pd.Series([0.9, 0.8, 0.7]).corr(pd.Series([0.85, 0.8, 0.7])))
     loto = pd.read_csv(tmp_path / "out" / "loto.csv").set_index("held_out")
     assert loto.loc["t3", "chosen_on_others"] == "macro_f1"  # macro_f1 also picks b on t1/t2; listed before balanced
     assert loto.loc["t3", "pick"] == "a"
