@@ -8,7 +8,7 @@ The oracle (every mixture fine-tuned and scored on the target) does not depend o
 the committed oracle of bench/results/evidence-<run>/oracle.csv serves every operator: this script
 computes (or reuses) only the run's per-dataset fine-tunes and the target's val split, then
 scores all 2^N - 1 masks in one process with each operator (merge2mix.engine.score, the code path of
-merge_eval). The `average` scores must equal the committed masks.csv: that checks the fine-tunes are
+merge_eval). The scores of the operator a run used must equal its committed masks.csv: that checks the fine-tunes are
 the ones the oracle run merged. Scores already in bench/results/surrogates/<run>-scores.csv are reused
 (--rescore to compute them again), so the analysis can be rerun without the scoring.
 
@@ -183,10 +183,12 @@ def main(argv=None) -> int:
         scores = pd.concat([have[have["surrogate"].isin(a.surrogates)], score_all(plan, missing, a.cores, a.workdir)] if missing
                            else [have[have["surrogate"].isin(a.surrogates)]], ignore_index=True)
         scores.to_csv(cached, index=False)
-        if "average" in a.surrogates:  # the fine-tunes are the oracle run's: same merged scores
+        own = config_mod.merge_operator(plan.cfg["merge"])  # the operator the oracle run itself scored with
+        same = [n for n in a.surrogates if SURROGATES[n] == (own["method"], own["params"])]
+        if same:  # the fine-tunes are the oracle run's: that operator's scores are its masks.csv
             committed = pd.read_csv(evidence / "masks.csv").set_index("mask")["accuracy"]
-            mine = scores[scores["surrogate"] == "average"].set_index("mask")["accuracy"]
-            checks[run] = float((mine - committed.loc[mine.index]).abs().max())
+            mine = scores[scores["surrogate"] == same[0]].set_index("mask")["accuracy"]
+            checks[run] = {"surrogate": same[0], "max_abs_diff": float((mine - committed.loc[mine.index]).abs().max())}
         head = plan.cfg["task"].get("head", "trained")
         pools = [(f"N={len(plan.candidates)}", [])]
         kept = [c for c in plan.candidates if c not in a.drop]
@@ -236,7 +238,7 @@ def main(argv=None) -> int:
     (out / "surrogates" / "run.json").write_text(json.dumps({
         "command": "python bench/surrogates.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "commit": commit, "code_dirty": dirty, "wall_s": round(time.time() - t0, 1),
-        "average_vs_committed_masks_csv_max_abs_diff": checks,
+        "own_operator_vs_committed_masks_csv": checks,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()}}, indent=2) + "\n")
     pd.set_option("display.width", 200)
     print(table[["run", "pool", "surrogate", "metric", "pearson_r", "spearman_rho", "spearman_within_size_mean",
@@ -244,7 +246,7 @@ def main(argv=None) -> int:
     print(pd.DataFrame(loto).round(3).to_string(index=False))
     print(cal[cal["metric"] == "accuracy"][["run", "pool", "surrogate", "pearson_r_held", "pearson_r_held_uncalibrated",
                                               "regret", "regret_max", "picked"]].round(3).to_string(index=False))
-    print(f"average vs committed masks.csv, max |diff|: {checks}")
+    print(f"the run's own operator vs its committed masks.csv, max |diff|: {checks}")
     return 0
 
 
