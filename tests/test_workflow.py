@@ -190,7 +190,7 @@ def test_cli_check_and_show(tiny_run, capsys):
     out = capsys.readouterr().out
     best = json.loads((work / "results" / "tiny" / "best_mask.json").read_text())
     assert f"selected mixture:  {' + '.join(best['datasets'])}" in out
-    assert "surrogate:         average merge of the per-dataset fine-tunes" in out
+    assert "surrogate:         average merge of the per-dataset fine-tunes, masks ranked by target val accuracy" in out
     bad = work / "bad.yaml"
     bad.write_text("target: [\n")
     assert main(["check", str(bad)]) == 1

@@ -47,7 +47,8 @@ def _show(args) -> int:
         b = json.loads(best.read_text())
         op = operator_of(b)
         params = ", ".join(f"{k} {v}" for k, v in op["params"].items())
-        print(f"surrogate:         {op['method']}{f' ({params})' if params else ''} merge of the per-dataset fine-tunes")
+        print(f"surrogate:         {op['method']}{f' ({params})' if params else ''} merge of the per-dataset fine-tunes, "
+              f"masks ranked by target val {b.get('metric', 'accuracy').replace('_', ' ')}")
         if b.get("calibration"):
             c = b["calibration"]
             print(f"size calibration:  predicted fine-tuned {b['metric']} = {c['a']:.3f} + {c['b']:.3f} * merged + "
