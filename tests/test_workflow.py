@@ -90,7 +90,8 @@ def test_evidence_bench_copies_a_finished_oracle_run(tiny_run, tmp_path, monkeyp
                             "--out", str(tmp_path / "sur")]) == 0
     table = pd.read_csv(tmp_path / "sur" / "surrogates.csv")
     assert len(table) == 2 * 3 and set(table["surrogate"]) == {"average", "ta_sqrt"} and table["pearson_r"].between(-1, 1).all()
-    assert json.loads((tmp_path / "sur" / "surrogates" / "run.json").read_text())["average_vs_committed_masks_csv_max_abs_diff"] == {"tiny": 0.0}
+    assert json.loads((tmp_path / "sur" / "surrogates" / "run.json").read_text())["own_operator_vs_committed_masks_csv"] == {
+        "tiny": {"surrogate": "average", "max_abs_diff": 0.0}}  # the tiny run scores with the average
 
 
 def test_evidence_baselines_oracle_and_report(tiny_run):
