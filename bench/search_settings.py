@@ -80,26 +80,20 @@ class Enumerated:
 
 
 def run_variant(candidates, score, budget: int, v: dict, seed: int, enum: Enumerated) -> float:
-    """search.surrogate_search's loop with the variant's stop rule and proposals; the best score found."""
-    per_round = max(1, budget // 10)
-    n0 = len(search.design(candidates, None, 0))
-    scored = {k: score(k) for k in search.design(candidates, min(n0, budget // 2), seed)[:budget]}
+    """merge2mix.search.surrogate_search with the variant's stop rule and proposals (enumerated, and a
+    share of seeded random unscored masks when exploring); the best score found."""
     rng = random.Random(f"explore:{seed}")
-    stale = 0
-    while len(scored) < budget and (v["patience"] is None or stale < v["patience"]):
-        keys = list(scored)
-        model = search.fit([parse_key(k) for k in keys], [scored[k] for k in keys], list(candidates), v["alpha"])
-        m = min(per_round, budget - len(scored))
+
+    def proposer(model, seen, m):
         n_explore = int(v["explore"] * m)
-        props = enum.propose(model, [parse_key(k) for k in keys], m - n_explore)
-        props += unscored(candidates, set(scored) | set(props), m - len(props), rng) if n_explore or not props else []
-        if not props:
-            break
-        before = max(scored.values())
-        for key in props:
-            scored[key] = score(key)
-        stale = 0 if max(scored.values()) > before else stale + 1
-    return max(scored.values())
+        props = enum.propose(model, seen, m - n_explore)
+        scored = {mask_key(s) for s in seen}
+        return props + (unscored(candidates, scored | set(props), m - len(props), rng) if n_explore or not props else [])
+
+    n0 = len(search.design(candidates, None, 0))
+    settings = {"per_round": max(1, budget // 10), "design_masks": min(n0, budget // 2), "seed": seed,
+                "patience": v["patience"], "alpha": v["alpha"]}
+    return search.surrogate_search(candidates, score, budget, settings, proposer=proposer)["best_score"]
 
 
 def main(argv=None) -> int:

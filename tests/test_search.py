@@ -122,3 +122,23 @@ def test_round_zero_design_keeps_every_single_and_samples_pairs():
     assert sorted(search.design(CANDS, 3, seed=0)) == sorted(set(search.design(CANDS, 3, seed=0)) & set(CANDS))  # singles only
     c = {"exclude": ["a"]}
     assert all("a" not in k.split("+") for k in search.design(CANDS, 6, seed=0, c=c)) and "b" in search.design(CANDS, 6, 0, c)
+
+
+def test_patience_none_spends_the_budget_and_a_proposer_replaces_the_ilp():
+    """On a flat score the incumbent never improves: patience 2 stops after two rounds, patience None
+    scores the whole budget; a `proposer` is asked for each round's masks in place of `propose`."""
+    cands = list("abcde")
+    flat = lambda key: 0.5  # noqa: E731
+    stopped = search.surrogate_search(cands, flat, 25, {"per_round": 2, "patience": 2})
+    assert len(stopped["scored"]) == 15 + 2 * 2  # round 0 (5 singles + 10 pairs), then two stale rounds
+    spent = search.surrogate_search(cands, flat, 25, {"per_round": 2, "patience": None})
+    assert len(spent["scored"]) == 25
+    asked = []
+
+    def proposer(model, seen, m):
+        asked.append((len(seen), m))
+        return [k for k in (mask_key(x) for r in (3, 4, 5) for x in combinations(cands, r)) if k not in {mask_key(s) for s in seen}][:m]
+
+    res = search.surrogate_search(cands, flat, 20, {"per_round": 3, "patience": None}, proposer=proposer)
+    assert asked == [(15, 3), (18, 2)] and len(res["scored"]) == 20
+    assert set(res["scored"]) - {mask_key(x) for r in (1, 2) for x in combinations(cands, r)} == {"a+b+c", "a+b+d", "a+b+e", "a+c+d", "a+c+e"}

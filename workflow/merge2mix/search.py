@@ -126,10 +126,11 @@ SURROGATE = {"per_round": 8, "patience": 2, "design_masks": None, "alpha": 1e-2,
 
 
 def surrogate_search(candidates, score, budget: int, settings: dict | None = None, *, c: dict | None = None,
-                     sizes: dict | None = None) -> dict:
+                     sizes: dict | None = None, proposer=None) -> dict:
     """Rounds of fit -> propose -> score until `budget` masks are scored or the incumbent has not
-    improved for `patience` rounds (`settings`: SURROGATE's keys; round 0 is `design` with
-    `design_masks`). Returns the scores, the rounds and the best mask."""
+    improved for `patience` rounds (`settings`: SURROGATE's keys, patience None = spend the budget;
+    round 0 is `design` with `design_masks`). `proposer(model, seen, m)` replaces `propose` (a
+    benchmark's variants). Returns the scores, the rounds and the best mask."""
     s = {**SURROGATE, **(settings or {})}
     per_round, patience, alpha = s["per_round"], s["patience"], s["alpha"]
     scored: dict[str, float] = {}
@@ -139,10 +140,11 @@ def surrogate_search(candidates, score, budget: int, settings: dict | None = Non
         scored[key] = score(key)
     rounds.append({"round": 0, "proposed": first, "best": _best(scored)})
     stale = 0
-    while len(scored) < budget and stale < patience:
+    while len(scored) < budget and (patience is None or stale < patience):
         keys = list(scored)
         model = fit([parse_key(k) for k in keys], [scored[k] for k in keys], list(candidates), alpha)
-        props = propose(model, [parse_key(k) for k in keys], min(per_round, budget - len(scored)), c, sizes)
+        seen, want = [parse_key(k) for k in keys], min(per_round, budget - len(scored))
+        props = proposer(model, seen, want) if proposer else propose(model, seen, want, c, sizes)
         if not props:
             break
         before = max(scored.values())
