@@ -322,12 +322,12 @@ def test_leave_one_out_collect_pools_every_target(tmp_path):
     runs, xs, ys = {}, [], []
     for t in ("a", "b"):
         run = tmp_path / t
-        (run / "oracle").mkdir(parents=True)
+        (run / "mixtures").mkdir(parents=True)
         masks = [f"{t}m{i}" for i in range(5)]
         merged, tuned = rng.random(5), rng.random(5)
         pd.DataFrame({"mask": masks, "bitstring": ["1"] * 5, "accuracy": merged}).to_csv(run / "masks.csv", index=False)
         for m, v in zip(masks, tuned):
-            (run / "oracle" / f"{m}.json").write_text(json.dumps({"mask": m, "val_accuracy": v, "test_accuracy": v}))
+            (run / "mixtures" / f"{m}.json").write_text(json.dumps({"mask": m, "val_accuracy": v, "test_accuracy": v}))
         pd.DataFrame({"method": ["merge_to_mix", "all_data"], "accuracy": [0.5, 0.4 if t == "a" else 0.6]}).to_csv(
             run / "methods.csv", index=False)
         (run / "correlation.json").write_text(json.dumps({"pearson_r": float(stats.pearsonr(merged, tuned)[0])}))
