@@ -189,7 +189,8 @@ def main(argv=None) -> int:
             committed = pd.read_csv(evidence / "masks.csv").set_index("mask")["accuracy"]
             mine = scores[scores["surrogate"] == same[0]].set_index("mask")["accuracy"]
             checks[run] = {"surrogate": same[0], "max_abs_diff": float((mine - committed.loc[mine.index]).abs().max())}
-        head = plan.cfg["task"].get("head", "trained")
+        # text_label_description (the topic family) always has frozen class-name heads, like task.head: label_description
+        head = "label_description" if plan.cfg["task"]["type"] == "text_label_description" else plan.cfg["task"].get("head", "trained")
         pools = [(f"N={len(plan.candidates)}", [])]
         kept = [c for c in plan.candidates if c not in a.drop]
         if len(kept) < len(plan.candidates):
