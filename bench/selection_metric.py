@@ -25,6 +25,7 @@ Writes bench/results/selection-metric/{picks.csv, loto.csv, run.json}.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -119,7 +120,7 @@ def main() -> int:
     (OUT / "run.json").write_text(json.dumps({
         "command": "python bench/selection_metric.py", "commit": commit, "targets": present,
         "wall_s": round(time.time() - t0, 2),
-        "machine": {"platform": platform.platform(), "cpus": __import__("os").cpu_count()}}, indent=2) + "\n")
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()}}, indent=2) + "\n")
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.precision", 3):
         print(table[["target", "metric", "pearson_r", "regret_in_metric", "regret_accuracy", "pick", "test_accuracy", "test_macro_f1", "test_balanced_accuracy",
                      "criterion", "regret_criterion"]].to_string(index=False))
