@@ -13,6 +13,7 @@ rule explains is flagged: either write a test that kills it or say why it cannot
     python bench/mutation.py [--children 2] [--keep]   # --keep: resume an interrupted run
     python bench/mutation.py --keep --retest-survivors  # after adding tests: test the survivors again
     python bench/mutation.py --report-only              # rewrite the report (e.g. after editing survivors.yaml)
+    python bench/mutation.py --only masks --scratch /tmp/m --out /tmp/m/out   # one module, its own tests (smoke)
 """
 
 from __future__ import annotations
@@ -37,14 +38,20 @@ REASONS = REPO / "bench" / "mutation" / "survivors.yaml"
 MUTMUT = [sys.executable, "-m", "mutmut"]
 
 
-def prepare(keep: bool) -> None:
+def prepare(keep: bool, only: str | None = None) -> None:
+    """The scratch tree; `only`: mutate that one module against its own test file (a smoke run)."""
     if not keep:
         shutil.rmtree(SCRATCH, ignore_errors=True)
     (SCRATCH / "src").mkdir(parents=True, exist_ok=True)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     shutil.copytree(REPO / "workflow" / "merge2mix", SCRATCH / "src" / "merge2mix", dirs_exist_ok=True, ignore=ignore)
     shutil.copytree(REPO / "tests", SCRATCH / "tests", dirs_exist_ok=True, ignore=ignore)
-    shutil.copy(REPO / "bench" / "mutation" / "mutmut.toml", SCRATCH / "pyproject.toml")
+    toml = (REPO / "bench" / "mutation" / "mutmut.toml").read_text()
+    if only:
+        toml = re.sub(r"only_mutate = \[.*?\n\]", f'only_mutate = ["src/merge2mix/{only}.py"]', toml, flags=re.S)
+        toml = re.sub(r"pytest_add_cli_args_test_selection = \[.*?\n\]",
+                      f'pytest_add_cli_args_test_selection = ["tests/test_{only}.py"]', toml, flags=re.S)
+    (SCRATCH / "pyproject.toml").write_text(toml)
 
 
 def statuses() -> dict[str, str]:
@@ -64,12 +71,19 @@ def main(argv=None) -> int:
     ap.add_argument("--retest-survivors", action="store_true",
                     help="with --keep: run the survivors of the last run again (new tests may kill them)")
     ap.add_argument("--report-only", action="store_true", help="write the report from build/mutation's results, run nothing")
+    ap.add_argument("--only", metavar="MODULE", help="mutate workflow/merge2mix/MODULE.py against tests/test_MODULE.py only "
+                    "(a smoke run; with --scratch and --out elsewhere, the committed results stay)")
+    ap.add_argument("--scratch", type=Path, default=None, help="scratch tree (default build/mutation)")
+    ap.add_argument("--out", type=Path, default=None, help="results folder (default bench/results/mutation)")
     args = ap.parse_args(argv)
+    global SCRATCH, OUT
+    SCRATCH = args.scratch or REPO / "build" / "mutation"
+    OUT = args.out or REPO / "bench" / "results" / "mutation"
 
     t0 = time.time()
     run = subprocess.CompletedProcess([], 0)
     if not args.report_only:
-        prepare(args.keep)
+        prepare(args.keep, args.only)
         names = [n for n, s in statuses().items() if s == "survived"] if args.retest_survivors else []
         run = subprocess.run([*MUTMUT, "run", "--max-children", str(args.children), *names], cwd=SCRATCH,
                              env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
@@ -122,7 +136,7 @@ def main(argv=None) -> int:
         lines += [f"### `{n}` ({st[n]})", "", "```diff", diff, "```", "", reason or "**NO REASON GIVEN**", ""]
     (OUT / "report.md").write_text("\n".join(lines))
     print(f"mutation: {total['killed']} killed, {total['survived']} survived, {total['timeout']} timeouts, "
-          f"{total['no tests']} without tests; score {score(total):.1%}; report in {OUT.relative_to(REPO)}/report.md")
+          f"{total['no tests']} without tests; score {score(total):.1%}; report in {OUT}/report.md")
     if missing:
         print(f"mutation: {len(missing)} survivor(s) without a reason in {REASONS.relative_to(REPO)}", file=sys.stderr)
     return 0

@@ -268,3 +268,22 @@ Finished jobid: 4 (Rule: merge_eval)
     assert summary["wall_over_floor"] == (110 + 70) / summary["floor_s"]
     assert run_breakdown.main([str(tmp_path / "main.log"), "--workdir", str(tmp_path), "--out", str(tmp_path / "out")]) == 0
     assert (tmp_path / "out" / "by_rule.csv").is_file() and (tmp_path / "out" / "summary.json").is_file()
+
+
+@pytest.mark.slow
+def test_mutation_bench_smoke_run_on_one_module(tmp_path):
+    """bench/mutation.py --only masks (~30 s): mutmut plants bugs in masks.py, tests/test_masks.py kills
+    them, and the report gives every survivor a reason from bench/mutation/survivors.yaml. The
+    committed results and build/mutation are left alone."""
+    sys.path.insert(0, str(REPO / "bench"))
+    import mutation
+
+    committed = (REPO / "bench" / "results" / "mutation" / "summary.json").read_text()
+    assert mutation.main(["--only", "masks", "--children", "2", "--scratch", str(tmp_path / "scratch"),
+                          "--out", str(tmp_path / "out")]) == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert list(summary["modules"]) == ["merge2mix.masks"]
+    masks = summary["modules"]["merge2mix.masks"]
+    assert masks["killed"] >= 40 and masks["score"] >= 0.9, masks
+    assert "NO REASON GIVEN" not in (tmp_path / "out" / "report.md").read_text()
+    assert (REPO / "bench" / "results" / "mutation" / "summary.json").read_text() == committed
