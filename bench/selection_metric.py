@@ -37,7 +37,8 @@ import pandas as pd
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "workflow"))
 
-from merge2mix.select import METRICS, rank  # noqa: E402  (light: no torch)
+from merge2mix import analysis  # noqa: E402  (light: no torch)
+from merge2mix.select import METRICS, rank  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
 OUT = RESULTS / "selection-metric"
@@ -72,8 +73,8 @@ def picks(target: str, run: str, scores) -> list[dict]:
     base = pd.read_csv(RESULTS / run / "methods.csv").set_index("method").loc["pretrained"]
     oracle["criterion"] = oracle.apply(criterion, axis=1)
     out = []
-    def val_best(m):  # the oracle's best mixture by val `m` (loss: lowest), as the analysis defines regret
-        return oracle[f"val_{m}"].idxmin() if m == "loss" else oracle[f"val_{m}"].idxmax()
+    def val_best(m):  # the oracle's best mixture by val `m`, with selection's tie-break, as correlation.json's regret
+        return analysis.rank_mixtures(oracle.reset_index(), m)["mask"].iloc[0]
 
     for metric in METRICS:
         pick = rank(merged[["mask", "size", *METRICS]], metric)["mask"].iloc[0]

@@ -48,6 +48,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "workflow"))
 
 from merge2mix import config as config_mod  # noqa: E402  (light: no torch)
+from merge2mix import task_types  # noqa: E402
 
 SURROGATES = {
     "average": ("average", {}),
@@ -189,8 +190,9 @@ def main(argv=None) -> int:
             committed = pd.read_csv(evidence / "masks.csv").set_index("mask")["accuracy"]
             mine = scores[scores["surrogate"] == same[0]].set_index("mask")["accuracy"]
             checks[run] = {"surrogate": same[0], "max_abs_diff": float((mine - committed.loc[mine.index]).abs().max())}
-        # text_label_description (the topic family) always has frozen class-name heads, like task.head: label_description
-        head = "label_description" if plan.cfg["task"]["type"] == "text_label_description" else plan.cfg["task"].get("head", "trained")
+        # a type whose every dataset has its frozen class-name head (the topic family) counts as task.head: label_description
+        frozen = task_types.get(plan.cfg["task"]["type"]).per_dataset_heads
+        head = "label_description" if frozen else plan.cfg["task"].get("head", "trained")
         pools = [(f"N={len(plan.candidates)}", [])]
         kept = [c for c in plan.candidates if c not in a.drop]
         if len(kept) < len(plan.candidates):

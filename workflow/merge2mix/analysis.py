@@ -56,10 +56,10 @@ def calibrated_agreement(masks: pd.DataFrame, oracle: pd.DataFrame, metric: str,
     return out
 
 
-def rank_mixtures(mixtures: pd.DataFrame) -> pd.DataFrame:
-    """Mixture fine-tunes ranked by their own target val metrics, with selection's tie-break."""
+def rank_mixtures(mixtures: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
+    """Mixture fine-tunes ranked by their own target val `metric`, with selection's tie-break."""
     return rank(mixtures.rename(columns={"val_accuracy": "accuracy", "val_macro_f1": "macro_f1",
-                                         "val_balanced_accuracy": "balanced_accuracy", "val_loss": "loss"}))
+                                         "val_balanced_accuracy": "balanced_accuracy", "val_loss": "loss"}), metric)
 
 
 def correlation(merged: pd.DataFrame, oracle: pd.DataFrame, picked: str, seed: int = 0, n_boot: int = 2000) -> dict:
