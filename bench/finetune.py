@@ -35,7 +35,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "workflow"))
 
-from merge2mix import config as config_mod  # noqa: E402  (light: no torch)
+from merge2mix import assets, config as config_mod  # noqa: E402  (light: no torch)
 
 
 def prepared_split(cfg_path: Path, plan: config_mod.Plan, name: str, workdir: Path) -> Path:
@@ -117,7 +117,7 @@ def main(argv=None) -> int:
     fam = families.get("text_classification")
     with tempfile.TemporaryDirectory() as tmp:
         base = f"{tmp}/base"
-        fam.init_base(config_mod.model_source(cfg), base, task, cfg["seed"])
+        fam.init_base(assets.model_source(cfg), base, task, cfg["seed"])
         index = {l: i for i, l in enumerate(task["labels"])}
         raw_s, ours_s = [], []
         for r in range(a.repeats):
@@ -133,7 +133,7 @@ def main(argv=None) -> int:
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
     res = {"command": "python bench/finetune.py " + " ".join(argv if argv is not None else sys.argv[1:]), "commit": commit,
            "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "threads": a.threads},
-           "model": config_mod.model_source(cfg), "dataset": name, "examples": len(df), "steps": steps,
+           "model": assets.model_source(cfg), "dataset": name, "examples": len(df), "steps": steps,
            "batch_size": hp["batch_size"], "max_length": task["max_length"], "repeats": a.repeats,
            "raw_loop_ms_per_step": round(raw_ms, 1), "ours_end_to_end_ms_per_step": round(ours_ms, 1),
            "raw_runs_s": [round(x, 2) for x in raw_s], "ours_runs_s": [round(x, 2) for x in ours_s],

@@ -4,7 +4,8 @@ import sys
 
 sys.path.insert(0, f"{workflow.basedir}/workflow")  # run from a checkout even without `pip install -e .`
 
-from merge2mix.config import PER_DATASET_LABELS, Plan, check_file, merge_operator, model_source, validate
+from merge2mix.assets import model_source
+from merge2mix.config import PER_DATASET_LABELS, Plan, check_file, merge_operator, validate
 from merge2mix.errors import Merge2MixError
 from merge2mix.hub import dataset_assets, model_asset
 from merge2mix.io import read_json

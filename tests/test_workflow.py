@@ -547,6 +547,7 @@ def test_surrogate_search_runs_in_rounds_and_resumes_between_them(tiny_run, tiny
     rounds = [json.loads((run / "search" / f"round_{i}.json").read_text()) for i in range(3)]
     assert not (run / "search" / "round_3.json").exists()
     assert [x["n_scored"] for x in rounds] == [3, 4, 5] and [x["done"] for x in rounds] == [False, False, True]
+    assert [x["round"] for x in rounds] == [0, 1, 2]
     design = search.design(["books", "food", "films"], 3, 0)
     assert rounds[0]["scored"] == sorted(design)
     acc = {p.stem: json.loads(p.read_text())["accuracy"] for p in (run / "merge_eval").glob("*.json")}

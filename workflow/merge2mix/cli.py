@@ -16,6 +16,7 @@ import json
 import sys
 from pathlib import Path
 
+from . import assets
 from . import config as config_mod
 from .errors import Merge2MixError
 
@@ -23,7 +24,7 @@ from .errors import Merge2MixError
 def _check(args) -> int:
     cfg = config_mod.load(args.config)
     plan = config_mod.Plan(cfg)
-    config_mod.model_source(cfg)
+    assets.model_source(cfg)
     print(f"{args.config}: ok — target {plan.target}, {len(plan.candidates)} candidates, "
           f"{len(plan.masks)} masks, results in {plan.run_dir}/")
     return 0

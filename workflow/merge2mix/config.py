@@ -10,7 +10,6 @@ import jsonschema
 import yaml
 
 from . import constraints
-from .assets import resolve_package_path
 from .calibration import anchor_masks, extra_pool
 from .errors import ConfigError
 from .masks import enumerate_masks, mask_key
@@ -207,30 +206,6 @@ def _frozen_shared_head(cfg: dict) -> None:
     task["type"] = "text_label_description"
     task.setdefault("templates", list(DEFAULT_TEMPLATES["text_label_description"]))
     del task["labels"]
-
-
-def model_source(cfg: dict) -> str:
-    """The string given to transformers' from_pretrained: a Hub id or a local directory."""
-    m = cfg["model"]
-    if "package" in m:
-        return resolve_package_path(m["package"]["dist"], m["package"]["path"], "model.package")
-    src = m["name_or_path"]
-    if m.get("arch"):  # a plain-torch weights file, never a Hub id
-        if not os.path.isfile(os.path.expanduser(src)):
-            raise ConfigError(f"config: model.name_or_path: no such weights file: {src} (model.arch {m['arch']})")
-        return os.path.expanduser(src)
-    looks_local = src.startswith((".", "/", "~")) or os.path.isdir(os.path.expanduser(src))
-    if looks_local and not os.path.isdir(os.path.expanduser(src)):
-        raise ConfigError(f"config: model.name_or_path: no such directory: {src}")
-    if looks_local:
-        return os.path.expanduser(src)
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
-        from huggingface_hub import try_to_load_from_cache  # only for Hub ids, only when offline
-
-        if not isinstance(try_to_load_from_cache(src, "config.json", revision=m["revision"]), str):
-            raise ConfigError(f"config: model.name_or_path: '{src}' is a Hub id that is not in the local Hugging Face "
-                              "cache, and HF_HUB_OFFLINE is set (download it first, or give a local directory)")
-    return src
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

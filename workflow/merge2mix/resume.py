@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from dataclasses import dataclass, field
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -17,24 +18,47 @@ from safetensors.torch import load_file, save_file
 from .io import atomic_write_text, read_json
 
 
-def save(work_dir: str, step: int, *, model, opt, sched, gen: torch.Generator, order: torch.Tensor, pos: int,
-         losses: list, fingerprint: dict) -> None:
+@dataclass
+class Trainer:
+    """The objects a fine-tune's state lives in: the model, its optimiser and schedule, and the
+    generator that shuffles the data."""
+
+    model: torch.nn.Module
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LRScheduler
+    gen: torch.Generator
+
+
+@dataclass
+class Position:
+    """Where the loop stands: steps done, the epoch's example order and the batches of it used, the
+    losses so far."""
+
+    step: int = 0
+    order: torch.Tensor | None = None
+    pos: int = 0
+    losses: list = field(default_factory=list)
+
+
+def save(work_dir: str, trainer: Trainer, at: Position, fingerprint: dict) -> None:
+    """Write the state to `work_dir` as the step-<at.step> folder (see the module docstring)."""
+    step = at.step
     os.makedirs(work_dir, exist_ok=True)
     tmp = os.path.join(work_dir, f".step-{step}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, os.path.join(tmp, "model.safetensors"))
-    osd = opt.state_dict()
+    save_file({k: v.detach().cpu().contiguous() for k, v in trainer.model.state_dict().items()}, os.path.join(tmp, "model.safetensors"))
+    osd = trainer.opt.state_dict()
     tensors = {f"{i}.{k}": v.cpu().contiguous() for i, st in osd["state"].items() for k, v in st.items()}
-    tensors["rng.gen"] = gen.get_state()
+    tensors["rng.gen"] = trainer.gen.get_state()
     tensors["rng.torch"] = torch.get_rng_state()
     if torch.cuda.is_available():
         for i, s in enumerate(torch.cuda.get_rng_state_all()):
             tensors[f"rng.cuda{i}"] = s
-    tensors["data.order"] = order.cpu()
+    tensors["data.order"] = at.order.cpu()
     save_file(tensors, os.path.join(tmp, "state.safetensors"))
-    meta = {"step": step, "pos": pos, "losses": losses, "param_groups": osd["param_groups"],
-            "scheduler": sched.state_dict() | {"lr_lambdas": None}, "fingerprint": fingerprint}
+    meta = {"step": step, "pos": at.pos, "losses": at.losses, "param_groups": osd["param_groups"],
+            "scheduler": trainer.sched.state_dict() | {"lr_lambdas": None}, "fingerprint": fingerprint}
     with open(os.path.join(tmp, "state.json"), "w") as fh:
         json.dump(meta, fh)
     final = os.path.join(work_dir, f"step-{step}")
@@ -61,7 +85,9 @@ def load(work_dir: str, fingerprint: dict, device) -> dict | None:
     return meta
 
 
-def restore(state: dict, *, model, opt, sched, gen: torch.Generator, device) -> None:
+def restore(state: dict, trainer: Trainer, device) -> Position:
+    """Put a loaded state (`load`) back into `trainer`; return where its loop stood."""
+    model, opt, sched, gen = trainer.model, trainer.opt, trainer.sched, trainer.gen
     model.load_state_dict(state["model"])
     t = state["tensors"]
     opt_state: dict = {}
@@ -77,6 +103,7 @@ def restore(state: dict, *, model, opt, sched, gen: torch.Generator, device) -> 
     for key, v in t.items():
         if key.startswith("rng.cuda") and torch.cuda.is_available():
             torch.cuda.set_rng_state(v, int(key[len("rng.cuda"):]))
+    return Position(state["step"], t["data.order"], state["pos"], state["losses"])
 
 
 def clear(work_dir: str) -> None:

@@ -202,12 +202,13 @@ def greedy_search(candidates, score, budget: int, c: dict | None = None, sizes: 
     return {"scored": scored, "best": best, "best_score": None if best is None else scored[best], "path": current}
 
 
-def round_step(*, r: int, result_paths: list[str], previous: str | None, candidates: list[str], metric: str,
+def round_step(*, result_paths: list[str], previous: str | None, candidates: list[str], metric: str,
                settings: dict, c: dict | None, constraints_path: str | None, out_json: str) -> dict:
     """One round of the workflow's surrogate search (rule search_round, a checkpoint): read every mask
     scored so far (merge_eval/<mask>.json), update the incumbent, and either stop (`done`) or fit the
-    surrogate and propose the next masks. `settings`: select.surrogate with max_masks resolved (the
-    plan's mask budget). Loss is negated so that higher is better throughout."""
+    surrogate and propose the next masks. `previous`: the last round's record (none for round 0).
+    `settings`: select.surrogate with max_masks resolved (the plan's mask budget). Loss is negated so
+    that higher is better throughout."""
     from .io import atomic_write_json, read_json
 
     max_masks = settings["max_masks"]
@@ -215,6 +216,7 @@ def round_step(*, r: int, result_paths: list[str], previous: str | None, candida
     scored = {r["mask"]: sign * r[metric] for r in map(read_json, result_paths)}
     sizes = read_json(constraints_path)["sizes"] if constraints_path else None
     prev = read_json(previous) if previous else None
+    r = 0 if prev is None else prev["round"] + 1
     best = _best(scored)
     stale = 0 if prev is None or scored[best] > prev["best_score"] else prev["stale"] + 1
     out = {"round": r, "metric": metric, "n_scored": len(scored), "scored": sorted(scored), "best": best,

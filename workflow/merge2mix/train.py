@@ -81,10 +81,11 @@ def finetune(job: Job, train_paths: dict[str, str], out_weights: str, out_json: 
         fingerprint["mixture"] = {"weights": weights, "budget": epoch}
     if heads:  # a changed head (e.g. its templates) must not resume a state trained against the old one
         fingerprint["heads"] = {n: file_sha256(p) for n, p in heads.items()}
+    trainer = resume.Trainer(model, opt, sched, gen)
     state = resume.load(work_dir, fingerprint, dev) if work_dir else None
     if state:
-        resume.restore(state, model=model, opt=opt, sched=sched, gen=gen, device=dev)
-        losses, step, order, pos = state["losses"], state["step"], state["tensors"]["data.order"], state["pos"]
+        at = resume.restore(state, trainer, dev)
+        losses, step, order, pos = at.losses, at.step, at.order, at.pos
         resumed = step
         log.info("resuming from the state saved at step %d of %d (%s)", step, total, work_dir)
     fam.train_mode(model)
@@ -110,8 +111,7 @@ def finetune(job: Job, train_paths: dict[str, str], out_weights: str, out_json: 
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
             if work_dir and job.checkpoint_every and step % job.checkpoint_every == 0 and step < total:
-                resume.save(work_dir, step, model=model, opt=opt, sched=sched, gen=gen, order=order, pos=pos,
-                            losses=losses, fingerprint=fingerprint)
+                resume.save(work_dir, trainer, resume.Position(step, order, pos, losses), fingerprint)
                 runtime.failpoint("finetune.checkpoint_saved")
     state = fam.trained_state(model) if adapters else model.state_dict()  # LoRA: materialised
     sha = save_weights(state, out_weights, {"datasets": sorted(train_paths), "seed": seed})

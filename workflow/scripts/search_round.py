@@ -3,7 +3,7 @@ from merge2mix.search import round_step
 
 jobs.run(
     round_step, snakemake.log[0],
-    r=int(snakemake.wildcards.r), result_paths=list(snakemake.input.results), previous=snakemake.input.get("previous"),
+    result_paths=list(snakemake.input.results), previous=snakemake.input.get("previous"),
     candidates=snakemake.params.candidates, metric=snakemake.params.metric,
     settings={**snakemake.params.settings, "max_masks": snakemake.params.max_masks}, c=snakemake.params.constraints, constraints_path=snakemake.input.get("constraints"),
     out_json=snakemake.output[0],
