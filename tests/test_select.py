@@ -169,3 +169,20 @@ def test_report_opens_on_the_answer_then_every_method():
     assert "{{" not in text and "{%" not in text  # Snakemake renders the description with Jinja2
     assert "methods.csv" not in report_rst(s, None)
     assert "nan" not in report_rst(s, [{**methods[0], "mixture": float("nan")}])  # an empty CSV cell, as pandas reads it
+
+
+def test_the_summary_names_the_score_that_chose_the_mixture():
+    """summary.md and the report's opening say which val score ranked the masks (select.metric): with
+    loss they give the loss beside the accuracy; a summary written before select.metric said accuracy."""
+    from merge2mix.summary import chosen_by, markdown, report_rst
+
+    metrics = {"accuracy": 0.8, "macro_f1": 0.75, "loss": 0.5, "n": 300}
+    s = {"target": "apple", "selected_mixture": ["airline"], "selected_bitstring": "10", "candidates": ["airline", "x"],
+         "masks_scored": 3, "selection_val_accuracy": 0.84, "selection_metric": "loss", "selection_val_score": 0.4123,
+         "deploy_train_examples": 10, "test": {"deployed": metrics}, "notes": {}}
+    assert chosen_by(s) == "val loss 0.4123; val accuracy 0.8400"
+    assert "best of 3 merged models by target val loss 0.4123; val accuracy 0.8400." in markdown(s)
+    assert "by the target's val loss 0.4123" in report_rst(s).split("\n\n")[1]
+    assert chosen_by({**s, "selection_metric": "macro_f1", "selection_val_score": 0.7}) == "val macro f1 0.7000; val accuracy 0.8400"
+    old = {k: v for k, v in s.items() if k not in ("selection_metric", "selection_val_score")}
+    assert chosen_by(old) == "val accuracy 0.8400"

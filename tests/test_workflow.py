@@ -191,6 +191,7 @@ def test_cli_check_and_show(tiny_run, capsys):
     out = capsys.readouterr().out
     best = json.loads((work / "results" / "tiny" / "best_mask.json").read_text())
     assert f"selected mixture:  {' + '.join(best['datasets'])}" in out
+    assert f"best of 7 merged models by target val accuracy {best['val_accuracy']:.4f})" in out
     assert "surrogate:         average merge of the per-dataset fine-tunes, masks ranked by target val accuracy" in out
     bad = work / "bad.yaml"
     bad.write_text("target: [\n")

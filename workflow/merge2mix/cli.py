@@ -19,6 +19,7 @@ from pathlib import Path
 from . import assets
 from . import config as config_mod
 from .errors import Merge2MixError
+from .summary import chosen_by
 
 
 def _check(args) -> int:
@@ -42,7 +43,7 @@ def _show(args) -> int:
     s = json.loads(summary.read_text())
     print(f"target:            {s['target']}")
     print(f"selected mixture:  {' + '.join(s['selected_mixture'])}  (mask {s['selected_bitstring']} over "
-          f"{', '.join(s['candidates'])}; best of {s['masks_scored']} merged models on target val)")
+          f"{', '.join(s['candidates'])}; best of {s['masks_scored']} merged models by target {chosen_by(s)})")
     best = run / "best_mask.json"
     if best.is_file():
         b = json.loads(best.read_text())

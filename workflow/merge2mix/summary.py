@@ -1,8 +1,9 @@
-"""Final evaluation on the target's test split: base model, best merged model, deployed model."""
+"""Final evaluation on the target's test split: base model, best merged model, deployed model; and the
+texts that report it. Light to import (the CLI reads the texts): the engine, and with it torch, is
+imported by the functions that score."""
 
 from __future__ import annotations
 
-from . import engine
 from .io import atomic_write_json, atomic_write_text, read_json
 from .job import Job
 
@@ -12,6 +13,8 @@ def summarize(job: Job, target: str, best_json: str, checkpoints: dict[str, str]
     """Score theta_0, the selection's merge (with the operator it was scored with, best_mask.json) and
     the deployed model (`deployed`: {"weights": its file, "record": its train record}) on the target's
     test split; job.heads: the target's zero-shot head, for families with per-dataset heads."""
+    from . import engine
+
     best, deploy = read_json(best_json), read_json(deployed["record"])
     operator = best.get("operator")
     models = {
@@ -27,6 +30,8 @@ def summarize(job: Job, target: str, best_json: str, checkpoints: dict[str, str]
         "selected_bitstring": best["bitstring"],
         "candidates": best["candidates"],
         "selection_val_accuracy": best["val_accuracy"],
+        "selection_metric": best.get("metric", "accuracy"),  # absent from best_mask.json of runs before select.metric
+        "selection_val_score": best[f"val_{best.get('metric', 'accuracy')}"],
         "masks_scored": best["masks_scored"],
         "deploy_train_examples": deploy["examples"],
         "test": models,
@@ -48,6 +53,7 @@ def mixture_summary(job: Job, last_round: str, design_path: str, summary_json: s
     """mixture.json: the weight search's pick and history, and the weighted deployment's target test
     metrics (`deployed`: {"weights", "record"}) beside the subset deployment's (summary.json), plus the
     score-against-weight plot."""
+    from . import engine
     from .plots import score_vs_weight
 
     rnd, design, summary, deploy = (read_json(p) for p in (last_round, design_path, summary_json, deployed["record"]))
@@ -64,13 +70,22 @@ def mixture_summary(job: Job, last_round: str, design_path: str, summary_json: s
     return out
 
 
+def chosen_by(s: dict) -> str:
+    """How the selection was made, named by the score that ranked the masks: "val loss 0.6136; val
+    accuracy 0.8281" (summaries written before select.metric ranked by accuracy and say so)."""
+    metric = s.get("selection_metric", "accuracy")
+    if metric == "accuracy":
+        return f"val accuracy {s['selection_val_accuracy']:.4f}"
+    return f"val {metric.replace('_', ' ')} {s['selection_val_score']:.4f}; val accuracy {s['selection_val_accuracy']:.4f}"
+
+
 def markdown(s: dict) -> str:
     lines = [
         f"# merge2mix summary: target `{s['target']}`",
         "",
         f"Selected mixture: **{' + '.join(s['selected_mixture'])}** (mask `{s['selected_bitstring']}` over "
-        f"{', '.join(s['candidates'])}), best of {s['masks_scored']} merged models on target val "
-        f"(accuracy {s['selection_val_accuracy']:.4f}).",
+        f"{', '.join(s['candidates'])}), best of {s['masks_scored']} merged models by target "
+        f"{chosen_by(s)}.",
         "",
         "| model | test accuracy | test macro-F1 | test loss | n |",
         "|---|---|---|---|---|",
@@ -98,7 +113,7 @@ def report_rst(s: dict, methods: list[dict] | None = None) -> str:
 
     lines = [f"merge2mix: target *{s['target']}*", "=" * 60, "",
              f"**Selected mixture: {' + '.join(s['selected_mixture'])}** - the best of {s['masks_scored']} merged "
-             f"models on the target's val split (accuracy {s['selection_val_accuracy']:.4f}); the deployed model is "
+             f"models by the target's {chosen_by(s)}; the deployed model is "
              f"θ₀ fine-tuned on it ({s['deploy_train_examples']} examples).", "",
              "Target test split:", ""]
     lines += table(["model", "accuracy", "macro-F1", "loss", "n"],
