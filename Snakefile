@@ -18,6 +18,7 @@ if not workflow.overwrite_configfiles:
 
 
 include: "rules/common.smk"
+include: "rules/scoring.smk"
 include: "rules/data.smk"
 include: "rules/finetune.smk"
 include: "rules/merge.smk"

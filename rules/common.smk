@@ -9,8 +9,6 @@ from merge2mix.config import PER_DATASET_LABELS, Plan, check_file, merge_operato
 from merge2mix.errors import Merge2MixError
 from merge2mix.hub import dataset_assets, model_asset
 from merge2mix.io import read_json
-from merge2mix.masks import parse_key
-from merge2mix.mixtures import parse_weights_key
 
 try:
     for path in workflow.configfiles:
@@ -43,6 +41,7 @@ wildcard_constraints:
     mask=r"[A-Za-z0-9][A-Za-z0-9_+-]*",
     wkey=r"[A-Za-z0-9][A-Za-z0-9_+.-]*@[A-Za-z0-9_+.@-]+",
     r=r"\d+",
+    bundle=r"b\d+",
 
 
 # priority: 1 on finetune, merge_eval, select_mixture, deploy and evaluate: when both are ready,
@@ -78,20 +77,6 @@ def model_dir(wildcards, input):
 def run_dir_of(wildcards, input):
     """The run's results folder, from the job's `summary` input."""
     return os.path.dirname(input.summary)
-
-
-def score_mask(wildcards, input, output, params, threads, log):
-    """The merge_eval (or weight_eval) job: score one mask, or one weight vector with the weighted
-    merge (merge2mix.engine.merge_eval), in this process."""
-    from merge2mix import engine, jobs
-
-    key = wildcards.get("mask") or wildcards.get("wkey")
-    job = jobs.context(params, threads, input).only([PLAN.target])
-    jobs.run_inline(engine.merge_eval, log[0], key=key, out_json=output[0], job=job,
-                    checkpoints={n: input[n] for n in sorted(parse_weights_key(key))}, split_path=input.val,
-                    weights=parse_weights_key(key) if "@" in key else None, mode=params.mode, operator=params.operator,
-                    pool=PLAN.candidates,  # not a param: adding a candidate must not rerun existing masks
-                    budget_bytes=params.budget)
 
 
 def heads_of(names):
@@ -148,68 +133,8 @@ def mixture_inputs(wildcards):
     return files | heads_of(sorted({*names, PLAN.target}))
 
 
-def _round(r):
-    """The search_round checkpoint's record of round r (raises Snakemake's incomplete-checkpoint
-    signal until that round has run, which is how the rounds chain)."""
-    return read_json(checkpoints.search_round.get(r=r).output[0])
-
-
-def searched_masks():
-    """Every mask to score: all of PLAN.masks (exhaustive), or the surrogate search's round-0 design
-    plus each round's proposals, up to the round that says done."""
-    if PLAN.search != "surrogate":
-        return PLAN.masks
-    r = 0
-    while not (rnd := _round(r))["done"]:
-        r += 1
-    return rnd["scored"]
-
-
-def mask_results(wildcards=None):
-    return expand(f"{R}/merge_eval/{{mask}}.json", mask=searched_masks())
-
-
-def search_round_inputs(wildcards):
-    """Round r fits on the design and the proposals of rounds 0..r-1, all scored."""
-    r = int(wildcards.r)
-    masks = list(PLAN.masks)
-    for i in range(r):
-        masks += _round(i)["proposed"]
-    files = {"results": expand(f"{R}/merge_eval/{{mask}}.json", mask=masks)}
-    if r:
-        files["previous"] = f"{R}/search/round_{r - 1}.json"
-    return files | constraints_input(wildcards)
-
-
 def candidate_files(pattern):
     return expand(pattern, name=PLAN.candidates)
-
-
-def mask_members(wildcards):
-    """The dataset names of a mask (or of a weight vector: the wkey wildcard); every one must be a candidate."""
-    key = wildcards.get("mask") or wildcards.get("wkey")
-    names = sorted(parse_weights_key(key))
-    unknown = [n for n in names if n not in PLAN.candidates]
-    if unknown:
-        raise ValueError(f"mixture '{key}': not candidates: {', '.join(unknown)}")
-    return names
-
-
-def mask_checkpoints(wildcards):
-    """The fine-tunes of the mask's datasets only, so adding a dataset leaves existing masks cached."""
-    names = mask_members(wildcards)
-    return {n: f"{R}/finetune/{n}/model.safetensors" for n in names}
-
-
-def merge_precision():
-    e = CFG["eval"]
-    return {"precision": e["precision"], "check_examples": e["precision_check_examples"],
-            "min_agreement": e["precision_min_agreement"]}
-
-
-def budget_bytes():
-    gb = CFG["merge"]["memory_budget_gb"]
-    return None if gb is None else int(gb * 1e9)
 
 
 def evidence_mixtures():
@@ -268,9 +193,3 @@ def finetune_runtime(wildcards, attempt):
 
 def finetune_mem_mb(wildcards, attempt):
     return 8000 * attempt
-
-
-def merge_runtime(wildcards, attempt):
-    # Minutes. A mask is seconds of work once the pool is loaded; under SLURM masks are grouped
-    # (profiles/slurm) and a group's runtime is the sum of its masks', so keep this modest.
-    return 5 * attempt

@@ -1,33 +1,5 @@
 # Mixture weights (weights: in the config): the weight search after the subset search, the weighted
-# deployment and mixture.json. The helpers below serve these rules only.
-
-
-def _weight_design():
-    return read_json(checkpoints.weight_design.get().output[0])
-
-
-def _weight_round(r):
-    """The weight_round checkpoint's record of round r (chains the rounds like _round)."""
-    return read_json(checkpoints.weight_round.get(r=r).output[0])
-
-
-def vector_file(key):
-    """A weight vector's cached result: a mask's own file for equal weights, else weight_eval/<key>.json."""
-    return f"{R}/{'weight_eval' if '@' in key else 'merge_eval'}/{key}.json"
-
-
-def weight_round_inputs(wildcards):
-    """Round r fits on the design (the top masks and the draws around them) and rounds 0..r-1's proposals."""
-    r = int(wildcards.r)
-    keys = list(_weight_design()["vectors"]) + [_weight_round(i)["proposed"] for i in range(r)]
-    return {"design": f"{R}/weights/design.json", "results": [vector_file(k) for k in keys]} | constraints_input(wildcards)
-
-
-def last_weight_round(wildcards=None):
-    r = 0
-    while not _weight_round(r)["done"]:
-        r += 1
-    return f"{R}/weights/round_{r}.json"
+# deployment and mixture.json.
 
 
 checkpoint weight_design:

@@ -3,7 +3,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from merge2mix.errors import ConfigError
-from merge2mix.masks import bitstring, enumerate_masks, mask_key, parse_key
+from merge2mix.masks import bitstring, bundles, enumerate_masks, mask_key, parse_key
 
 pytestmark = pytest.mark.usefixtures("isolated_cwd")  # relative-path writes fail, not leak
 
@@ -75,3 +75,17 @@ def test_non_canonical_key_and_unknown_member():
 def test_enumeration_order_is_by_size_then_config_order():
     assert enumerate_masks(["c", "a", "b"]) == [("c",), ("a",), ("b",), ("c", "a"), ("c", "b"), ("a", "b"), ("c", "a", "b")]
     assert enumerate_masks(iter(["x", "y"])) == [("x",), ("y",), ("x", "y")]  # any iterable
+
+
+def test_bundles_cut_the_binary_order_and_appending_a_candidate_only_adds_bundles():
+    cands = ["a", "b", "c", "d"]
+    keys = [mask_key(m) for m in enumerate_masks(cands)]
+    got = bundles(keys, cands, 4)
+    assert got["b0"] == ["a", "b", "a+b"] and sorted(got["b3"]) == ["a+b+c+d", "a+c+d", "b+c+d", "c+d"]  # 12-15
+    assert sorted(got) == ["b0", "b1", "b2", "b3"] and sorted(k for v in got.values() for k in v) == sorted(keys)
+    for size in (1, 2, 4, 8, 16):
+        more = bundles([mask_key(m) for m in enumerate_masks(cands + ["e", "f"])], cands + ["e", "f"], size)
+        before = bundles(keys, cands, size)
+        assert {b: sorted(v) for b, v in more.items() if b in before} == {b: sorted(v) for b, v in before.items()}
+        assert all("e" in k or "f" in k for b, v in more.items() if b not in before for k in v)
+    assert bundles(["b+c"], ["c", "b"], 32) == {"b0": ["b+c"]}  # by config order, not by name

@@ -80,6 +80,37 @@ def test_merge_eval_writes_one_record_per_mask(world, tmp_path):
     assert (rec["accuracy"], rec["loss"]) == (direct["accuracy"], direct["loss"])
 
 
+def test_a_bundle_reuses_only_results_made_from_the_same_inputs(world, tmp_path):
+    """engine.merge_bundle scores its masks in this process and reuses a result file only when its
+    inputs_id matches: a rewritten fine-tune or another operator scores the mask again; the pool and
+    the memory budget, which only plan memory, do not."""
+    import os
+
+    engine.clear_cache()
+    job = Job(base_dir=world["base"], task=TASK, batch_size=4, device="cpu")
+    ck = world["ckpts"]
+    masks = {"books": {"books": ck["books"]}, "books+food": ck, "food": {"food": ck["food"]}}
+    res = tmp_path / "merge_eval"
+    first = engine.merge_bundle(masks, str(res), str(tmp_path / "b0.json"), job, world["val"])
+    assert first["scored"] == 3 and first["reused"] == [] and first["process"] == os.getpid()
+    assert json.loads((tmp_path / "b0.json").read_text())["masks"] == json.loads(json.dumps(first["masks"]))
+    for key, rec in first["masks"].items():  # what rule merge_eval copies to each mask's file
+        assert engine.from_bundle(key, str(tmp_path / "b0.json"), str(res / f"{key}.json")) == rec
+        direct = engine.score(job, masks[key], world["val"])
+        assert (rec["accuracy"], rec["loss"]) == (direct["accuracy"], direct["loss"])
+    again = engine.merge_bundle(masks, str(res), str(tmp_path / "b0.json"), job, world["val"], pool=["books", "food", "x"],
+                                budget_bytes=10**9)
+    assert again["scored"] == 0 and again["reused"] == ["books", "books+food", "food"] and again["masks"] == first["masks"]
+    save_weights(load_weights(ck["food"]), ck["food"])  # the same tensors, a new file: its mtime changed
+    again = engine.merge_bundle(masks, str(res), str(tmp_path / "b0.json"), job, world["val"])
+    assert again["reused"] == ["books"] and again["scored"] == 2
+    ties = {"method": "ties", "params": {"density": 0.5, "lam": 1.0, "power": 0.0}}
+    assert engine.inputs_id(job, ck, world["val"], operator=ties) != engine.inputs_id(job, ck, world["val"])
+    assert engine.inputs_id(replace(job, batch_size=8), ck, world["val"]) != engine.inputs_id(job, ck, world["val"])
+    with pytest.raises(Exception, match="books\\+x: not in its bundle"):
+        engine.from_bundle("books+x", str(tmp_path / "b0.json"), str(tmp_path / "no.json"))
+
+
 def test_warm_caches_are_keyed_by_file_identity(world, tmp_path):
     """The pool and the tokenised split are built once per process and base, and rebuilt when a file
     they came from changes (the cache key holds its size and mtime)."""

@@ -8,6 +8,7 @@ down by PID. Where Slurm cannot be installed or run: skipped with the reason, ex
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -92,8 +93,13 @@ def test_tiny_workflow_on_slurm(cluster, tiny_model, tmp_path):
     # one failure in run 1, one in run 2 (then the retry), and every fine-tune completed in the end
     assert sum(states.count("FAILED") for states in finetunes.values()) == 2, finetunes
     assert all("COMPLETED" in states for states in finetunes.values()), finetunes
-    # profiles/slurm bundles mask jobs (group "merge", up to 32 per submission): the 7 masks are one
-    # Slurm job asking for one GPU, its masks run one after another.
-    merges = by_rule.get("merge_merge_eval", [])
+    # profiles/slurm scores masks in bundles (masks_per_job 32): the 7 masks are one Slurm job asking for
+    # one GPU, and one process scored all of them (its log); each mask's own merge_eval job only copied
+    # its record, on the submit host (never a Slurm job).
+    merges = by_rule.get("merge_bundle", [])
     assert len(merges) == 1 and merges[0][0] == "COMPLETED" and "merge_eval" not in by_rule, by_rule
     assert all("gres/gpu=1" in tres for _, tres, _ in by_rule["finetune"] + merges), by_rule  # GPU rules asked for one
+    bundle = json.loads((run / "merge_bundles" / "b0.json").read_text())
+    pids = re.findall(r"process (\d+), its mask #(\d+)", (run / "logs" / "merge_bundle" / "b0.log").read_text())
+    assert sorted(bundle["masks"]) == sorted(p.stem for p in (run / "merge_eval").glob("*.json"))
+    assert {p for p, _ in pids} == {str(bundle["process"])} and sorted(int(k) for _, k in pids) == list(range(1, 8)), pids

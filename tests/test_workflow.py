@@ -565,6 +565,54 @@ def test_surrogate_search_runs_in_rounds_and_resumes_between_them(tiny_run, tiny
     assert set(_planned_jobs(r.stdout + r.stderr)) == {"search_round", "select_mixture"}
 
 
+def test_masks_per_job_scores_each_bundle_in_one_process(tiny_run, tiny_model):
+    """masks_per_job 4 on the tiny pool (candidates books, food, films = bits 1, 2, 4): masks 1-3 and
+    4-7 are two merge_bundle jobs, each logging one process; every mask keeps its own result file,
+    with the per-mask run's scores. A lost bundle file reruns that bundle without scoring a mask
+    again; appending a candidate adds bundles and leaves these two alone."""
+    work, _, first = tiny_run
+    assert first.returncode == 0
+    cfg = tiny_config(tiny_model, work / "results", run="tiny-bundle", masks_per_job=4)
+    path = write_config(cfg, work / "bundle.yaml")
+    r = snakemake(work, "--cores", "2", "--configfile", str(path), "--until", "select_mixture")
+    assert r.returncode == 0, r.stderr[-3000:]
+    run, ref = work / "results" / "tiny-bundle", work / "results" / "tiny"
+    bundles = {p.stem: json.loads(p.read_text()) for p in (run / "merge_bundles").glob("*.json")}
+    assert {b: sorted(x["masks"]) for b, x in bundles.items()} == {
+        "b0": ["books", "books+food", "food"], "b1": ["books+films", "books+films+food", "films", "films+food"]}
+    assert all(x["scored"] == len(x["masks"]) and x["reused"] == [] for x in bundles.values())
+    for b, x in bundles.items():
+        pids = re.findall(r"process (\d+), its mask", (run / "logs" / "merge_bundle" / f"{b}.log").read_text())
+        assert len(pids) == len(x["masks"]) and set(pids) == {str(x["process"])}, (b, pids)
+    volatile = ("wall_s", "merge_s", "eval_s", "inputs_id")
+    for mask in [m for x in bundles.values() for m in x["masks"]]:
+        got, want = (json.loads((d / "merge_eval" / f"{mask}.json").read_text()) for d in (run, ref))
+        assert got == bundles["b0" if mask in bundles["b0"]["masks"] else "b1"]["masks"][mask]
+        assert {k: v for k, v in got.items() if k not in volatile} == {k: v for k, v in want.items() if k not in volatile}
+    # A lost mask file is copied again from its bundle's; lost with the bundle's, only that mask is scored.
+    b1, films = run / "merge_bundles" / "b1.json", run / "merge_eval" / "films.json"
+    kept = b1.stat().st_mtime_ns
+    films.unlink()
+    r = snakemake(work, "--cores", "2", "--configfile", str(path), "--until", "select_mixture")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert json.loads(films.read_text()) == bundles["b1"]["masks"]["films"] and b1.stat().st_mtime_ns == kept
+    films.unlink(), b1.unlink()
+    r = snakemake(work, "--cores", "2", "--configfile", str(path), "--until", "select_mixture")
+    assert r.returncode == 0, r.stderr[-3000:]
+    again = json.loads(b1.read_text())
+    assert again["scored"] == 1 and sorted(again["reused"]) == ["books+films", "books+films+food", "films+food"]
+    assert {m: again["masks"][m] for m in again["reused"]} == {m: bundles["b1"]["masks"][m] for m in again["reused"]}
+    assert {k: v for k, v in again["masks"]["films"].items() if k not in volatile} == {
+        k: v for k, v in bundles["b1"]["masks"]["films"].items() if k not in volatile}
+    cfg["datasets"]["toys"] = {**cfg["datasets"]["books"], "local": {"path": str(FIXTURES / "toys.csv")}}
+    r = snakemake(work, "-n", "--cores", "2", "--configfile", str(write_config(cfg, work / "bundle-toys.yaml")),
+                  "--until", "select_mixture")
+    assert r.returncode == 0, r.stderr[-3000:]
+    jobs = _planned_jobs(r.stdout + r.stderr)
+    assert sorted(jobs["merge_bundle"]) == ["bundle=b2", "bundle=b3"]  # masks 8-15: the ones with toys
+    assert all("toys" in w for w in jobs["merge_eval"]) and len(jobs["merge_eval"]) == 8
+
+
 def test_adding_a_candidate_leaves_scored_masks_untouched(tiny_run, tiny_model):
     """A real run with a fourth candidate: the 7 masks scored before keep their files (bytes and
     mtime), the 8 new ones are scored, masks.csv ranks all 15. Last in this file on purpose: it

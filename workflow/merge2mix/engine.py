@@ -8,6 +8,8 @@ split.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import itertools
 import json
 import os
@@ -18,7 +20,8 @@ import pandas as pd
 
 from . import families, runtime, task_types
 from .config import AVERAGE
-from .io import atomic_write_json
+from .errors import Merge2MixError
+from .io import atomic_write_json, read_json
 from .job import Job
 from .pool import Pool, clear_verified, file_id
 
@@ -82,16 +85,66 @@ def score(job: Job, checkpoints: dict[str, str], split_path: str, *, mode: str =
     return metrics
 
 
-def merge_eval(key: str, out_json: str, job: Job, checkpoints: dict[str, str], split_path: str, **kw) -> dict:
-    """Score one mask (`score`'s keyword options in `kw`) and write its result JSON (the unit of
-    caching: one file per mask)."""
+def inputs_id(job: Job, checkpoints: dict[str, str], split_path: str, **kw) -> str:
+    """What a mask's score depends on, hashed: theta_0's, the members', the split's and the head's files
+    (path, size, mtime), the job context and the operator (`score`'s options; the pool and the memory
+    budget only plan memory and are left out). A bundle (`merge_bundle`) reuses a result with the same
+    id instead of scoring the mask again."""
+    files = {"base": os.path.join(job.base_dir, "model.safetensors"), "split": split_path,
+             **{f"member:{n}": p for n, p in checkpoints.items()}, **{f"head:{n}": p for n, p in (job.heads or {}).items()}}
+    what = [{k: file_id(p) for k, p in sorted(files.items())}, dataclasses.asdict(dataclasses.replace(job, heads=None)),
+            {k: kw.get(k) for k in ("mode", "operator", "weights")}]
+    return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _record(key: str, job: Job, checkpoints: dict[str, str], split_path: str, **kw) -> dict:
     t0 = time.perf_counter()
     metrics = score(job, checkpoints, split_path, **kw)
     nth = next(_SCORED)
     record = {"mask": key, "datasets": sorted(checkpoints), "size": len(checkpoints),
               **metrics, "operator": kw.get("operator") or AVERAGE, **({"weights": kw["weights"]} if kw.get("weights") else {}),
-              "wall_s": round(time.perf_counter() - t0, 4)}
-    atomic_write_json(record, out_json)
+              "wall_s": round(time.perf_counter() - t0, 4), "inputs_id": inputs_id(job, checkpoints, split_path, **kw)}
     log.info("mask %s: accuracy %.4f macro_f1 %.4f (%d examples; process %d, its mask #%d)",
              key, record["accuracy"], record["macro_f1"], record["n"], os.getpid(), nth)
     return record
+
+
+def merge_eval(key: str, out_json: str, job: Job, checkpoints: dict[str, str], split_path: str, **kw) -> dict:
+    """Score one mask (`score`'s keyword options in `kw`) and write its result JSON (the unit of
+    caching: one file per mask)."""
+    record = _record(key, job, checkpoints, split_path, **kw)
+    atomic_write_json(record, out_json)
+    return record
+
+
+def merge_bundle(masks: dict[str, dict[str, str]], results_dir: str, out_json: str, job: Job, split_path: str,
+                 **kw) -> dict:
+    """Score a bundle of masks in this one process (rule merge_bundle: one cluster job instead of one
+    per mask). `masks`: key -> its members' checkpoints. A mask whose result file in `results_dir`
+    (merge_eval/<mask>.json) has the same inputs_id is reused, not scored again; out_json holds every
+    mask's record, which rule merge_eval then copies to the mask's own file (`from_bundle`)."""
+    t0 = time.perf_counter()
+    records, reused = {}, []
+    for key, checkpoints in masks.items():
+        old = os.path.join(results_dir, f"{key}.json")
+        rec = read_json(old) if os.path.exists(old) else None
+        if rec is not None and rec.get("inputs_id") == inputs_id(job, checkpoints, split_path, **kw):
+            reused.append(key)
+        else:
+            rec = _record(key, job, checkpoints, split_path, **kw)
+        records[key] = rec
+    out = {"masks": records, "reused": reused, "scored": len(records) - len(reused), "process": os.getpid(),
+           "wall_s": round(time.perf_counter() - t0, 4)}
+    atomic_write_json(out, out_json)
+    log.info("bundle of %d masks: %d scored, %d reused, in %.1f s (process %d)", len(records), out["scored"],
+             len(reused), out["wall_s"], os.getpid())
+    return out
+
+
+def from_bundle(key: str, bundle_json: str, out_json: str) -> dict:
+    """Rule merge_eval for a mask scored in a bundle: its record, copied to its own result file."""
+    records = read_json(bundle_json)["masks"]
+    if key not in records:
+        raise Merge2MixError(f"merge_eval {key}: not in its bundle's results {bundle_json} (delete that file to rescore)")
+    atomic_write_json(records[key], out_json)
+    return records[key]

@@ -46,3 +46,16 @@ def bitstring(key: str, candidates) -> str:
     if unknown:
         raise ConfigError(f"mask: '{key}' names datasets that are not candidates: {', '.join(sorted(unknown))}")
     return "".join("1" if c in members else "0" for c in candidates)
+
+
+def bundles(keys, candidates, size: int) -> dict[str, list[str]]:
+    """Masks grouped `size` to a cluster job (rule merge_bundle): a mask read as a binary number over
+    the candidates in config order (candidate i is bit i) goes to bundle b<number // size>. Appending a
+    candidate adds masks from 2^N upwards only, so with a power-of-two size the existing bundles keep
+    exactly their masks and are not run again."""
+    index = {c: i for i, c in enumerate(candidates)}
+    out: dict[str, list[str]] = {}
+    for key in keys:
+        number = sum(1 << index[n] for n in parse_key(key))
+        out.setdefault(f"b{number // size}", []).append(key)
+    return out
