@@ -287,3 +287,20 @@ def test_mutation_bench_smoke_run_on_one_module(tmp_path):
     assert masks["killed"] >= 40 and masks["score"] >= 0.9, masks
     assert "NO REASON GIVEN" not in (tmp_path / "out" / "report.md").read_text()
     assert (REPO / "bench" / "results" / "mutation" / "summary.json").read_text() == committed
+
+
+def test_slurm_bundle_bench_reads_sacct_and_the_bundle_files(tmp_path):
+    """bench/slurm_bundle.py on planted sacct output and bundle files (the real run is in test_slurm)."""
+    sys.path.insert(0, str(REPO / "bench"))
+    import slurm_bundle
+
+    text = ("rule_merge_bundle_wildcards_b0|COMPLETED|30\nrule_finetune_wildcards_a|COMPLETED|50\n"
+            "rule_merge_bundle_wildcards_b1|FAILED|3\nrule_merge_bundle_wildcards_b1|COMPLETED|12\n")
+    assert slurm_bundle.parse_sacct(text) == {"b0": 30, "b1": 12}
+    (tmp_path / "merge_bundles").mkdir()
+    rec = {"merge_s": 0.5, "eval_s": 1.5}
+    (tmp_path / "merge_bundles" / "b0.json").write_text(json.dumps(
+        {"masks": {"a": rec, "b": rec, "a+b": rec}, "reused": ["a+b"], "process": 7, "wall_s": 5.0}))
+    row = slurm_bundle.bundle_table(tmp_path, {"b0": 30}).iloc[0].to_dict()
+    assert row == {"bundle": "b0", "masks": 3, "scored": 2, "process": 7, "slurm_elapsed_s": 30, "process_s": 5.0,
+                   "kernel_s": 4.0, "slurm_over_kernel": 7.5, "process_over_kernel": 1.25}

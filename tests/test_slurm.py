@@ -103,3 +103,10 @@ def test_tiny_workflow_on_slurm(cluster, tiny_model, tmp_path):
     pids = re.findall(r"process (\d+), its mask #(\d+)", (run / "logs" / "merge_bundle" / "b0.log").read_text())
     assert sorted(bundle["masks"]) == sorted(p.stem for p in (run / "merge_eval").glob("*.json"))
     assert {p for p, _ in pids} == {str(bundle["process"])} and sorted(int(k) for _, k in pids) == list(range(1, 8)), pids
+    # bench/slurm_bundle.py's table of this run: the bundle's Slurm time against its masks' work
+    sys.path.insert(0, str(REPO / "bench"))
+    import slurm_bundle
+
+    table = slurm_bundle.bundle_table(run, slurm_bundle.sacct_elapsed(since))
+    assert table[["bundle", "masks", "scored"]].values.tolist() == [["b0", 7, 7]], table
+    assert table["slurm_elapsed_s"].iloc[0] > 0 and table["slurm_over_kernel"].iloc[0] >= table["process_over_kernel"].iloc[0] >= 1
