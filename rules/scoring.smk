@@ -49,7 +49,7 @@ def mask_checkpoints(wildcards):
 
 
 def mask_bundle(wildcards):
-    """A bundled mask's input is its bundle's result file (masks_per_job > 1), instead of checkpoints."""
+    """A bundled mask (masks_per_job > 1) also takes its bundle's result file, whose record it copies."""
     return {"bundle": f"{R}/merge_bundles/{BUNDLE_OF[wildcards.mask]}.json"} if wildcards.mask in BUNDLE_OF else {}
 
 
@@ -82,7 +82,6 @@ def merge_runtime(wildcards, attempt):
 
 def bundle_runtime(wildcards, attempt):
     return (5 + len(BUNDLES[wildcards.bundle])) * attempt
-
 
 
 def _round(r):
