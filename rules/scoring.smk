@@ -42,10 +42,14 @@ def mask_members(wildcards):
     return names
 
 
+def finetunes_of(names):
+    """{dataset: its fine-tune's weights file}."""
+    return {n: f"{R}/finetune/{n}/model.safetensors" for n in names}
+
+
 def mask_checkpoints(wildcards):
     """The fine-tunes of the mask's datasets only, so adding a dataset leaves existing masks cached."""
-    names = mask_members(wildcards)
-    return {n: f"{R}/finetune/{n}/model.safetensors" for n in names}
+    return finetunes_of(mask_members(wildcards))
 
 
 def mask_bundle(wildcards):
@@ -60,8 +64,7 @@ def mask_gpus(wildcards):
 
 def bundle_checkpoints(wildcards):
     """The fine-tunes of every dataset in the bundle's masks."""
-    names = sorted({n for m in BUNDLES[wildcards.bundle] for n in parse_key(m)})
-    return {n: f"{R}/finetune/{n}/model.safetensors" for n in names}
+    return finetunes_of(sorted({n for m in BUNDLES[wildcards.bundle] for n in parse_key(m)}))
 
 
 def merge_precision():

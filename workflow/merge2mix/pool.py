@@ -102,9 +102,9 @@ class Pool:
         self.mode = mode
         # Running sums of sorted-name prefixes, least recently used evicted and their buffers reused.
         # At most 2N of them, even when the budget allows every prefix: a fresh buffer's first touch
-        # (page faults) costs more than the adds a cached prefix saves (measured, bench/merge_eval.py
-        # P2 on 2 CPU cores: 63 masks of N = 6 in random order, 23 ms a mask with all 31 prefixes
-        # kept, about 4x faster capped; N = 12, 1,500 masks: 44 against 36 ms).
+        # (page faults) costs more than the adds a cached prefix saves (measured side by side on 2 CPU
+        # cores, docs/performance.md: the 63 masks of N = 6 in random order, 12.5-21.8 ms a mask with
+        # all 31 prefixes kept against 8.7 ms with 12; N = 12, 1,500 masks: 44 against 36 ms).
         n_prefixes = 2 ** (pool_size - 1) - 1  # masks of >= 2 members not ending in the last member
         self.max_sums = max(pool_size, min(n_prefixes, 2 * pool_size, (budget - (pool_size + 1) * vec) // vec))
         self.rows: dict = {}

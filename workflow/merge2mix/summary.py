@@ -17,6 +17,7 @@ def summarize(job: Job, target: str, best_json: str, checkpoints: dict[str, str]
 
     best, deploy = read_json(best_json), read_json(deployed["record"])
     operator = best.get("operator")
+    metric = best.get("metric", "accuracy")  # absent from best_mask.json of runs before select.metric
     models = {
         "base": engine.score(job, {"base": f"{job.base_dir}/model.safetensors"}, test_path),
         "merged_best": engine.score(job, {n: checkpoints[n] for n in best["datasets"]}, test_path, operator=operator),
@@ -30,8 +31,8 @@ def summarize(job: Job, target: str, best_json: str, checkpoints: dict[str, str]
         "selected_bitstring": best["bitstring"],
         "candidates": best["candidates"],
         "selection_val_accuracy": best["val_accuracy"],
-        "selection_metric": best.get("metric", "accuracy"),  # absent from best_mask.json of runs before select.metric
-        "selection_val_score": best[f"val_{best.get('metric', 'accuracy')}"],
+        "selection_metric": metric,
+        "selection_val_score": best[f"val_{metric}"],
         "masks_scored": best["masks_scored"],
         "deploy_train_examples": deploy["examples"],
         "test": models,
