@@ -133,6 +133,52 @@ def mixture_inputs(wildcards):
     return files | heads_of(sorted({*names, PLAN.target}))
 
 
+# The short torch jobs (heads, the singles' scores, similarity, evaluate) are `run:` jobs: under
+# --force-use-threads (profiles/default) they execute in Snakemake's own process, as merge_eval does,
+# so torch and transformers are imported once instead of once per job (~4 s each on 2 cores,
+# bench/results/run-breakdown). Fine-tunes stay processes of their own: training draws from torch's
+# global RNG, which jobs sharing a process would interleave.
+def in_process(fn, log, **kwargs):
+    from merge2mix import jobs
+
+    jobs.run_inline(fn, log[0], **kwargs)
+
+
+def build_head(input, output, params, log):
+    from merge2mix.families.heads import zero_shot_head
+
+    in_process(zero_shot_head, log, base_dir=params.base_dir, task=params.task, templates=params.templates,
+               meta_path=input.meta, out_path=output[0], device=params.device)
+
+
+def score_single(wildcards, input, output, params, threads, log):
+    from merge2mix import jobs
+    from merge2mix.oracle import mixture_scores
+
+    name = mask_members(wildcards)[0]
+    in_process(mixture_scores, log, job=jobs.context(params, threads, input), mask=wildcards.mask,
+               train_paths={name: input[f"train_{name}"]}, single_checkpoint=input.single,
+               splits={"val": input.val, "test": input.test}, work_dir=None, out_json=output[0], data_meta=None)
+
+
+def embed_similarity(input, output, params, threads, log):
+    from merge2mix import jobs
+    from merge2mix.baselines import similarities
+
+    in_process(similarities, log, job=jobs.context(params, threads, input), train_paths=dict(zip(params.candidates, input.trains)),
+               target_val=input.val, max_examples=params.max_examples, out_csv=output[0])
+
+
+def summarize_run(input, output, params, threads, log):
+    from merge2mix import jobs
+    from merge2mix.summary import summarize
+
+    in_process(summarize, log, job=jobs.context(params, threads, input), target=params.target, best_json=input.best,
+               checkpoints=dict(zip(params.candidates, input.checkpoints)),
+               deployed={"weights": input.deploy_weights, "record": input.deploy_record},
+               test_path=input.test, out_json=output.summary, out_md=output.markdown)
+
+
 def candidate_files(pattern):
     return expand(pattern, name=PLAN.candidates)
 

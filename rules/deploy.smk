@@ -34,7 +34,8 @@ rule deploy:
 
 
 rule evaluate:
-    # Target test metrics of: theta_0, the best merged model, the deployed model.
+    # Target test metrics of: theta_0, the best merged model, the deployed model. A short torch job: in
+    # Snakemake's warm process (in_process), where the merge engine already holds the fine-tunes.
     priority: 1  # before the baselines' jobs (common.smk)
     input:
         unpack(target_head),
@@ -61,5 +62,5 @@ rule evaluate:
         mem_mb=finetune_mem_mb,
     log:
         f"{R}/logs/evaluate.log",
-    script:
-        "../workflow/scripts/evaluate.py"
+    run:
+        summarize_run(input, output, params, threads, log)

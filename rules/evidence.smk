@@ -33,8 +33,40 @@ rule mixture_finetune:
         "../workflow/scripts/mixture_finetune.py"
 
 
+rule single_scores:
+    # A singleton's mixture fine-tune is its dataset's fine-tune: scored on target val and test, not
+    # trained (merge2mix.oracle), so a short torch job in Snakemake's warm process (in_process).
+    input:
+        unpack(mixture_inputs),
+        base=rules.init_model.output.weights,
+        val=f"{R}/data/{CFG['target']}/val.parquet",
+        test=f"{R}/data/{CFG['target']}/test.parquet",
+    output:
+        f"{R}/mixtures/{{mask}}.json",
+    wildcard_constraints:
+        mask="|".join(PLAN.candidates),
+    params:
+        base_dir=model_dir,
+        task=TASK,
+        device=DEVICE,
+        batch_size=CFG["eval"]["batch_size"],
+    threads: CFG["threads"]["finetune"]  # as mixture_finetune's: the same scores, bit for bit
+    resources:
+        gpu=1,
+        runtime=finetune_runtime,
+        mem_mb=finetune_mem_mb,
+    log:
+        f"{R}/logs/mixture_finetune/{{mask}}.log",
+    run:
+        score_single(wildcards, input, output, params, threads, log)
+
+
+ruleorder: single_scores > mixture_finetune
+
+
 rule similarity:
-    # Cosine between theta_0's mean-pooled embeddings of each candidate's train split and the target's val split.
+    # Cosine between theta_0's mean-pooled embeddings of each candidate's train split and the target's val
+    # split. A short torch job: in Snakemake's warm process (in_process).
     input:
         base=rules.init_model.output.weights,
         trains=candidate_files(f"{R}/data/{{name}}/train.parquet"),
@@ -58,8 +90,8 @@ rule similarity:
         f"{R}/logs/similarity.log",
     benchmark:
         f"{R}/benchmarks/similarity.tsv"
-    script:
-        "../workflow/scripts/similarity.py"
+    run:
+        embed_similarity(input, output, params, threads, log)
 
 
 checkpoint baseline_masks:

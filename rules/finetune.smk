@@ -32,7 +32,7 @@ rule init_model:
 
 rule zero_shot_head:
     # clip / text_label_description: one dataset's frozen head, the (text) encoder's embeddings of its
-    # class names over task.templates.
+    # class names over task.templates. A short torch job: in Snakemake's warm process (in_process).
     input:
         base=rules.init_model.output.weights,
         meta=f"{R}/data/{{name}}/meta.json",
@@ -45,8 +45,8 @@ rule zero_shot_head:
         device=DEVICE,
     log:
         f"{R}/logs/zero_shot_head/{{name}}.log",
-    script:
-        "../workflow/scripts/zero_shot_head.py"
+    run:
+        build_head(input, output, params, log)
 
 
 rule finetune:

@@ -152,6 +152,25 @@ def test_evidence_baselines_oracle_and_report(tiny_run):
     assert f"Selected mixture: {' + '.join(best['datasets'])}" in html
 
 
+def test_short_torch_jobs_run_in_snakemakes_process(tiny_run):
+    """Scoring the singles, similarity and evaluate are `run:` jobs: under the workflow profile's
+    --force-use-threads they share the merge_eval jobs' process (torch imported once); the trained
+    mixture fine-tunes are processes of their own."""
+    work, _, r = tiny_run
+    assert r.returncode == 0
+    logs = work / "results" / "tiny" / "logs"
+
+    def pids(path):
+        return set(re.findall(r" in process (\d+)", path.read_text()))
+
+    warm = set().union(*(pids(p) for p in (logs / "merge_eval").glob("*.log")))
+    assert len(warm) == 1
+    for name in ("books", "food", "films"):
+        assert pids(logs / "mixture_finetune" / f"{name}.log") == warm, name
+    assert pids(logs / "similarity.log") == warm and pids(logs / "evaluate.log") == warm
+    assert not pids(logs / "mixture_finetune" / "books+food.log")  # trained: a script job, its own process
+
+
 def test_second_run_does_nothing(tiny_run):
     work, cfg, first = tiny_run
     assert first.returncode == 0

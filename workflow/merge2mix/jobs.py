@@ -48,6 +48,7 @@ def run_inline(fn, log_path=None, **kwargs):
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
         runtime.log.addHandler(handler)
         runtime.log.setLevel(logging.INFO)
+    runtime.log.info("%s in process %d", getattr(fn, "__name__", "job"), os.getpid())  # warm or not: the log says
     try:
         return fn(**kwargs)
     except Merge2MixError as e:

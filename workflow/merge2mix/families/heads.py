@@ -15,7 +15,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from ..errors import CheckpointError
-from ..io import atomic_replace
+from ..io import atomic_replace, read_json
 
 
 def save_head(head: torch.Tensor, classes: list[str], templates: list[str], out_path: str) -> torch.Tensor:
@@ -23,6 +23,18 @@ def save_head(head: torch.Tensor, classes: list[str], templates: list[str], out_
     meta = {"merge2mix": json.dumps({"classes": classes, "templates": templates})}
     atomic_replace(lambda tmp: save_file({"head": head}, tmp, metadata=meta), out_path)
     return head
+
+
+def zero_shot_head(base_dir: str, task: dict, templates: list[str], meta_path: str, out_path: str, device: str) -> torch.Tensor:
+    """The zero_shot_head job: one dataset's frozen head, theta_0's embeddings of its class names (read
+    from its meta.json) over `templates`, saved to `out_path`."""
+    from .. import families, runtime
+
+    dev = runtime.setup(1, device)
+    classes = read_json(meta_path)["labels"]
+    h = families.get(task["type"]).build_head(base_dir, classes, templates, out_path, dev)
+    runtime.log.info("head: %d classes x %d dims from %d template(s)", h.shape[0], h.shape[1], len(templates))
+    return h
 
 
 def load_head(path: str) -> tuple[torch.Tensor, list[str]]:
