@@ -34,9 +34,12 @@ def pool_files(tiny_model, tmp_path_factory):
     return str(root / "base"), files
 
 
-@pytest.mark.parametrize("mode, max_sums", [("memory", None), ("memory", 1), ("stream", None)])
-def test_every_mask_equals_the_naive_average(pool_files, mode, max_sums):
+@pytest.mark.parametrize("mode, max_sums, huge", [("memory", None, False), ("memory", 1, False), ("memory", 1, True),
+                                                 ("stream", None, False)])
+def test_every_mask_equals_the_naive_average(pool_files, mode, max_sums, huge, monkeypatch):
     base_dir, files = pool_files
+    if huge:  # the tiny model's buffers on huge-page-advised memory, as a real model's are on Linux
+        monkeypatch.setattr(pools, "HUGE_PAGES_FROM", 0)
     pool = pools.Pool(FAM, base_dir, "cpu", mode=mode, pool=NAMES)
     if max_sums:
         pool.max_sums = max_sums  # a tiny prefix cache: reuse and eviction both happen
@@ -48,6 +51,19 @@ def test_every_mask_equals_the_naive_average(pool_files, mode, max_sums):
         for k, v in naive.items():
             assert torch.equal(merged[k], v), (mode, mask, k)
     assert len(pool.sums) <= pool.max_sums
+
+
+def test_fp32_buffer_is_a_writable_vector_that_outlives_its_maker():
+    """Above HUGE_PAGES_FROM on a Linux CPU the buffer is anonymous mmap memory advised for huge pages
+    (pool.fp32_buffer); it must behave as torch.empty's: the right length and dtype, writable, and
+    alive for as long as the tensor (the mapping is not freed when the function returns)."""
+    n = pools.HUGE_PAGES_FROM + 3
+    a, b = pools.fp32_buffer(n, "cpu"), pools.fp32_buffer(n, "cpu")
+    assert a.shape == (n,) and a.dtype == torch.float32 and a.data_ptr() != b.data_ptr()
+    torch.add(torch.arange(n, dtype=torch.float32), 1.0, out=a)
+    b.copy_(a).mul_(2)
+    assert a[-1].item() == n and b[0].item() == 2.0 and torch.equal(b, 2 * a)
+    assert pools.fp32_buffer(8, "cpu").shape == (8,)  # small: torch.empty's
 
 
 def test_auto_mode_follows_the_budget(pool_files):
