@@ -1,7 +1,7 @@
 # merge2mix: Merge to Mix (arXiv 2505.16066) as a workflow.
 #   config -> prepare_data -> init_model -> finetune (one per candidate) -> merge_eval (one per mask)
 #          -> select_mixture -> deploy -> evaluate
-#   evidence: mixture_finetune (all_data, singles; every mask with oracle: true) -> methods, correlation
+#   evidence: mixture_finetune (all_data; every mask with oracle: true), single_scores -> methods, correlation
 #   report_text: the report opens on the answer (summary + methods table)
 #   weights (optional): weight_design -> weight_eval (one per vector) / weight_round -> deploy_weighted -> mixture
 # Parse time stays light: nothing here imports torch.
