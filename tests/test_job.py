@@ -40,3 +40,32 @@ def test_from_config_maps_the_config_blocks():
     assert (job.hp, job.seed, job.device, job.threads, job.batch_size, job.checkpoint_every, job.precision) == \
         ({"lr": 0.2}, 3, "cpu", 2, 8, 50, None)
     assert job.heads == {"apple": "h.st"} and job.base_dir == "run/base" and job.task is TASK
+
+
+def test_warm_jobs_sharing_a_process_take_turns(tmp_path):
+    """run: jobs in Snakemake's process (threads of one process) run one at a time, and the merge
+    engine's scoring takes the same lock: torch's thread count is process-wide, so a job starting
+    beside another would change the other's mid-computation."""
+    import threading
+    import time
+
+    from merge2mix import engine, runtime
+
+    spans, lock = [], threading.Lock()
+
+    def work(name):
+        t0 = time.monotonic()
+        time.sleep(0.05)
+        with lock:
+            spans.append((t0, time.monotonic(), name))
+
+    threads = [threading.Thread(target=jobs.run_inline, args=(work, str(tmp_path / f"{i}.log")), kwargs={"name": i})
+               for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    spans.sort()
+    assert len(spans) == 4 and all(a[1] <= b[0] for a, b in zip(spans, spans[1:])), spans
+    assert engine._LOCK is runtime.WARM
+    assert all(" in process " in (tmp_path / f"{i}.log").read_text() for i in range(4))

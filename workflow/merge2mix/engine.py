@@ -13,7 +13,6 @@ import hashlib
 import itertools
 import json
 import os
-import threading
 import time
 
 import pandas as pd
@@ -26,7 +25,7 @@ from .job import Job
 from .pool import Pool, clear_verified, file_id
 
 log = runtime.log
-_LOCK = threading.RLock()  # one model per base: scoring is serialised (torch uses the cores anyway)
+_LOCK = runtime.WARM  # one model per base: scoring is serialised with every warm job (runtime.WARM)
 _CACHE: dict = {}
 _SCORED = itertools.count(1)  # masks scored by this process: logged, so a log shows whether it stayed warm
 

@@ -2,7 +2,8 @@
 
 `script:` jobs (own process): a Merge2MixError becomes one line on stderr and exit 1 (a traceback
 would bury the culprit). `run:` jobs (possibly in Snakemake's main process under --force-use-threads):
-log lines of this thread go to the job's log file and errors propagate to Snakemake.
+log lines of this thread go to the job's log file, errors propagate to Snakemake, and jobs sharing
+the process run one at a time (runtime.WARM).
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ def run_inline(fn, log_path=None, **kwargs):
         runtime.log.setLevel(logging.INFO)
     runtime.log.info("%s in process %d", getattr(fn, "__name__", "job"), os.getpid())  # warm or not: the log says
     try:
-        return fn(**kwargs)
+        with runtime.WARM:  # one torch job at a time in a shared process (see runtime.WARM)
+            return fn(**kwargs)
     except Merge2MixError as e:
         runtime.log.error("%s", e)
         raise

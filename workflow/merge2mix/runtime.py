@@ -10,9 +10,14 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 
 log = logging.getLogger("merge2mix")
+# Jobs that share a process (run: jobs under --force-use-threads) take turns: torch's thread count
+# and its RNG are process-wide, so a job starting beside another would change the other's thread
+# count mid-computation (and with it how its sums are split, i.e. its last bits).
+WARM = threading.RLock()
 
 
 def setup(threads: int = 1, device: str = "auto", seed: int | None = None):
