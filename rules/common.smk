@@ -136,8 +136,9 @@ def mixture_inputs(wildcards):
 # The short torch jobs (heads, the singles' scores, similarity, evaluate) are `run:` jobs: under
 # --force-use-threads (profiles/default) they execute in Snakemake's own process, as merge_eval does,
 # so torch and transformers are imported once instead of once per job (~4 s each on 2 cores,
-# bench/results/run-breakdown). Fine-tunes stay processes of their own: training draws from torch's
-# global RNG, which jobs sharing a process would interleave.
+# bench/results/run-breakdown). Jobs in that process take turns (merge2mix.runtime.WARM: torch's
+# thread count and RNG are process-wide), so fine-tunes stay processes of their own, side by side
+# where the cores allow.
 def in_process(fn, log, **kwargs):
     from merge2mix import jobs
 
