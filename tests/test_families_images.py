@@ -308,7 +308,7 @@ def test_paper_vision_preset_plans_all_eight_leave_one_out_runs(tmp_path, monkey
     assert len(counts) == 16  # a dry run prints its job stats twice
     for c in counts:
         assert c["fetch_model"] == "1" and c["fetch_dataset"] == "8" and c["zero_shot_head"] == "8"
-        assert c["finetune"] == "7" and c["merge_eval"] == "127" and c["mixture_finetune"] == "127"
+        assert c["finetune"] == "7" and c["merge_eval"] == "127" and c["mixture_finetune"] == "120" and c["single_scores"] == "7"
     svhn = yaml.safe_load((tmp_path / "results" / "paper-vision-loo" / "configs" / "svhn.yaml").read_text())
     assert svhn["target"] == "svhn" and svhn["run"] == "paper-vision-svhn" and svhn["candidates"] is None
 

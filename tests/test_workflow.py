@@ -248,12 +248,13 @@ def test_adding_a_candidate_reruns_one_finetune_and_only_new_masks(tiny_run, tin
     with_toys = {"toys", "books+toys", "food+toys", "films+toys", "books+food+toys", "books+films+toys",
                  "films+food+toys", "books+films+food+toys"}  # 15 masks now, the 7 without toys already scored
     assert {w.removeprefix("mask=") for w in jobs["merge_eval"]} == with_toys
-    assert {w.removeprefix("mask=") for w in jobs["mixture_finetune"]} == with_toys  # the oracle's new mixtures
+    assert {w.removeprefix("mask=") for w in jobs["mixture_finetune"]} == with_toys - {"toys"}  # the oracle's new mixtures
+    assert jobs["single_scores"] == ["mask=toys"]  # toys alone: its fine-tune, scored
     # Nothing else: no data, theta_0, fine-tune, mask score or oracle mixture of the old candidates;
     # only the one-job reducers over all candidates (selection, baselines, deployment, reports).
     reducers = {"similarity", "select_mixture", "baseline_masks", "correlation", "deploy", "evaluate", "methods", "report_text",
                 "all"}
-    assert set(jobs) == {"prepare_data", "finetune", "merge_eval", "mixture_finetune"} | reducers, sorted(jobs)
+    assert set(jobs) == {"prepare_data", "finetune", "merge_eval", "mixture_finetune", "single_scores"} | reducers, sorted(jobs)
     assert all(jobs[r] == [""] for r in reducers)
 
 
