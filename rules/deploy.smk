@@ -35,7 +35,7 @@ rule deploy:
 
 rule evaluate:
     # Target test metrics of: theta_0, the best merged model, the deployed model. A short torch job: in
-    # Snakemake's warm process (in_process), where the merge engine already holds the fine-tunes.
+    # Snakemake's warm process (in_process).
     priority: 1  # before the baselines' jobs (common.smk)
     input:
         unpack(target_head),

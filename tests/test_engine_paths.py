@@ -66,6 +66,21 @@ def test_fp32_buffer_is_a_writable_vector_that_outlives_its_maker():
     assert pools.fp32_buffer(8, "cpu").shape == (8,)  # small: torch.empty's
 
 
+@pytest.mark.parametrize("method", ["average", "task_arithmetic"])
+def test_a_pool_holds_one_row_per_name_when_the_file_behind_it_changes(pool_files, method):
+    """The singles' scores go through one pool named ("mixture",), one file after another, in the warm
+    process: each file's row replaces the last instead of piling up beyond the memory plan (one row
+    per name, plus theta_0's for task arithmetic)."""
+    base_dir, files = pool_files
+    pool = pools.Pool(FAM, base_dir, "cpu", mode="memory", pool=["mixture"])
+    for n in NAMES:
+        merged = pool.merge({"mixture": files[n]}, method, {"lam": 1.0} if method == "task_arithmetic" else None).state_dict()
+        assert len(pool.rows) == (1 if method == "average" else 2), (n, list(pool.rows))
+        if method == "average":
+            for k, v in load_weights(files[n]).items():
+                assert torch.equal(merged[k], v), (n, k)
+
+
 def test_auto_mode_follows_the_budget(pool_files):
     base_dir, _ = pool_files
     assert pools.Pool(FAM, base_dir, "cpu", mode="auto", pool=NAMES, budget_bytes=10**12).mode == "memory"

@@ -126,6 +126,7 @@ class Pool:
         n_prefixes = 2 ** (pool_size - 1) - 1  # masks of >= 2 members not ending in the last member
         self.max_sums = max(pool_size, min(n_prefixes, 2 * pool_size, (budget - (pool_size + 1) * vec) // vec))
         self.rows: dict = {}
+        self.row_file: dict = {}  # name -> the file identity its cached row holds
         self.sums: OrderedDict = OrderedDict()
         self.free: list = []  # buffers of evicted sums, reused: fresh pages cost page faults
         if mode == "memory":
@@ -148,6 +149,11 @@ class Pool:
     # -- memory mode ------------------------------------------------------------------------
     def _row(self, name: str, path: str) -> torch.Tensor:
         fid = file_id(path)
+        old = self.row_file.get(name)
+        if old is not None and old != fid:  # the name's file changed (rewritten, or another file under a
+            self.rows.pop(old, None)         # one-off name such as a single's "mixture"): its old row goes,
+            self.rows.pop(("tau", old), None)  # so a pool holds one row per name, as its memory plan counts
+        self.row_file[name] = fid
         if fid not in self.rows:
             verify_checkpoint(path)
             sd = load_weights(path)
