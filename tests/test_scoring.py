@@ -116,7 +116,7 @@ def test_warm_caches_are_keyed_by_file_identity(world, tmp_path):
     they came from changes (the cache key holds its size and mtime)."""
     engine.clear_cache()
     s = dict(job=Job(base_dir=world["base"], task=TASK, batch_size=4, device="cpu"), split_path=world["val"],
-             checkpoints=world["ckpts"])
+             checkpoints=world["ckpts"], pool=sorted(world["ckpts"]))
     engine.score(**s)
     pools = [v for k, v in engine._CACHE.items() if k[0] == "pool"]
     splits = [v for k, v in engine._CACHE.items() if k[0] == "split"]
@@ -134,6 +134,37 @@ def test_warm_caches_are_keyed_by_file_identity(world, tmp_path):
     assert engine.score(**{**s, "split_path": str(copy)})["n"] == 4
     engine.clear_cache()
     assert engine._CACHE == {}
+
+
+def test_a_warm_process_holds_one_one_off_pool_beside_the_candidates(world, tmp_path):
+    """A merge without a named pool (theta_0, the best merge, the deployed model, each single) takes
+    the one slot for one-offs: the previous one-off pool is dropped before the next is built, the
+    candidates' pool stays warm, and every score is what a fresh process gives."""
+    engine.clear_cache()
+    job = Job(base_dir=world["base"], task=TASK, batch_size=4, device="cpu")
+    ck, val = world["ckpts"], world["val"]
+    fresh = {}
+    for name, one in [("base", {"base": f"{world['base']}/model.safetensors"}), ("books", {"mixture": ck["books"]}),
+                      ("food", {"mixture": ck["food"]}), ("both", ck)]:
+        engine.clear_cache()
+        fresh[name] = engine.score(job, one, val)
+    engine.clear_cache()
+    warm = engine.score(job, ck, val, pool=sorted(ck))
+    candidates = [v for k, v in engine._CACHE.items() if k[0] == "pool"]
+    for name, one in [("base", {"base": f"{world['base']}/model.safetensors"}), ("books", {"mixture": ck["books"]}),
+                      ("food", {"mixture": ck["food"]}), ("both", ck)]:
+        got = engine.score(job, one, val)
+        assert (got["accuracy"], got["loss"]) == (fresh[name]["accuracy"], fresh[name]["loss"]), name
+        assert len([k for k in engine._CACHE if k[0] in ("pool", "one_off")]) == 2, name  # models held
+        assert len([k for k in engine._CACHE if k[0] == "one_off"]) == 1, name
+        assert [v for k, v in engine._CACHE.items() if k[0] == "pool"] == candidates  # still warm, not rebuilt
+    assert (warm["accuracy"], warm["loss"]) == (fresh["both"]["accuracy"], fresh["both"]["loss"])
+    last = [v for k, v in engine._CACHE.items() if k[0] == "one_off"]  # "both"'s
+    engine.score(job, {"mixture": ck["books"]}, val)  # the singles' jobs: one slot, reused while its key holds
+    assert [v for k, v in engine._CACHE.items() if k[0] == "one_off"] != last  # a single's replaced it ...
+    again = [v for k, v in engine._CACHE.items() if k[0] == "one_off"]
+    engine.score(job, {"mixture": ck["food"]}, val)
+    assert [v for k, v in engine._CACHE.items() if k[0] == "one_off"] == again  # ... and one pool serves both singles
 
 
 def test_resolvers():
@@ -226,10 +257,10 @@ def test_score_passes_its_settings_down(world, tmp_path):
     job = Job(base_dir=world["base"], task=TASK, batch_size=4, device="cpu")
     s = dict(checkpoints=world["ckpts"], split_path=world["val"])
     engine.score(job, budget_bytes=1, **s)
-    assert [v.mode for k, v in engine._CACHE.items() if k[0] == "pool"] == ["stream"]
+    assert [v.mode for k, v in engine._CACHE.items() if k[0] in ("pool", "one_off")] == ["stream"]
     engine.clear_cache()
     engine.score(job, budget_bytes=10**13, **s)
-    assert [v.mode for k, v in engine._CACHE.items() if k[0] == "pool"] == ["memory"]
+    assert [v.mode for k, v in engine._CACHE.items() if k[0] in ("pool", "one_off")] == ["memory"]
     full = engine.score(job, **s)
     short = engine.score(replace(job, task={**TASK, "max_length": 3}), **s)
     assert short["loss"] != full["loss"]
@@ -262,7 +293,7 @@ def test_a_family_with_its_own_evaluation_is_scored_through_it(world, monkeypatc
     engine.clear_cache()
     out = engine.score(Job(base_dir=world["base"], task=TASK, batch_size="auto", device="cpu"), world["ckpts"], world["val"])
     (model, split, bs, dev, task), = calls
-    pool = next(v for k, v in engine._CACHE.items() if k[0] == "pool")
+    pool = next(v for k, v in engine._CACHE.items() if k[0] in ("pool", "one_off"))
     assert model is pool.model and len(split) == 15 and bs == 128 and dev == torch.device("cpu") and task == TASK
     assert {k: out[k] for k in ("accuracy", "loss", "n", "batch_size", "precision")} == \
         {"accuracy": 0.25, "loss": 1.5, "n": 15, "batch_size": 128, "precision": "float32"}

@@ -3,7 +3,7 @@
 One process may score many masks (Snakemake `run:` jobs with --force-use-threads execute in the main
 process), so this module keeps a lock-guarded, module-level cache keyed by file identity (path, size,
 mtime; a changed file is re-read): the `Pool` (theta_0's model and the fine-tunes) and the tokenised
-split.
+split. Besides the candidates' pool it holds at most one pool for one-off merges (`_pool`).
 """
 
 from __future__ import annotations
@@ -42,8 +42,17 @@ def clear_cache() -> None:
         clear_verified()
 
 
-def _pool(fam, base_dir, device, mode, pool, budget_bytes):
-    key = ("pool", file_id(os.path.join(base_dir, "model.safetensors")), str(device), mode, tuple(pool), budget_bytes)
+def _pool(fam, base_dir, device, mode, pool, budget_bytes, one_off=False):
+    """The warm pool for these options. A pool the caller names (`score`'s `pool`: the run's candidates,
+    merged mask after mask) stays for the process. A one-off merge's (theta_0, the best merge, the
+    deployed model, a single's fine-tune) takes the one slot for one-offs and evicts the previous
+    one-off pool first, so a warm process holds the candidates' pool plus at most one other model,
+    however many one-off jobs it runs (with a large model on a GPU, each would be a model's memory)."""
+    kind = "one_off" if one_off else "pool"
+    key = (kind, file_id(os.path.join(base_dir, "model.safetensors")), str(device), mode, tuple(pool), budget_bytes)
+    if one_off:
+        for old in [k for k in _CACHE if k[0] == "one_off" and k != key]:
+            del _CACHE[old]  # before the new pool is built: the two are never held together
     return _cached(key, lambda: Pool(fam, base_dir, device, mode, list(pool), budget_bytes))
 
 
@@ -59,7 +68,8 @@ def score(job: Job, checkpoints: dict[str, str], split_path: str, *, mode: str =
     """The merge of `checkpoints` scored on `split_path`, in the context `job` (theta_0, task, device,
     threads, eval batch size, precision: see evaluate.evaluate_checked; heads: the scored split's
     zero-shot head, for families with per-dataset heads).
-    `pool`: every candidate name (sizes the memory plan); default: the names in `checkpoints`.
+    `pool`: every candidate name (sizes the memory plan; that pool stays warm); default: the names in
+    `checkpoints`, merged as a one-off (see _pool).
     `operator`: {"method": a merge.OPERATORS name, "params": {...}}; default the average.
     `weights`: a mixture's weights over `checkpoints` (merge2mix.mixtures): the weighted merge."""
     from .evaluate import evaluate_checked, with_oom_backoff
@@ -67,7 +77,7 @@ def score(job: Job, checkpoints: dict[str, str], split_path: str, *, mode: str =
     with _LOCK:
         dev = runtime.setup(job.threads, job.device)
         fam = families.get(job.task["type"])
-        merger = _pool(fam, job.base_dir, dev, mode, pool or sorted(checkpoints), budget_bytes)
+        merger = _pool(fam, job.base_dir, dev, mode, pool or sorted(checkpoints), budget_bytes, one_off=not pool)
         t0 = time.perf_counter()
         op = operator or AVERAGE
         model = (merger.merge_weighted(checkpoints, weights, op) if weights
