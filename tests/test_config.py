@@ -78,6 +78,7 @@ BAD = [
     (("run",), "../escape", r"run: '\.\./escape' does not match"),
     (("weights",), {"cap": 0}, r"weights\.cap: 0 is less than or equal to the minimum"),
     (("weights",), {"top": 3}, r"weights: Additional properties are not allowed \('top'"),
+    (("train", "seed"), -1, r"train\.seed: -1 is less than the minimum of 0"),
 ]
 
 
@@ -87,6 +88,13 @@ def test_bad_config_gives_one_line_naming_the_key(path, value, message):
         cfg = config.validate(edit(path, value))
         assets.model_source(cfg)
     assert "\n" not in str(e.value) and str(e.value).startswith("config: ")
+
+
+def test_a_training_seed_is_added_only_when_given():
+    """train.seed has no default: the train block (a rule param, hashed into every fine-tune's store
+    key) stays what it was for configs without it, so no existing fine-tune reruns."""
+    assert "seed" not in config.validate(DEFAULT)["train"]
+    assert config.validate(edit(("train", "seed"), 3))["train"]["seed"] == 3
 
 
 def test_weights_need_an_operator_with_a_weighted_form():

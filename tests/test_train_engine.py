@@ -53,6 +53,17 @@ def test_finetune_is_deterministic_on_cpu_and_learns(world):
     assert rec["hyperparameters"] == HP and rec["examples"] == 20
 
 
+def test_train_seed_moves_only_the_fine_tune(world, tmp_path):
+    """train.seed (in the train block) is the fine-tune's seed in place of the run's: the same
+    checkpoint as a run seeded with it, another than the run's seed gives; its record says which."""
+    books = {"books": world["data"]["books"]["train"]}
+    first = json.loads((world["root"] / "ft" / "books" / "train.json").read_text())
+    by_hp = finetune(replace(world["job"], hp={**HP, "seed": 1}), books, str(tmp_path / "a.safetensors"), str(tmp_path / "a.json"))
+    by_run = finetune(replace(world["job"], seed=1), books, str(tmp_path / "b.safetensors"), str(tmp_path / "b.json"))
+    assert by_hp["weights_sha256"] == by_run["weights_sha256"] != first["weights_sha256"]
+    assert by_hp["seed"] == by_run["seed"] == 1 and first["seed"] == 0
+
+
 def test_finetuned_model_beats_base_on_its_own_domain(world):
     val = world["data"]["books"]["val"]
     base = engine.score(world["job"], {"base": f"{world['base']}/model.safetensors"}, val)

@@ -258,6 +258,21 @@ def test_adding_a_candidate_reruns_one_finetune_and_only_new_masks(tiny_run, tin
     assert all(jobs[r] == [""] for r in reducers)
 
 
+def test_a_training_seed_refits_the_fine_tunes_on_the_same_data_and_theta_0(tiny_run, tiny_model):
+    """train.seed (a retest of the oracle): every fine-tune and what depends on it is planned again;
+    the splits, theta_0 and nothing else upstream of training are kept."""
+    work, _, first = tiny_run
+    assert first.returncode == 0
+    cfg = tiny_config(tiny_model, work / "results", oracle=True)
+    cfg["train"]["seed"] = 1
+    r = snakemake(work, "-n", "--cores", "2", "--configfile", str(write_config(cfg, work / "retest.yaml")))
+    assert r.returncode == 0, r.stderr[-3000:]
+    jobs = _planned_jobs(r.stdout + r.stderr)
+    assert sorted(jobs["finetune"]) == ["name=books", "name=films", "name=food"]
+    assert len(jobs["merge_eval"]) == 7 and len(jobs["mixture_finetune"]) == 4 and "deploy" in jobs
+    assert not {"prepare_data", "init_model"} & set(jobs), sorted(jobs)
+
+
 def _hashes(root):
     import hashlib
 

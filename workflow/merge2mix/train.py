@@ -32,9 +32,18 @@ def mixture_frame(train_paths: dict[str, str]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+def training_seed(job: Job) -> int:
+    """The seed of a fine-tune's shuffles, dropout and weighted draws: the config's `train.seed` when
+    set, else the run's `seed` (which also draws the splits and theta_0's head). Setting only
+    `train.seed` refits every fine-tune on the same splits from the same theta_0: how repeatable the
+    fine-tuned scores are, the ceiling on how well any surrogate can predict them."""
+    return (job.hp or {}).get("seed", job.seed)
+
+
 def finetune(job: Job, train_paths: dict[str, str], out_weights: str, out_json: str, *, data_meta: dict | None = None,
              work_dir: str | None = None, weights: dict[str, float] | None = None, budget: int | None = None) -> dict:
-    """Fine-tune theta_0 (job.base_dir) on the union of `train_paths` with job.hp and job.seed. With
+    """Fine-tune theta_0 (job.base_dir) on the union of `train_paths` with job.hp and the training seed
+    (`training_seed`: hp's `seed`, else job.seed). With
     `work_dir` and job.checkpoint_every, the full training state is saved every that many steps and a
     rerun resumes from it, ending bit-identical (on CPU) to an uninterrupted run. For families with
     per-dataset heads (clip, text_label_description), each example is scored with its own dataset's
@@ -42,7 +51,7 @@ def finetune(job: Job, train_paths: dict[str, str], out_weights: str, out_json: 
     `weights` (a mixture on the simplex over train_paths' datasets): each epoch is `budget` examples
     (default: the union's size) drawn per dataset in proportion to the weights (mixtures.epoch_order)
     instead of one pass over the union."""
-    base_dir, task, hp, seed, heads = job.base_dir, job.task, job.hp, job.seed, job.only(train_paths).heads
+    base_dir, task, hp, seed, heads = job.base_dir, job.task, job.hp, training_seed(job), job.only(train_paths).heads
     t0 = time.time()
     runtime.failpoint("finetune.start")
     dev = runtime.setup(job.threads, job.device, seed)
