@@ -151,3 +151,30 @@ def test_correlation_in_another_metric_reads_that_metric_on_both_sides():
     assert c["picked_test_macro_f1"] == 0.25 and c["oracle_best_test_macro_f1"] == 0.7 and c["max_test_macro_f1"] == 0.72
     assert c["regret"] == pytest.approx(0.7 - 0.25) and "regret_definition" not in c
     assert analysis.correlation(merged, oracle, "m0", n_boot=50)["regret"] == 0.0  # by accuracy m0 is the best
+
+
+def test_retest_bounds_any_surrogate_by_the_oracles_repeatability():
+    """Planted: a true score per mask, two oracles = it plus independent training noise, a perfect
+    surrogate = the true score. The retest r is Pearson's of the two oracles, and the perfect
+    surrogate's r with one oracle (with their mean) lands on sqrt(r) (sqrt(2r / (1 + r)))."""
+    rng = np.random.default_rng(0)
+    masks = [f"m{i}" for i in range(4000)]
+    true = rng.uniform(0.7, 0.9, len(masks))
+    a, b = (true + rng.normal(0, 0.04, len(masks)) for _ in range(2))
+    oa, ob = pd.DataFrame({"mask": masks, "val_accuracy": a}), pd.DataFrame({"mask": masks, "val_accuracy": b})
+    perfect = pd.DataFrame({"mask": masks, "accuracy": true})
+    out = analysis.retest({"perfect": perfect, "oracle_a": oa.rename(columns={"val_accuracy": "accuracy"})}, oa, ob,
+                          n_boot=50)
+    r = stats.pearsonr(a, b)[0]
+    assert out["retest_pearson_r"] == pytest.approx(r) and out["masks"] == 4000
+    assert out["retest_pearson_r_ci95"][0] < r < out["retest_pearson_r_ci95"][1]
+    assert out["mean_abs_difference"] == pytest.approx(np.abs(a - b).mean())
+    got = out["merged"]["perfect"]
+    assert got["vs_a"]["pearson_r"] == pytest.approx(out["ceiling_one_oracle"], abs=0.02)
+    assert got["vs_mean"]["pearson_r"] == pytest.approx(out["ceiling_mean_of_two"], abs=0.02)
+    assert out["merged"]["oracle_a"]["vs_a"]["pearson_r"] == pytest.approx(1.0)  # itself
+    assert out["merged"]["oracle_a"]["vs_b"]["pearson_r"] == pytest.approx(r)
+    with pytest.raises(ValueError, match="share 3999 masks of 4000 and 3999"):
+        analysis.retest({}, oa, ob.iloc[1:])
+    with pytest.raises(ValueError, match="merged scores 'short' cover 10 of 4000"):
+        analysis.retest({"short": perfect.head(10)}, oa, ob)

@@ -304,3 +304,33 @@ def test_slurm_bundle_bench_reads_sacct_and_the_bundle_files(tmp_path):
     row = slurm_bundle.bundle_table(tmp_path, {"b0": 30}).iloc[0].to_dict()
     assert row == {"bundle": "b0", "masks": 3, "scored": 2, "process": 7, "slurm_elapsed_s": 30, "process_s": 5.0,
                    "kernel_s": 4.0, "slurm_over_kernel": 7.5, "process_over_kernel": 1.25}
+
+
+def test_retest_bench_compares_two_oracles_of_the_same_masks(tmp_path, capsys):
+    """bench/retest.py on two planted evidence folders: the retest r of their oracles, each run's
+    merged scores against both, the plots and run.json; a folder without oracle.csv is refused."""
+    import numpy as np
+    import pandas as pd
+
+    sys.path.insert(0, str(REPO / "bench"))
+    import retest
+
+    rng = np.random.default_rng(1)
+    masks = [f"m{i}" for i in range(31)]
+    true = rng.uniform(0.7, 0.9, 31)
+    for run in ("evidence-x", "evidence-x-t1"):
+        d = tmp_path / run
+        d.mkdir()
+        tuned = true + rng.normal(0, 0.02, 31)
+        pd.DataFrame({"mask": masks, "size": 1 + np.arange(31) % 5, "val_accuracy": tuned, "val_loss": 1 - tuned}).to_csv(d / "oracle.csv", index=False)
+        merged = true + rng.normal(0, 0.02, 31)
+        pd.DataFrame({"mask": masks, "accuracy": merged, "loss": 1 - merged}).to_csv(d / "masks.csv", index=False)
+    out = tmp_path / "out"
+    assert retest.main([str(tmp_path / "evidence-x"), str(tmp_path / "evidence-x-t1"), "--out", str(out), "--n-boot", "20"]) == 0
+    res = json.loads((out / "retest.json").read_text())
+    assert (res["a"], res["b"]) == ("x", "x-t1") and set(res["accuracy"]["merged"]) == {"x", "x-t1"}
+    assert 0.5 < res["accuracy"]["retest_pearson_r"] < 1 and res["loss"]["retest_pearson_r"] == pytest.approx(res["accuracy"]["retest_pearson_r"])
+    assert (out / "plots" / "retest_accuracy.png").stat().st_size > 0 and "retest r" in capsys.readouterr().out
+    assert json.loads((out / "run.json").read_text())["command"].startswith("python bench/retest.py")
+    with pytest.raises(SystemExit, match="is not an evidence folder"):
+        retest.main([str(tmp_path / "evidence-x"), str(tmp_path)])

@@ -5,6 +5,8 @@ Reads result files only (no torch).
   val accuracy over masks, with paired bootstrap 95% intervals; the same agreement with the mixture
   size held fixed (Spearman within each size, Pearson of the residuals after each size's mean);
   top-1 / top-5 agreement; regret.
+- retest(): the same mixtures fine-tuned twice (train.seed): how repeatable the oracle is, and the r
+  that noise leaves reachable for any surrogate.
 - methods_table(): one row per method with target test metrics and its compute cost.
 """
 
@@ -113,6 +115,41 @@ def correlation_in(metric: str, merged: pd.DataFrame, oracle: pd.DataFrame, pick
     c = correlation(m, o, picked, seed=seed, n_boot=n_boot)
     c.pop("regret_definition")
     return {k.replace("accuracy", metric): v for k, v in c.items()}
+
+
+def _boot_r(x, y, rng, n_boot) -> list[float] | None:
+    rs = [stats.pearsonr(x[i], y[i])[0] for i in (rng.integers(0, len(x), len(x)) for _ in range(n_boot))
+          if np.ptp(x[i]) > 0 and np.ptp(y[i]) > 0]
+    return [float(np.quantile(rs, 0.025)), float(np.quantile(rs, 0.975))] if rs else None
+
+
+def retest(merged: dict[str, pd.DataFrame], oracle_a: pd.DataFrame, oracle_b: pd.DataFrame, metric: str = "accuracy",
+           seed: int = 0, n_boot: int = 2000) -> dict:
+    """Two oracles of the same masks, splits and theta_0 that differ only in the fine-tunes' seed
+    (train.seed). `merged`: name -> masks.csv rows (mask, `metric`), e.g. each seed's merged scores.
+    A fine-tuned score is a true score plus training noise; the retest r (oracle a against b) is its
+    reliability, so no predictor independent of that noise can correlate with one oracle above
+    sqrt(retest r) in expectation, nor with the two oracles' mean above sqrt(2r / (1 + r))
+    (Spearman-Brown). Pearson r with paired bootstrap 95 % intervals over masks."""
+    col = f"val_{metric}"
+    df = oracle_a[["mask", col]].merge(oracle_b[["mask", col]], on="mask", suffixes=("_a", "_b"))
+    if len(df) != len(oracle_a) or len(df) != len(oracle_b):
+        raise ValueError(f"retest: the oracles share {len(df)} masks of {len(oracle_a)} and {len(oracle_b)}")
+    a, b = df[f"{col}_a"].to_numpy(float), df[f"{col}_b"].to_numpy(float)
+    rng = np.random.default_rng(seed)
+    r = float(stats.pearsonr(a, b)[0])
+    out = {"metric": metric, "masks": len(df), "retest_pearson_r": r, "retest_pearson_r_ci95": _boot_r(a, b, rng, n_boot),
+           "retest_spearman_rho": float(stats.spearmanr(a, b)[0]),
+           "mean_abs_difference": float(np.abs(a - b).mean()),
+           "ceiling_one_oracle": float(np.sqrt(r)) if r > 0 else 0.0,
+           "ceiling_mean_of_two": float(np.sqrt(2 * r / (1 + r))) if r > 0 else 0.0, "merged": {}}
+    for name, m in merged.items():
+        x = df[["mask"]].merge(m[["mask", metric]], on="mask")[metric].to_numpy(float)
+        if len(x) != len(df):
+            raise ValueError(f"retest: merged scores '{name}' cover {len(x)} of {len(df)} masks")
+        out["merged"][name] = {f"vs_{k}": {"pearson_r": float(stats.pearsonr(x, y)[0]), "ci95": _boot_r(x, y, rng, n_boot)}
+                               for k, y in (("a", a), ("b", b), ("mean", (a + b) / 2))}
+    return out
 
 
 def bench_seconds(path) -> float | None:
