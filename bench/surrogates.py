@@ -17,6 +17,7 @@ bootstrap 95 % interval over masks), Spearman rho, Spearman within each mixture 
 sizes), Pearson given size, top-5 overlap, the pick and its regret (test metric of the oracle's
 val-best mixture minus that of the surrogate's pick). Then leave-one-target-out: the surrogate with
 the best pooled r on the other target(s) is reported on the held-out one, within each (head, pool).
+A target with several draws (runs with another seed) counts once in the choice and is reported per draw.
 
 `--drop NAME`: also analyse each run on the sub-pool without NAME (the masks without it, and their
 oracle fine-tunes, are a subset of the full run's), so a run of N = 6 compares with one of N = 5.
@@ -153,6 +154,31 @@ def calibrated(scores: pd.DataFrame, oracle: pd.DataFrame, metric: str, candidat
             "picked": pd.Series(picks).mode().iloc[0], "anchor_draws": seeds}
 
 
+def leave_one_target_out(table: pd.DataFrame) -> pd.DataFrame:
+    """Within each (pool, metric): the option (a surrogate within one head, or a head and surrogate
+    together) with the best mean pooled r on the other targets, reported on the held-out one. Only
+    targets that have every option compete; a target with several draws (runs with another seed)
+    counts once in the choice and is reported once per draw."""
+    loto = []
+    for (pool, metric), m in table.groupby(["pool", "metric"]):
+        scopes = [(f"head {h}", m[m["head"] == h]) for h in sorted(m["head"].unique())]
+        if m["head"].nunique() > 1:
+            scopes.append(("head and surrogate", m))
+        for scope, sub in scopes:
+            n_opts = sub["option"].nunique()
+            complete = [t for t, g in sub.groupby("target") if g["option"].nunique() == n_opts]
+            sub = sub[sub["target"].isin(complete)]
+            for held in complete:
+                others = sub[sub["target"] != held]
+                if others.empty:
+                    continue
+                chosen = others.groupby(["target", "option"])["pearson_r"].mean().groupby("option").mean().idxmax()
+                for _, row in sub[(sub["target"] == held) & (sub["option"] == chosen)].iterrows():
+                    loto.append({"pool": pool, "metric": metric, "choice_over": scope, "held_out": held, "run": row["run"],
+                                 "chosen_on_others": chosen, **row[["pearson_r", "spearman_rho", "regret", "picked"]].to_dict()})
+    return pd.DataFrame(loto)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--targets", nargs="+", default=TARGETS, help="configs whose evidence-<run>/oracle.csv is committed")
@@ -210,32 +236,13 @@ def main(argv=None) -> int:
                                     "surrogate": f"{name}+cal{extra}", "metric": metric, "extra_finetunes": extra,
                                     **calibrated(s, without(oracle, drop), metric, kept_cands, extra, a.anchor_draws)})
     table = pd.DataFrame(rows)
-    # Leave-one-target-out within each (pool, metric): the option (a surrogate within one head, or a
-    # head and surrogate together) with the best mean pooled r on the other targets is reported on the
-    # held-out one. Only targets that have every option compete.
     table["option"] = table["head"] + "/" + table["surrogate"]
-    loto = []
-    for (pool, metric), m in table.groupby(["pool", "metric"]):
-        scopes = [(f"head {h}", m[m["head"] == h]) for h in sorted(m["head"].unique())]
-        if m["head"].nunique() > 1:
-            scopes.append(("head and surrogate", m))
-        for scope, sub in scopes:
-            n_opts = sub["option"].nunique()
-            complete = [t for t, g in sub.groupby("target") if g["option"].nunique() == n_opts]
-            sub = sub[sub["target"].isin(complete)]
-            for held in complete:
-                others = sub[sub["target"] != held]
-                if others.empty:
-                    continue
-                chosen = others.groupby("option")["pearson_r"].mean().idxmax()
-                loto.append({"pool": pool, "metric": metric, "choice_over": scope, "held_out": held, "chosen_on_others": chosen,
-                             **sub[(sub["target"] == held) & (sub["option"] == chosen)].iloc[0][
-                                 ["pearson_r", "spearman_rho", "regret", "picked"]].to_dict()})
+    loto = leave_one_target_out(table)
     cal = pd.DataFrame(cal)
     cal.to_csv(out / "surrogates" / "calibration.csv", index=False)
     table["pearson_r_ci95"] = table["pearson_r_ci95"].map(lambda v: None if v is None else [round(x, 3) for x in v])
     table.to_csv(out / "surrogates.csv", index=False)
-    pd.DataFrame(loto).to_csv(out / "surrogates" / "leave-one-target-out.csv", index=False)
+    loto.to_csv(out / "surrogates" / "leave-one-target-out.csv", index=False)
     dirty = bool(subprocess.run(["git", "status", "--porcelain", "--", "workflow", "bench/surrogates.py"], cwd=REPO,
                                 capture_output=True, text=True).stdout.strip())
     (out / "surrogates" / "run.json").write_text(json.dumps({

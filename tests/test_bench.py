@@ -98,6 +98,28 @@ def test_surrogates_bench_analysis_on_a_planted_oracle():
     assert set(surrogates.without(scores, ["d"])["mask"]) == {mask_key(m) for m in enumerate_masks(cands[:3])}
 
 
+def test_surrogates_leave_one_target_out_counts_a_target_once_and_reports_each_draw():
+    """Held out: the option best on the *other* targets, each target weighing once however many
+    draws it has (apple's two draws would favour 'x' by their count), and a held-out
+    target is reported once per draw."""
+    import pandas as pd
+
+    sys.path.insert(0, str(REPO / "bench"))
+    import surrogates
+
+    r = {("apple", "apple-s0"): {"x": 0.9, "y": 0.5}, ("apple", "apple-s1"): {"x": 0.9, "y": 0.5},
+         ("airline", "airline"): {"x": 0.2, "y": 0.8}, ("bbc", "bbc"): {"x": 0.5, "y": 0.65}}
+    table = pd.DataFrame([{"pool": "N=5", "metric": "accuracy", "head": "frozen", "target": t, "run": run, "option": o,
+                           "surrogate": o, "pearson_r": v, "spearman_rho": v, "regret": 0.0, "picked": f"{run}/{o}"}
+                          for (t, run), opts in r.items() for o, v in opts.items()])
+    loto = surrogates.leave_one_target_out(table).set_index("run")
+    # apple once: x (0.9 + 0.2) / 2 = 0.55 < y (0.5 + 0.8) / 2 = 0.65; apple's two draws counted twice would pick x
+    assert loto.loc["bbc", "chosen_on_others"] == "y"
+    assert list(loto.loc[["apple-s0", "apple-s1"], "chosen_on_others"]) == ["y", "y"]  # airline 0.8, bbc 0.65
+    assert list(loto.loc[["apple-s0", "apple-s1"], "pearson_r"]) == [0.5, 0.5]
+    assert loto.loc["airline", "chosen_on_others"] == "x" and len(loto) == 4
+
+
 def test_thirty_candidates_plan_round_zero_only(tmp_path):
     """N = 30 (2^30 - 1 masks): the dry run (bench/dag_scale.py's config) plans the 30 singles and 435
     pairs of the surrogate search's round 0 and one search_round, never the 2^N masks."""
