@@ -69,6 +69,8 @@ def main(argv=None) -> int:
         if not (d / "masks.csv").is_file() or not (d / "oracle.csv").is_file():
             sys.exit(f"retest: {d} is not an evidence folder (masks.csv and oracle.csv)")
         runs[d.name.removeprefix("evidence-")] = (pd.read_csv(d / "masks.csv"), pd.read_csv(d / "oracle.csv"))
+    if len(runs) != 2:
+        sys.exit(f"retest: {a.a} and {a.b} have the same run name; give two different runs")
     (na, (ma, oa)), (nb, (mb, ob)) = runs.items()
     out = a.out or REPO / "bench" / "results" / f"retest-{nb}"
     (out / "plots").mkdir(parents=True, exist_ok=True)

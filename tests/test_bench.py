@@ -356,3 +356,5 @@ def test_retest_bench_compares_two_oracles_of_the_same_masks(tmp_path, capsys):
     assert json.loads((out / "run.json").read_text())["command"].startswith("python bench/retest.py")
     with pytest.raises(SystemExit, match="is not an evidence folder"):
         retest.main([str(tmp_path / "evidence-x"), str(tmp_path)])
+    with pytest.raises(SystemExit, match="the same run name"):
+        retest.main([str(tmp_path / "evidence-x"), str(tmp_path / "evidence-x")])
