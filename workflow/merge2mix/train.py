@@ -155,7 +155,7 @@ def finetune_stored(store_dir: str | None, job: Job, train_paths: dict[str, str]
     if not store_dir:
         return finetune(job, train_paths, out_weights, out_json, **kw)
     k = store.key(base_weights=os.path.join(job.base_dir, "model.safetensors"), data_sha256=kw.get("data_meta") or {},
-                  hp=job.hp, seed=job.seed, task=job.task, heads=job.only(train_paths).heads)
+                  hp=job.hp, seed=training_seed(job), task=job.task, heads=job.only(train_paths).heads)
     hit = store.fetch(store_dir, k, out_weights, out_json)
     if hit:
         return hit
