@@ -7,8 +7,9 @@ oracle.csv, the mixture fine-tunes' scores) of two runs that differ only in `tra
 (bench/configs/*-t1.yaml): same splits, same theta_0, same heads. How far a fine-tuned score moves
 with the training seed alone bounds how well any surrogate can predict one (merge2mix.analysis.retest:
 r with one oracle <= sqrt(retest r) in expectation). Writes <out>/retest.json (per metric: the retest
-r with its interval, the ceilings, each run's merged scores against oracle a, b and their mean), a
-scatter plot, and run.json (command, commit, machine).
+r with its interval, the ceilings, each run's merged scores against oracle a, b and their mean, and
+`selection`: each oracle's val-best judged on the other's test, each merged pick's regret against
+both), a scatter plot, and run.json (command, commit, machine).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import pandas as pd
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "workflow"))
 
-from merge2mix.analysis import retest  # noqa: E402  (light: no torch)
+from merge2mix.analysis import retest, retest_selection  # noqa: E402  (light: no torch)
 
 METRICS = ("accuracy", "loss")  # loss: the default selection metric's ranking score
 
@@ -77,6 +78,7 @@ def main(argv=None) -> int:
     result = {"a": na, "b": nb}
     for metric in METRICS:
         result[metric] = retest({na: ma, nb: mb}, oa, ob, metric, n_boot=a.n_boot)
+        result[metric]["selection"] = retest_selection({na: ma, nb: mb}, oa, ob, metric)
         plot(runs, metric, out / "plots" / f"retest_{metric}.png")
     (out / "retest.json").write_text(json.dumps(result, indent=2) + "\n")
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
@@ -89,6 +91,10 @@ def main(argv=None) -> int:
               f"(one oracle) / {r['ceiling_mean_of_two']:.2f} (their mean); merged: " +
               ", ".join(f"{n} vs a {v['vs_a']['pearson_r']:.2f}, vs b {v['vs_b']['pearson_r']:.2f}, vs mean {v['vs_mean']['pearson_r']:.2f}"
                         for n, v in r["merged"].items()))
+        s = r["selection"]
+        print(f"  picked by {metric}: oracle a's best on b regret {s['regret_of_a_best_on_b']:.3f}, b's best on a "
+              f"{s['regret_of_b_best_on_a']:.3f}; merged: " +
+              ", ".join(f"{n} {v['picked']} regret a {v['regret_a']:.3f} b {v['regret_b']:.3f}" for n, v in s["merged"].items()))
     print(f"written: {out}")
     return 0
 

@@ -178,3 +178,24 @@ def test_retest_bounds_any_surrogate_by_the_oracles_repeatability():
         analysis.retest({}, oa, ob.iloc[1:])
     with pytest.raises(ValueError, match="merged scores 'short' cover 10 of 4000"):
         analysis.retest({"short": perfect.head(10)}, oa, ob)
+
+
+def test_retest_selection_judges_each_oracles_pick_by_the_others_fine_tunes():
+    """Planted: oracle a's val-best is m1 (m0 ties it on val accuracy and loses on macro-F1, selection's
+    tie-break), oracle b's is m2; merged scores pick m0 by accuracy and m2 by loss. Each regret is the
+    judging oracle's own best's test accuracy minus the pick's."""
+    def oracle(val, f1, test):
+        return pd.DataFrame({"mask": ["m0", "m1", "m2"], "size": [1, 1, 2], "val_accuracy": val, "val_macro_f1": f1,
+                             "val_loss": [0.5, 0.5, 0.5], "test_accuracy": test})
+
+    oa = oracle([0.80, 0.80, 0.70], [0.6, 0.7, 0.6], [0.81, 0.83, 0.90])
+    ob = oracle([0.70, 0.75, 0.78], [0.6, 0.6, 0.6], [0.84, 0.79, 0.86])
+    merged = pd.DataFrame({"mask": ["m0", "m1", "m2"], "size": [1, 1, 2], "accuracy": [0.9, 0.8, 0.7],
+                           "macro_f1": [0.5, 0.5, 0.5], "loss": [0.6, 0.5, 0.4]})
+    s = analysis.retest_selection({"x": merged}, oa, ob, "accuracy")
+    assert (s["oracle_a_best"], s["oracle_b_best"]) == ("m1", "m2")
+    assert s["regret_of_a_best_on_b"] == pytest.approx(0.86 - 0.79)  # b judges m1 against its own m2
+    assert s["regret_of_b_best_on_a"] == pytest.approx(0.83 - 0.90)  # negative: m2 tests better on a
+    assert s["merged"]["x"] == {"picked": "m0", "regret_a": pytest.approx(0.83 - 0.81), "regret_b": pytest.approx(0.86 - 0.84)}
+    by_loss = analysis.retest_selection({"x": merged}, oa, ob, "loss")
+    assert by_loss["merged"]["x"]["picked"] == "m2" and by_loss["merged"]["x"]["regret_b"] == 0.0

@@ -344,15 +344,22 @@ def test_retest_bench_compares_two_oracles_of_the_same_masks(tmp_path, capsys):
         d = tmp_path / run
         d.mkdir()
         tuned = true + rng.normal(0, 0.02, 31)
-        pd.DataFrame({"mask": masks, "size": 1 + np.arange(31) % 5, "val_accuracy": tuned, "val_loss": 1 - tuned}).to_csv(d / "oracle.csv", index=False)
+        pd.DataFrame({"mask": masks, "size": 1 + np.arange(31) % 5, "val_accuracy": tuned, "val_macro_f1": tuned,
+                      "val_loss": 1 - tuned, "test_accuracy": true + rng.normal(0, 0.02, 31)}).to_csv(d / "oracle.csv", index=False)
         merged = true + rng.normal(0, 0.02, 31)
-        pd.DataFrame({"mask": masks, "accuracy": merged, "loss": 1 - merged}).to_csv(d / "masks.csv", index=False)
+        pd.DataFrame({"mask": masks, "size": 1 + np.arange(31) % 5, "accuracy": merged, "macro_f1": merged,
+                      "loss": 1 - merged}).to_csv(d / "masks.csv", index=False)
     out = tmp_path / "out"
     assert retest.main([str(tmp_path / "evidence-x"), str(tmp_path / "evidence-x-t1"), "--out", str(out), "--n-boot", "20"]) == 0
     res = json.loads((out / "retest.json").read_text())
     assert (res["a"], res["b"]) == ("x", "x-t1") and set(res["accuracy"]["merged"]) == {"x", "x-t1"}
     assert 0.5 < res["accuracy"]["retest_pearson_r"] < 1 and res["loss"]["retest_pearson_r"] == pytest.approx(res["accuracy"]["retest_pearson_r"])
-    assert (out / "plots" / "retest_accuracy.png").stat().st_size > 0 and "retest r" in capsys.readouterr().out
+    sel = res["accuracy"]["selection"]
+    oa, ob = (pd.read_csv(tmp_path / r / "oracle.csv") for r in ("evidence-x", "evidence-x-t1"))
+    assert sel["oracle_a_best"] == oa.loc[oa["val_accuracy"].idxmax(), "mask"] and set(sel["merged"]) == {"x", "x-t1"}
+    tb = dict(zip(ob["mask"], ob["test_accuracy"]))
+    assert sel["regret_of_a_best_on_b"] == pytest.approx(tb[sel["oracle_b_best"]] - tb[sel["oracle_a_best"]])
+    assert (out / "plots" / "retest_accuracy.png").stat().st_size > 0 and "regret" in capsys.readouterr().out
     assert json.loads((out / "run.json").read_text())["command"].startswith("python bench/retest.py")
     with pytest.raises(SystemExit, match="is not an evidence folder"):
         retest.main([str(tmp_path / "evidence-x"), str(tmp_path)])

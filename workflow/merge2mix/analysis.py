@@ -6,7 +6,8 @@ Reads result files only (no torch).
   size held fixed (Spearman within each size, Pearson of the residuals after each size's mean);
   top-1 / top-5 agreement; regret.
 - retest(): the same mixtures fine-tuned twice (train.seed): how repeatable the oracle is, and the r
-  that noise leaves reachable for any surrogate.
+  that noise leaves reachable for any surrogate; retest_selection(): the regret of one seed's oracle
+  pick judged by the other's fine-tunes, beside each merged pick's.
 - methods_table(): one row per method with target test metrics and its compute cost.
 """
 
@@ -149,6 +150,27 @@ def retest(merged: dict[str, pd.DataFrame], oracle_a: pd.DataFrame, oracle_b: pd
             raise ValueError(f"retest: merged scores '{name}' cover {len(x)} of {len(df)} masks")
         out["merged"][name] = {f"vs_{k}": {"pearson_r": float(stats.pearsonr(x, y)[0]), "ci95": _boot_r(x, y, rng, n_boot)}
                                for k, y in (("a", a), ("b", b), ("mean", (a + b) / 2))}
+    return out
+
+
+def retest_selection(merged: dict[str, pd.DataFrame], oracle_a: pd.DataFrame, oracle_b: pd.DataFrame,
+                     metric: str = "accuracy") -> dict:
+    """Selection across a retest, as regret in test accuracy (correlation()'s): each oracle's val-best
+    (by `metric`, selection's tie-break) judged by the other oracle's fine-tunes -- what picking by one
+    training seed's fine-tunes loses to the other seed's own pick, a floor no surrogate is expected to
+    beat -- and each merged pick's (`merged`: name -> masks.csv rows) regret against both oracles."""
+    oracles = {"a": oracle_a, "b": oracle_b}
+    best = {k: rank_mixtures(o, metric)["mask"].iloc[0] for k, o in oracles.items()}
+    test = {k: dict(zip(o["mask"], o["test_accuracy"])) for k, o in oracles.items()}
+
+    def regret(k: str, mask: str) -> float:
+        return float(test[k][best[k]] - test[k][mask])
+
+    out = {"metric": metric, "oracle_a_best": best["a"], "oracle_b_best": best["b"],
+           "regret_of_a_best_on_b": regret("b", best["a"]), "regret_of_b_best_on_a": regret("a", best["b"]), "merged": {}}
+    for name, m in merged.items():
+        pick = rank(m, metric)["mask"].iloc[0]
+        out["merged"][name] = {"picked": pick, "regret_a": regret("a", pick), "regret_b": regret("b", pick)}
     return out
 
 
