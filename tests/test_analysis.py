@@ -199,3 +199,22 @@ def test_retest_selection_judges_each_oracles_pick_by_the_others_fine_tunes():
     assert s["merged"]["x"] == {"picked": "m0", "regret_a": pytest.approx(0.83 - 0.81), "regret_b": pytest.approx(0.86 - 0.84)}
     by_loss = analysis.retest_selection({"x": merged}, oa, ob, "loss")
     assert by_loss["merged"]["x"]["picked"] == "m2" and by_loss["merged"]["x"]["regret_b"] == 0.0
+
+
+def test_singles_mean_predicts_by_the_members_single_scores_and_compare_r_pairs_two_predictors():
+    """singles_mean: a mask's mean of its members' size-1 scores. compare_r, planted: the fine-tuned
+    score is additive in the singles plus small noise, a second predictor is the same plus large noise;
+    the additive one has the higher r and the difference's interval lies above 0."""
+    merged = pd.DataFrame({"mask": ["a", "b", "c", "a+b", "a+b+c"], "size": [1, 1, 1, 2, 3],
+                           "accuracy": [0.6, 0.8, 0.7, 0.1, 0.2]})
+    assert analysis.singles_mean(merged).to_dict() == pytest.approx({"a": 0.6, "b": 0.8, "c": 0.7, "a+b": 0.7, "a+b+c": 0.7})
+    rng = np.random.default_rng(0)
+    true = rng.uniform(0.7, 0.9, 400)
+    y = true + rng.normal(0, 0.01, 400)
+    good, bad = true, true + rng.normal(0, 0.1, 400)
+    c = analysis.compare_r(good, bad, y, n_boot=200)
+    assert c["r1"] == pytest.approx(stats.pearsonr(good, y)[0]) and c["r2"] == pytest.approx(stats.pearsonr(bad, y)[0])
+    assert c["difference"] == pytest.approx(c["r1"] - c["r2"]) and 0 < c["difference_ci95"][0] < c["difference"] < c["difference_ci95"][1]
+    assert c["r1_ci95"][0] < c["r1"] < c["r1_ci95"][1] and c["r2_ci95"][0] < c["r2"] < c["r2_ci95"][1]
+    swapped = analysis.compare_r(bad, good, y, n_boot=200)
+    assert swapped["difference_ci95"] == pytest.approx([-c["difference_ci95"][1], -c["difference_ci95"][0]])

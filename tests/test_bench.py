@@ -365,3 +365,37 @@ def test_retest_bench_compares_two_oracles_of_the_same_masks(tmp_path, capsys):
         retest.main([str(tmp_path / "evidence-x"), str(tmp_path)])
     with pytest.raises(SystemExit, match="the same run name"):
         retest.main([str(tmp_path / "evidence-x"), str(tmp_path / "evidence-x")])
+
+
+def test_singles_baseline_bench_sets_merging_against_the_singles_mean(tmp_path, capsys):
+    """bench/singles_baseline.py on a planted evidence folder where the fine-tuned score is the mean of
+    the members' singles: the baseline's r is 1, the merged score's (noisy) lower, the difference
+    negative; a folder without oracle.csv is refused."""
+    import numpy as np
+    import pandas as pd
+
+    sys.path.insert(0, str(REPO / "bench"))
+    import singles_baseline
+
+    from itertools import combinations
+
+    rng = np.random.default_rng(2)
+    names = ["a", "b", "c", "d", "e"]
+    single = dict(zip(names, rng.uniform(0.6, 0.9, 5)))
+    masks = [m for k in range(1, 6) for m in combinations(names, k)]
+    tuned = np.array([np.mean([single[n] for n in m]) for m in masks])
+    merged = np.where([len(m) == 1 for m in masks], tuned, tuned + rng.normal(0, 0.05, len(masks)))
+    d = tmp_path / "evidence-x"
+    d.mkdir()
+    keys, size = ["+".join(m) for m in masks], [len(m) for m in masks]
+    pd.DataFrame({"mask": keys, "size": size, "val_accuracy": tuned, "val_loss": 1 - tuned}).to_csv(d / "oracle.csv", index=False)
+    pd.DataFrame({"mask": keys, "size": size, "accuracy": merged, "loss": 1 - merged}).to_csv(d / "masks.csv", index=False)
+    out = tmp_path / "out"
+    assert singles_baseline.main([str(d), "--out", str(out), "--n-boot", "50"]) == 0
+    t = pd.read_csv(out / "singles_baseline.csv")
+    assert list(t["metric"]) == ["accuracy", "loss"] and (t["run"] == "x").all() and (t["masks"] == 31).all()
+    assert t["r_singles_mean"].to_numpy() == pytest.approx(1.0) and (t["r_merged"] < 0.99).all()
+    assert (t["merged_minus_singles"] < 0).all() and "r_singles_mean" in capsys.readouterr().out
+    assert json.loads((out / "run.json").read_text())["command"].startswith("python bench/singles_baseline.py")
+    with pytest.raises(SystemExit, match="not an evidence folder"):
+        singles_baseline.main([str(tmp_path), "--out", str(out)])

@@ -8,6 +8,8 @@ Reads result files only (no torch).
 - retest(): the same mixtures fine-tuned twice (train.seed): how repeatable the oracle is, and the r
   that noise leaves reachable for any surrogate; retest_selection(): the regret of one seed's oracle
   pick judged by the other's fine-tunes, beside each merged pick's.
+- singles_mean(), compare_r(): a predictor that merges nothing (the mean of the members' single
+  scores) and a paired comparison of two predictors' r.
 - methods_table(): one row per method with target test metrics and its compute cost.
 """
 
@@ -172,6 +174,34 @@ def retest_selection(merged: dict[str, pd.DataFrame], oracle_a: pd.DataFrame, or
         pick = rank(m, metric)["mask"].iloc[0]
         out["merged"][name] = {"picked": pick, "regret_a": regret("a", pick), "regret_b": regret("b", pick)}
     return out
+
+
+def singles_mean(merged: pd.DataFrame, metric: str = "accuracy") -> pd.Series:
+    """A predictor that merges nothing: each mask's mean of its members' single scores (masks.csv's
+    size-1 rows, i.e. the N fine-tunes the method trains anyway), indexed by mask. Its argmax is always
+    a single (a mean never exceeds its largest term), so it ranks mixtures but cannot select one."""
+    single = merged.loc[merged["size"] == 1].set_index("mask")[metric]
+    return pd.Series({k: float(np.mean([single[n] for n in parse_key(k)])) for k in merged["mask"]})
+
+
+def compare_r(x1, x2, y, seed: int = 0, n_boot: int = 2000) -> dict:
+    """Pearson r of two predictors x1, x2 with the same target y, and r(x1) - r(x2), each with a paired
+    bootstrap 95 % interval (one resample of the masks serves all three)."""
+    x1, x2, y = (np.asarray(v, float) for v in (x1, x2, y))
+    rng = np.random.default_rng(seed)
+    boots = []
+    for _ in range(n_boot):
+        i = rng.integers(0, len(y), len(y))
+        if min(np.ptp(x1[i]), np.ptp(x2[i]), np.ptp(y[i])) > 0:
+            boots.append((stats.pearsonr(x1[i], y[i])[0], stats.pearsonr(x2[i], y[i])[0]))
+    b = np.asarray(boots).reshape(-1, 2)
+
+    def ci(v):
+        return [float(np.quantile(v, 0.025)), float(np.quantile(v, 0.975))] if len(v) else None
+
+    r1, r2 = float(stats.pearsonr(x1, y)[0]), float(stats.pearsonr(x2, y)[0])
+    return {"r1": r1, "r1_ci95": ci(b[:, 0]), "r2": r2, "r2_ci95": ci(b[:, 1]), "difference": r1 - r2,
+            "difference_ci95": ci(b[:, 0] - b[:, 1])}
 
 
 def bench_seconds(path) -> float | None:

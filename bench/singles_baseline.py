@@ -1,0 +1,76 @@
+"""Does merging add anything over the singles? The merged score against a predictor that merges nothing.
+
+    python bench/singles_baseline.py                     # every committed evidence-*/ with an oracle
+    python bench/singles_baseline.py bench/results/evidence-topics-oracle-large
+
+Each argument is an evidence-<run>/ folder (bench/evidence.py: masks.csv, the merged val scores;
+oracle.csv, every mixture fine-tuned). The baseline predicts a mixture's fine-tuned val score by the
+mean of its members' single scores (merge2mix.analysis.singles_mean: the N fine-tunes the method
+trains anyway, no merge). Per run and metric (accuracy; loss, the embedded default's ranking score):
+Pearson r of each predictor with the fine-tuned score over all masks, and their difference, with
+paired bootstrap 95 % intervals (analysis.compare_r). The baseline's argmax is always a single, so a
+high r here says how much of the ranking is additive in the singles, not that it could select.
+
+Writes bench/results/singles-baseline/singles_baseline.csv and run.json (command, commit, machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "workflow"))
+
+from merge2mix.analysis import compare_r, singles_mean  # noqa: E402  (light: no torch)
+
+METRICS = ("accuracy", "loss")
+
+
+def compare(folder: Path, n_boot: int) -> list[dict]:
+    merged, oracle = pd.read_csv(folder / "masks.csv"), pd.read_csv(folder / "oracle.csv")
+    rows = []
+    for metric in METRICS:
+        df = merged[["mask", "size", metric]].merge(oracle[["mask", f"val_{metric}"]], on="mask")
+        if len(df) != len(merged):
+            sys.exit(f"singles_baseline: {folder}: oracle.csv covers {len(df)} of {len(merged)} masks")
+        base = singles_mean(merged, metric).loc[df["mask"]].to_numpy()
+        c = compare_r(df[metric], base, df[f"val_{metric}"], n_boot=n_boot)
+        rows.append({"run": folder.name.removeprefix("evidence-"), "metric": metric, "masks": len(df),
+                     "r_merged": c["r1"], "r_merged_ci95": c["r1_ci95"], "r_singles_mean": c["r2"],
+                     "r_singles_mean_ci95": c["r2_ci95"], "merged_minus_singles": c["difference"],
+                     "difference_ci95": c["difference_ci95"]})
+    return rows
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("folders", nargs="*", type=Path, help="evidence-<run>/ folders (default: every committed one with oracle.csv)")
+    ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "singles-baseline")
+    ap.add_argument("--n-boot", type=int, default=2000)
+    a = ap.parse_args(argv)
+    folders = a.folders or sorted(p.parent for p in (REPO / "bench" / "results").glob("evidence-*/oracle.csv"))
+    for f in folders:
+        if not (f / "masks.csv").is_file() or not (f / "oracle.csv").is_file():
+            sys.exit(f"singles_baseline: {f} is not an evidence folder with an oracle (masks.csv and oracle.csv)")
+    table = pd.DataFrame([row for f in folders for row in compare(f, a.n_boot)])
+    a.out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(a.out / "singles_baseline.csv", index=False)
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    (a.out / "run.json").write_text(json.dumps({
+        "command": "python bench/singles_baseline.py " + " ".join(sys.argv[1:] if argv is None else argv), "commit": commit,
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()}}, indent=2) + "\n")
+    with pd.option_context("display.width", 200, "display.precision", 2):
+        print(table[["run", "metric", "masks", "r_merged", "r_singles_mean", "merged_minus_singles", "difference_ci95"]].to_string(index=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
