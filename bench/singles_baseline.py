@@ -65,7 +65,7 @@ def main(argv=None) -> int:
     table.to_csv(a.out / "singles_baseline.csv", index=False)
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
     (a.out / "run.json").write_text(json.dumps({
-        "command": "python bench/singles_baseline.py " + " ".join(sys.argv[1:] if argv is None else argv), "commit": commit,
+        "command": " ".join(["python bench/singles_baseline.py", *(sys.argv[1:] if argv is None else argv)]), "commit": commit,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()}}, indent=2) + "\n")
     with pd.option_context("display.width", 200, "display.precision", 2):
         print(table[["run", "metric", "masks", "r_merged", "r_singles_mean", "merged_minus_singles", "difference_ci95"]].to_string(index=False))
