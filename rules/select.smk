@@ -31,6 +31,7 @@ checkpoint search_round:
         settings=CFG["select"]["surrogate"],
         max_masks=SEARCH_MAX_MASKS,
         constraints=PLAN.constraints,
+        seed=CFG["seed"],
     log:
         f"{R}/logs/search_round/{{r}}.log",
     script:

@@ -167,6 +167,13 @@ def test_search_mode_follows_the_pool_size():
     small["oracle"] = True
     with pytest.raises(ConfigError, match=r"^config: oracle: true fine-tunes every mask, which needs select.search: exhaustive$"):
         config.validate(small)
+    small["oracle"] = False
+    small["select"] = {"search": "surrogate", "surrogate": {"patience": None, "explore": 0.5}}
+    assert config.validate(small)["select"]["surrogate"] == {"per_round": 8, "patience": None, "max_masks": None,
+                                                             "design_masks": None, "alpha": 0.01, "explore": 0.5}
+    small["select"]["surrogate"]["explore"] = 1.5
+    with pytest.raises(ConfigError, match=r"^config: select\.surrogate\.explore: 1\.5 is greater than the maximum of 1$"):
+        config.validate(small)
     big = copy.deepcopy(DEFAULT)
     big["datasets"] |= {f"more{i}": {"package": {"loader": "rotten_tomatoes"}} for i in range(25)}
     with pytest.raises(ConfigError, match=r"^config: candidates: 31 candidates; the surrogate search is tested up to 30$"):

@@ -142,3 +142,64 @@ def test_patience_none_spends_the_budget_and_a_proposer_replaces_the_ilp():
     res = search.surrogate_search(cands, flat, 20, {"per_round": 3, "patience": None}, proposer=proposer)
     assert asked == [(15, 3), (18, 2)] and len(res["scored"]) == 20
     assert set(res["scored"]) - {mask_key(x) for r in (1, 2) for x in combinations(cands, r)} == {"a+b+c", "a+b+d", "a+b+e", "a+c+d", "a+c+e"}
+
+
+def test_random_masks_are_distinct_allowed_untaken_and_seeded():
+    import random
+
+    taken = {"a", "b", "a+b"}
+    c = {"exclude": ["e"], "max_datasets": 3}
+    got = search.random_masks(CANDS, 10, random.Random(4), taken, c)
+    assert len(got) == len(set(got)) == 10 and not set(got) & taken
+    assert all(constraints.allows(k.split("+"), c) for k in got)
+    assert got == search.random_masks(CANDS, 10, random.Random(4), taken, c)
+    allowed = [k for k in map(mask_key, ALL) if constraints.allows(k.split("+"), c) and k not in taken]
+    assert sorted(search.random_masks(CANDS, 100, random.Random(0), taken, c)) == sorted(allowed)  # fewer when they run out
+
+
+def test_explore_draws_its_share_of_each_round_at_random_among_allowed_unscored_masks():
+    """explore 0.5 with 4 masks a round: 2 are the fit's top unscored masks (propose), 2 seeded random
+    allowed unscored ones; explore 0 is the plain search; the workflow's round_step does the same from
+    its files, seeded by the run's seed and the round, and with patience None it spends max_masks."""
+    import random
+
+    f = planted(3)
+    c = {"exclude": ["e"]}
+    plain = search.surrogate_search(CANDS, f, 15, {"per_round": 4, "patience": None}, c=c)
+    assert plain == search.surrogate_search(CANDS, f, 15, {"per_round": 4, "patience": None, "explore": 0.0}, c=c)
+    res = search.surrogate_search(CANDS, f, 15, {"per_round": 4, "patience": None, "explore": 0.5, "seed": 7}, c=c)
+    assert res == search.surrogate_search(CANDS, f, 15, {"per_round": 4, "patience": None, "explore": 0.5, "seed": 7}, c=c)
+    assert [len(r["proposed"]) for r in res["rounds"]] == [10, 4, 1]  # the last round's one mask: int(0.5 * 1) = 0 explore
+    rng = random.Random("explore:7")
+    scored = {k: f(k) for k in res["rounds"][0]["proposed"]}
+    for rnd in res["rounds"][1:]:
+        model = search.fit([k.split("+") for k in scored], list(scored.values()), CANDS)
+        top = search.propose(model, [k.split("+") for k in scored], 2, c)
+        assert rnd["proposed"] == top + search.random_masks(CANDS, len(rnd["proposed"]) - len(top), rng, set(scored) | set(top), c)
+        scored |= {k: f(k) for k in rnd["proposed"]}
+    assert len(res["scored"]) == 15 and all("e" not in k.split("+") for k in res["scored"])  # every allowed mask
+
+
+def test_round_step_spends_the_budget_without_patience_and_explores_seeded_by_round(tmp_path):
+    """The workflow's round: patience None keeps proposing on a flat score (patience 1 stops); explore
+    0.5 of 4 proposals is 2 from the fit and 2 random masks seeded by (seed, round)."""
+    import json
+    import random
+
+    paths = []
+    (tmp_path / "merge_eval").mkdir()
+    for k in search.design(CANDS, None, 0):
+        p = tmp_path / "merge_eval" / f"{k}.json"
+        p.write_text(json.dumps({"mask": k, "accuracy": 0.5}))
+        paths.append(str(p))
+    base = {"per_round": 4, "alpha": 0.01, "max_masks": 31, "seed": 3}
+    prev = tmp_path / "round_0.json"
+    prev.write_text(json.dumps({"round": 0, "best_score": 0.5, "stale": 0}))
+    kw = {"result_paths": paths, "previous": str(prev), "candidates": CANDS, "metric": "accuracy", "c": None, "constraints_path": None}
+    assert search.round_step(**kw, settings={**base, "patience": 1, "explore": 0.0}, out_json=str(tmp_path / "a.json"))["done"]
+    out = search.round_step(**kw, settings={**base, "patience": None, "explore": 0.5}, out_json=str(tmp_path / "b.json"))
+    assert out["round"] == 1 and out["stale"] == 1 and not out["done"] and len(out["proposed"]) == 4
+    scored = {k: 0.5 for k in search.design(CANDS, None, 0)}
+    model = search.fit([k.split("+") for k in scored], list(scored.values()), CANDS)
+    top = search.propose(model, [k.split("+") for k in scored], 2)
+    assert out["proposed"] == top + search.random_masks(CANDS, 2, random.Random("explore:3:1"), set(scored) | set(top))

@@ -122,17 +122,30 @@ def _best(scored: dict[str, float]) -> str:
 
 
 # surrogate_search's settings: the config's select.surrogate keys (max_masks is the budget) and a seed.
-SURROGATE = {"per_round": 8, "patience": 2, "design_masks": None, "alpha": 1e-2, "seed": 0}
+SURROGATE = {"per_round": 8, "patience": 2, "design_masks": None, "alpha": 1e-2, "explore": 0.0, "seed": 0}
+
+
+def _proposals(model, scored, want: int, explore: float, rng: random.Random, c, sizes, proposer=None) -> list[str]:
+    """A round's masks: the fitted model's top unscored ones, and with `explore` > 0 that share of the
+    round drawn at random among the allowed unscored masks (a fit on a flat top keeps proposing its
+    neighbours; random masks reach the rest)."""
+    n_explore = int(explore * want)
+    seen = [parse_key(k) for k in scored]
+    props = proposer(model, seen, want - n_explore) if proposer else propose(model, seen, want - n_explore, c, sizes)
+    if n_explore:
+        props += random_masks(model["candidates"], want - len(props), rng, set(scored) | set(props), c, sizes)
+    return props
 
 
 def surrogate_search(candidates, score, budget: int, settings: dict | None = None, *, c: dict | None = None,
                      sizes: dict | None = None, proposer=None) -> dict:
     """Rounds of fit -> propose -> score until `budget` masks are scored or the incumbent has not
     improved for `patience` rounds (`settings`: SURROGATE's keys, patience None = spend the budget;
-    round 0 is `design` with `design_masks`). `proposer(model, seen, m)` replaces `propose` (a
-    benchmark's variants). Returns the scores, the rounds and the best mask."""
+    round 0 is `design` with `design_masks`; `explore`: _proposals). `proposer(model, seen, m)`
+    replaces `propose` (a benchmark's variants). Returns the scores, the rounds and the best mask."""
     s = {**SURROGATE, **(settings or {})}
     per_round, patience, alpha = s["per_round"], s["patience"], s["alpha"]
+    rng = random.Random(f"explore:{s['seed']}")
     scored: dict[str, float] = {}
     rounds = []
     first = design(candidates, s["design_masks"], s["seed"], c)[:budget]
@@ -143,8 +156,7 @@ def surrogate_search(candidates, score, budget: int, settings: dict | None = Non
     while len(scored) < budget and (patience is None or stale < patience):
         keys = list(scored)
         model = fit([parse_key(k) for k in keys], [scored[k] for k in keys], list(candidates), alpha)
-        seen, want = [parse_key(k) for k in keys], min(per_round, budget - len(scored))
-        props = proposer(model, seen, want) if proposer else propose(model, seen, want, c, sizes)
+        props = _proposals(model, scored, min(per_round, budget - len(scored)), s["explore"], rng, c, sizes, proposer)
         if not props:
             break
         before = max(scored.values())
@@ -156,18 +168,26 @@ def surrogate_search(candidates, score, budget: int, settings: dict | None = Non
     return {"scored": scored, "rounds": rounds, "best": best, "best_score": scored[best]}
 
 
-def random_search(candidates, score, budget: int, seed: int = 0, c: dict | None = None, sizes: dict | None = None) -> dict:
-    """`budget` distinct allowed masks drawn uniformly (each dataset in with probability 1/2, redrawn
-    when empty, seen or not allowed)."""
-    rng = random.Random(seed)
-    scored: dict[str, float] = {}
+def random_masks(candidates, m: int, rng: random.Random, taken=(), c: dict | None = None,
+                 sizes: dict | None = None) -> list[str]:
+    """`m` distinct masks not in `taken` that `c` allows, drawn with `rng` (each dataset in with
+    probability 1/2, redrawn when empty, taken or not allowed; fewer after 100 * m draws)."""
+    out: list[str] = []
+    taken = set(taken)
     tries = 0
-    while len(scored) < budget and tries < 100 * budget:
+    while len(out) < m and tries < 100 * m:
         tries += 1
-        m = [cn for cn in candidates if rng.random() < 0.5]
-        if not m or not cons.allows(m, c, sizes) or mask_key(m) in scored:
+        mask = [cn for cn in candidates if rng.random() < 0.5]
+        if not mask or mask_key(mask) in taken or not cons.allows(mask, c, sizes):
             continue
-        scored[mask_key(m)] = score(mask_key(m))
+        out.append(mask_key(mask))
+        taken.add(out[-1])
+    return out
+
+
+def random_search(candidates, score, budget: int, seed: int = 0, c: dict | None = None, sizes: dict | None = None) -> dict:
+    """`budget` distinct allowed masks drawn uniformly (random_masks)."""
+    scored = {k: score(k) for k in random_masks(candidates, budget, random.Random(seed), (), c, sizes)}
     best = _best(scored)
     return {"scored": scored, "best": best, "best_score": scored[best]}
 
@@ -207,8 +227,9 @@ def round_step(*, result_paths: list[str], previous: str | None, candidates: lis
     """One round of the workflow's surrogate search (rule search_round, a checkpoint): read every mask
     scored so far (merge_eval/<mask>.json), update the incumbent, and either stop (`done`) or fit the
     surrogate and propose the next masks. `previous`: the last round's record (none for round 0).
-    `settings`: select.surrogate with max_masks resolved (the plan's mask budget). Loss is negated so
-    that higher is better throughout."""
+    `settings`: select.surrogate with max_masks resolved (the plan's mask budget) and the run's seed
+    (a round's exploring draws are seeded by it and the round). Loss is negated so that higher is
+    better throughout."""
     from .io import atomic_write_json, read_json
 
     max_masks = settings["max_masks"]
@@ -221,11 +242,12 @@ def round_step(*, result_paths: list[str], previous: str | None, candidates: lis
     stale = 0 if prev is None or scored[best] > prev["best_score"] else prev["stale"] + 1
     out = {"round": r, "metric": metric, "n_scored": len(scored), "scored": sorted(scored), "best": best,
            "best_score": scored[best], "stale": stale, "max_masks": max_masks, "fit": None, "proposed": []}
-    if len(scored) < max_masks and stale < settings["patience"]:
+    if len(scored) < max_masks and (settings["patience"] is None or stale < settings["patience"]):
         model = fit([parse_key(k) for k in scored], list(scored.values()), list(candidates), settings["alpha"])
         out["fit"] = {"rmse": model["rmse"], "n": model["n"], "alpha": model["alpha"]}
-        out["proposed"] = propose(model, [parse_key(k) for k in scored], min(settings["per_round"], max_masks - len(scored)),
-                                  c, sizes)
+        rng = random.Random(f"explore:{settings['seed']}:{r}")
+        out["proposed"] = _proposals(model, scored, min(settings["per_round"], max_masks - len(scored)),
+                                     settings["explore"], rng, c, sizes)
     out["done"] = not out["proposed"]
     atomic_write_json(out, out_json)
     return out
