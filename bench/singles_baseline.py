@@ -11,7 +11,13 @@ Pearson r of each predictor with the fine-tuned score over all masks, and their 
 paired bootstrap 95 % intervals (analysis.compare_r). The baseline's argmax is always a single, so a
 high r here says how much of the ranking is additive in the singles, not that it could select.
 
-Writes bench/results/singles-baseline/singles_baseline.csv and run.json (command, commit, machine).
+With --blend, also w * z(merged) + (1 - w) * z(singles' mean) (z: standardised within the run) for
+w = 0, 0.1, ..., 1 on the runs that have a bench/configs/<run>.yaml (the frozen-head oracles; it
+names the target), w chosen leave one target out (bench/surrogates.leave_one_target_out: a target
+with several draws counts once): can the singles repair the merged ranking where it is weak?
+
+Writes bench/results/singles-baseline/singles_baseline.csv (with --blend: blend.csv, blend_loto.csv)
+and run.json (command, commit, machine).
 """
 
 from __future__ import annotations
@@ -29,9 +35,10 @@ import pandas as pd
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "workflow"))
 
-from merge2mix.analysis import compare_r, singles_mean  # noqa: E402  (light: no torch)
+from merge2mix.analysis import compare_r, rank_mixtures, singles_mean  # noqa: E402  (light: no torch)
 
 METRICS = ("accuracy", "loss")
+W = [round(0.1 * i, 1) for i in range(11)]
 
 
 def compare(folder: Path, n_boot: int) -> list[dict]:
@@ -50,11 +57,37 @@ def compare(folder: Path, n_boot: int) -> list[dict]:
     return rows
 
 
+def blend(folder: Path, target: str) -> list[dict]:
+    """Per metric and w: Pearson r / Spearman rho of the blend with the fine-tuned val score, the
+    blend's pick and its regret in test accuracy against the oracle's val-best (selection's tie-break)."""
+    import numpy as np
+    from scipy import stats
+
+    merged, oracle = pd.read_csv(folder / "masks.csv"), pd.read_csv(folder / "oracle.csv")
+    test = dict(zip(oracle["mask"], oracle["test_accuracy"]))
+    rows = []
+    for metric in METRICS:
+        df = merged[["mask", metric]].merge(oracle[["mask", f"val_{metric}"]], on="mask")
+        x, sm = df[metric].to_numpy(float), singles_mean(merged, metric).loc[df["mask"]].to_numpy(float)
+        x, sm = (x - x.mean()) / x.std(), (sm - sm.mean()) / sm.std()
+        y, sign = df[f"val_{metric}"].to_numpy(float), -1 if metric == "loss" else 1
+        best = rank_mixtures(oracle, metric)["mask"].iloc[0]
+        for w in W:
+            p = w * x + (1 - w) * sm
+            pick = df["mask"].iloc[int(np.argmax(sign * p))]
+            rows.append({"pool": "frozen", "head": "frozen", "target": target, "run": folder.name.removeprefix("evidence-"),
+                         "metric": metric, "option": f"w={w}", "w": w, "pearson_r": float(stats.pearsonr(p, y)[0]),
+                         "spearman_rho": float(stats.spearmanr(p, y)[0]), "picked": pick, "regret": float(test[best] - test[pick])})
+    return rows
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("folders", nargs="*", type=Path, help="evidence-<run>/ folders (default: every committed one with oracle.csv)")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "singles-baseline")
     ap.add_argument("--n-boot", type=int, default=2000)
+    ap.add_argument("--blend", action="store_true", help="also blends of both, w chosen leave one target out")
+    ap.add_argument("--configs", type=Path, default=REPO / "bench" / "configs", help="<run>.yaml per blended run (its target)")
     a = ap.parse_args(argv)
     folders = a.folders or sorted(p.parent for p in (REPO / "bench" / "results").glob("evidence-*/oracle.csv"))
     for f in folders:
@@ -69,6 +102,20 @@ def main(argv=None) -> int:
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()}}, indent=2) + "\n")
     with pd.option_context("display.width", 200, "display.precision", 2):
         print(table[["run", "metric", "masks", "r_merged", "r_singles_mean", "merged_minus_singles", "difference_ci95"]].to_string(index=False))
+    if a.blend:
+        import yaml
+        from surrogates import leave_one_target_out
+
+        runs = {f: a.configs / f"{f.name.removeprefix('evidence-')}.yaml" for f in folders}
+        bt = pd.DataFrame([row for f, cfg in runs.items() if cfg.is_file() for row in blend(f, yaml.safe_load(cfg.read_text())["target"])])
+        loto = leave_one_target_out(bt)
+        full = bt[bt["w"] == 1.0].set_index(["run", "metric"])[["pearson_r", "regret"]].add_suffix("_merged_only")
+        loto = loto.join(full, on=["run", "metric"])
+        bt.to_csv(a.out / "blend.csv", index=False)
+        loto.to_csv(a.out / "blend_loto.csv", index=False)
+        with pd.option_context("display.width", 200, "display.precision", 3):
+            print(loto[["metric", "held_out", "run", "chosen_on_others", "pearson_r", "pearson_r_merged_only", "regret",
+                        "regret_merged_only"]].to_string(index=False))
     return 0
 
 

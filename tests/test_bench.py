@@ -397,5 +397,26 @@ def test_singles_baseline_bench_sets_merging_against_the_singles_mean(tmp_path, 
     assert t["r_singles_mean"].to_numpy() == pytest.approx(1.0) and (t["r_merged"] < 0.99).all()
     assert (t["merged_minus_singles"] < 0).all() and "r_singles_mean" in capsys.readouterr().out
     assert json.loads((out / "run.json").read_text())["command"].startswith("python bench/singles_baseline.py")
+    # --blend: w * z(merged) + (1 - w) * z(singles' mean) on the runs with a config; two targets, each
+    # held out with the w that is best on the other (here the singles' side: w = 0, whose r is 1)
+    pd.DataFrame({"mask": keys, "size": size, "val_accuracy": tuned, "val_loss": 1 - tuned, "val_macro_f1": tuned,
+                  "test_accuracy": tuned}).to_csv(d / "oracle.csv", index=False)
+    pd.DataFrame({"mask": keys, "size": size, "accuracy": merged, "loss": 1 - merged}).to_csv(d / "masks.csv", index=False)
+    import shutil
+
+    shutil.copytree(d, tmp_path / "evidence-y")
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    (configs / "x.yaml").write_text("target: tx\n")
+    (configs / "y.yaml").write_text("target: ty\n")
+    assert singles_baseline.main([str(d), str(tmp_path / "evidence-y"), "--out", str(out), "--n-boot", "20", "--blend",
+                                  "--configs", str(configs)]) == 0
+    bt, loto = pd.read_csv(out / "blend.csv"), pd.read_csv(out / "blend_loto.csv")
+    assert len(bt) == 2 * 2 * 11 and set(bt["target"]) == {"tx", "ty"}
+    assert bt.loc[bt["w"] == 0, "pearson_r"].to_numpy() == pytest.approx(1.0)
+    assert sorted(loto["held_out"]) == ["tx", "tx", "ty", "ty"] and (loto["chosen_on_others"] == "w=0.0").all()
+    assert (loto["pearson_r_merged_only"] < loto["pearson_r"]).all()
+    best = max(keys, key=dict(zip(keys, tuned)).get)
+    assert (bt.loc[bt["w"] == 0, "picked"] == best).all()  # the singles' mean picks the best single, which is the best here
     with pytest.raises(SystemExit, match="not an evidence folder"):
         singles_baseline.main([str(tmp_path), "--out", str(out)])
