@@ -77,17 +77,9 @@ def correlation(merged: pd.DataFrame, oracle: pd.DataFrame, picked: str, seed: i
     out = {"masks": len(df), **{k: float(v) for k, v in _coefs(x, y).items()}}
     if "size" in merged:
         out |= by_size(x, y, merged.set_index("mask").loc[df["mask"], "size"].to_numpy())
-    rng = np.random.default_rng(seed)
-    boots = {k: [] for k in ("pearson_r", "spearman_rho", "kendall_tau")}
-    for _ in range(n_boot):  # paired bootstrap over masks; degenerate resamples (constant) are skipped
-        i = rng.integers(0, len(df), len(df))
-        if np.ptp(x[i]) == 0 or np.ptp(y[i]) == 0:
-            continue
-        for k, v in _coefs(x[i], y[i]).items():
-            boots[k].append(v)
-    for k, vs in boots.items():
-        vs = np.asarray([v for v in vs if np.isfinite(v)])
-        out[f"{k}_ci95"] = [float(np.quantile(vs, 0.025)), float(np.quantile(vs, 0.975))] if len(vs) else None
+    boots = _boot(_coefs, (x, y), np.random.default_rng(seed), n_boot)
+    for k in ("pearson_r", "spearman_rho", "kendall_tau"):
+        out[f"{k}_ci95"] = _ci95([v for v in (b[k] for b in boots) if np.isfinite(v)])
 
     o = rank_mixtures(oracle)
     m = rank(merged)
@@ -120,10 +112,23 @@ def correlation_in(metric: str, merged: pd.DataFrame, oracle: pd.DataFrame, pick
     return {k.replace("accuracy", metric): v for k, v in c.items()}
 
 
+def _boot(stat, arrays, rng, n_boot) -> list:
+    """stat(*arrays resampled) over `n_boot` paired bootstrap resamples of the masks (one index draw
+    serves every array); resamples where any array is constant are skipped."""
+    out = []
+    for _ in range(n_boot):
+        i = rng.integers(0, len(arrays[0]), len(arrays[0]))
+        if all(np.ptp(a[i]) > 0 for a in arrays):
+            out.append(stat(*(a[i] for a in arrays)))
+    return out
+
+
+def _ci95(values) -> list[float] | None:
+    return [float(np.quantile(values, 0.025)), float(np.quantile(values, 0.975))] if len(values) else None
+
+
 def _boot_r(x, y, rng, n_boot) -> list[float] | None:
-    rs = [stats.pearsonr(x[i], y[i])[0] for i in (rng.integers(0, len(x), len(x)) for _ in range(n_boot))
-          if np.ptp(x[i]) > 0 and np.ptp(y[i]) > 0]
-    return [float(np.quantile(rs, 0.025)), float(np.quantile(rs, 0.975))] if rs else None
+    return _ci95(_boot(lambda a, b: stats.pearsonr(a, b)[0], (x, y), rng, n_boot))
 
 
 def retest(merged: dict[str, pd.DataFrame], oracle_a: pd.DataFrame, oracle_b: pd.DataFrame, metric: str = "accuracy",
@@ -188,20 +193,11 @@ def compare_r(x1, x2, y, seed: int = 0, n_boot: int = 2000) -> dict:
     """Pearson r of two predictors x1, x2 with the same target y, and r(x1) - r(x2), each with a paired
     bootstrap 95 % interval (one resample of the masks serves all three)."""
     x1, x2, y = (np.asarray(v, float) for v in (x1, x2, y))
-    rng = np.random.default_rng(seed)
-    boots = []
-    for _ in range(n_boot):
-        i = rng.integers(0, len(y), len(y))
-        if min(np.ptp(x1[i]), np.ptp(x2[i]), np.ptp(y[i])) > 0:
-            boots.append((stats.pearsonr(x1[i], y[i])[0], stats.pearsonr(x2[i], y[i])[0]))
-    b = np.asarray(boots).reshape(-1, 2)
-
-    def ci(v):
-        return [float(np.quantile(v, 0.025)), float(np.quantile(v, 0.975))] if len(v) else None
-
+    b = np.asarray(_boot(lambda a1, a2, t: (stats.pearsonr(a1, t)[0], stats.pearsonr(a2, t)[0]), (x1, x2, y),
+                         np.random.default_rng(seed), n_boot)).reshape(-1, 2)
     r1, r2 = float(stats.pearsonr(x1, y)[0]), float(stats.pearsonr(x2, y)[0])
-    return {"r1": r1, "r1_ci95": ci(b[:, 0]), "r2": r2, "r2_ci95": ci(b[:, 1]), "difference": r1 - r2,
-            "difference_ci95": ci(b[:, 0] - b[:, 1])}
+    return {"r1": r1, "r1_ci95": _ci95(b[:, 0]), "r2": r2, "r2_ci95": _ci95(b[:, 1]), "difference": r1 - r2,
+            "difference_ci95": _ci95(b[:, 0] - b[:, 1])}
 
 
 def bench_seconds(path) -> float | None:
