@@ -41,8 +41,7 @@ METRICS = ("accuracy", "loss")
 W = [round(0.1 * i, 1) for i in range(11)]
 
 
-def compare(folder: Path, n_boot: int) -> list[dict]:
-    merged, oracle = pd.read_csv(folder / "masks.csv"), pd.read_csv(folder / "oracle.csv")
+def compare(folder: Path, merged: pd.DataFrame, oracle: pd.DataFrame, n_boot: int) -> list[dict]:
     rows = []
     for metric in METRICS:
         df = merged[["mask", "size", metric]].merge(oracle[["mask", f"val_{metric}"]], on="mask")
@@ -57,13 +56,12 @@ def compare(folder: Path, n_boot: int) -> list[dict]:
     return rows
 
 
-def blend(folder: Path, target: str) -> list[dict]:
+def blend(folder: Path, merged: pd.DataFrame, oracle: pd.DataFrame, target: str) -> list[dict]:
     """Per metric and w: Pearson r / Spearman rho of the blend with the fine-tuned val score, the
     blend's pick and its regret in test accuracy against the oracle's val-best (selection's tie-break)."""
     import numpy as np
     from scipy import stats
 
-    merged, oracle = pd.read_csv(folder / "masks.csv"), pd.read_csv(folder / "oracle.csv")
     test = dict(zip(oracle["mask"], oracle["test_accuracy"]))
     rows = []
     for metric in METRICS:
@@ -93,7 +91,8 @@ def main(argv=None) -> int:
     for f in folders:
         if not (f / "masks.csv").is_file() or not (f / "oracle.csv").is_file():
             sys.exit(f"singles_baseline: {f} is not an evidence folder with an oracle (masks.csv and oracle.csv)")
-    table = pd.DataFrame([row for f in folders for row in compare(f, a.n_boot)])
+    tables = {f: (pd.read_csv(f / "masks.csv"), pd.read_csv(f / "oracle.csv")) for f in folders}
+    table = pd.DataFrame([row for f, (m, o) in tables.items() for row in compare(f, m, o, a.n_boot)])
     a.out.mkdir(parents=True, exist_ok=True)
     table.to_csv(a.out / "singles_baseline.csv", index=False)
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
@@ -107,7 +106,8 @@ def main(argv=None) -> int:
         from surrogates import leave_one_target_out
 
         runs = {f: a.configs / f"{f.name.removeprefix('evidence-')}.yaml" for f in folders}
-        bt = pd.DataFrame([row for f, cfg in runs.items() if cfg.is_file() for row in blend(f, yaml.safe_load(cfg.read_text())["target"])])
+        bt = pd.DataFrame([row for f, cfg in runs.items() if cfg.is_file()
+                           for row in blend(f, *tables[f], yaml.safe_load(cfg.read_text())["target"])])
         loto = leave_one_target_out(bt)
         full = bt[bt["w"] == 1.0].set_index(["run", "metric"])[["pearson_r", "regret"]].add_suffix("_merged_only")
         loto = loto.join(full, on=["run", "metric"])
