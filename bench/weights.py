@@ -5,8 +5,9 @@
 For each config: the workflow with `weights: {}` (run `<run>-weights`; fine-tunes come from the
 store), then
 - the weighted deployment against the subset deployment on the target test split (mixture.json):
-  accuracy and macro-F1, a Wilson 95 % interval per model and a normal-approximation interval for
-  the difference (the two models are scored on the same examples, so this interval is conservative);
+  accuracy and macro-F1, a Wilson 95 % interval per model, and for the difference a paired bootstrap
+  interval over the test examples (both models scored again per example; analysis.paired_difference)
+  beside the normal approximation that treats the two as independent (conservative);
 - a small weighted oracle: `--oracle` of the scored weight vectors (the pick, the best mask, the
   rest evenly spaced over the merged-score ranking) fine-tuned by weighted sampling exactly as the
   deployment is, scored on target val and test; the merged val score's Pearson r / Spearman rho
@@ -65,19 +66,37 @@ def spread(scores: dict[str, float], first: list[str], k: int) -> list[str]:
     return (first + picks)[:k]
 
 
-def oracle(plan: config_mod.Plan, run: Path, keys: list[str], scores: dict[str, float], threads: int) -> list[dict]:
+def scoring_job(plan: config_mod.Plan, run: Path, threads: int):
+    from merge2mix.job import from_config
+
+    heads_dir = run / "heads"  # families with frozen per-dataset heads: every candidate's and the target's
+    heads = {p.stem: str(p) for p in heads_dir.glob("*.safetensors")} or None
+    return from_config(plan.cfg, str(run / "base"), threads, heads)
+
+
+def paired_test(plan: config_mod.Plan, run: Path, job, mix: dict, seed: int) -> dict:
+    """Both deployments scored again on target test, per example; the paired bootstrap of their
+    difference. Their accuracies must equal mixture.json's (the same models, split and job)."""
+    from merge2mix import analysis, engine
+
+    test = str(run / "data" / plan.target / "test.parquet")
+    got = {name: engine.score(job.only([plan.target]), {name: str(run / name / "model.safetensors")}, test, per_example=True)
+           for name in ("deploy_weighted", "deploy")}
+    for name, which in (("deploy_weighted", "weighted_deployed"), ("deploy", "subset_deployed")):
+        if abs(got[name]["accuracy"] - mix["test"][which]["accuracy"]) > 1e-6:
+            sys.exit(f"weights bench: {name} scores {got[name]['accuracy']} on test here, mixture.json says "
+                     f"{mix['test'][which]['accuracy']}")
+    return analysis.paired_difference(got["deploy_weighted"]["correct"], got["deploy"]["correct"], seed=seed)
+
+
+def oracle(plan: config_mod.Plan, run: Path, job, keys: list[str], scores: dict[str, float]) -> list[dict]:
     """Fine-tune theta_0 on each weight vector by weighted sampling; score it on target val and test."""
     import tempfile
 
     from merge2mix import engine
-    from merge2mix.job import from_config
     from merge2mix.mixtures import parse_weights_key
     from merge2mix.train import finetune
 
-    cfg = plan.cfg
-    heads_dir = run / "heads"  # families with frozen per-dataset heads: every candidate's and the target's
-    heads = {p.stem: str(p) for p in heads_dir.glob("*.safetensors")} or None
-    job = from_config(cfg, str(run / "base"), threads, heads)
     rows = []
     for key in keys:
         w = parse_weights_key(key)
@@ -121,8 +140,10 @@ def main(argv=None) -> int:
         run = a.workdir / plan.run_dir
         mix = json.loads((run / "mixture.json").read_text())
         wt, st = mix["test"]["weighted_deployed"], mix["test"]["subset_deployed"]
+        job = scoring_job(plan, run, a.cores)
+        paired = paired_test(plan, run, job, mix, plan.cfg["seed"])
         keys = spread(mix["scores"], [mix["key"], mix["best_mask"]], a.oracle)
-        rows = oracle(plan, run, keys, mix["scores"], a.cores)
+        rows = oracle(plan, run, job, keys, mix["scores"])
         orc = pd.DataFrame(rows)
         const = orc["merged_val"].nunique() < 2 or orc["finetuned_val"].nunique() < 2  # r undefined
         r = None if len(orc) < 3 or const else float(orc["merged_val"].corr(orc["finetuned_val"]))
@@ -134,7 +155,9 @@ def main(argv=None) -> int:
                "test": {"weighted": {"accuracy": wt["accuracy"], "ci95": wilson(wt["accuracy"], wt["n"]), "macro_f1": wt["macro_f1"]},
                         "subset": {"accuracy": st["accuracy"], "ci95": wilson(st["accuracy"], st["n"]), "macro_f1": st["macro_f1"]},
                         "difference": round(wt["accuracy"] - st["accuracy"], 4),
-                        "difference_ci95": diff_interval(wt["accuracy"], st["accuracy"], wt["n"])},
+                        "difference_ci95": [round(x, 4) for x in paired["ci95"]],
+                        "difference_ci95_unpaired_normal": diff_interval(wt["accuracy"], st["accuracy"], wt["n"]),
+                        "only_weighted_right": paired["a_only_right"], "only_subset_right": paired["b_only_right"]},
                "oracle": {"vectors": rows, "pearson_r": r, "spearman_rho": rho, "best_finetuned_val": best_ft["key"],
                           "pick_is_best_finetuned_val": bool(best_ft["key"] == mix["key"])}}
         (a.out / f"{plan.cfg['run']}.json").write_text(json.dumps(res, indent=2) + "\n")
@@ -142,7 +165,10 @@ def main(argv=None) -> int:
                       "best_mask": mix["best_mask"], "val_merged_weights": mix["val_score"],
                       "val_merged_best_mask": mix["best_mask_val_score"], "test_weighted": wt["accuracy"],
                       "test_subset": st["accuracy"], "difference": res["test"]["difference"],
-                      "difference_ci95": res["test"]["difference_ci95"], "oracle_vectors": len(rows),
+                      "difference_ci95": res["test"]["difference_ci95"],
+                      "difference_ci95_unpaired_normal": res["test"]["difference_ci95_unpaired_normal"],
+                      "only_weighted_right": paired["a_only_right"], "only_subset_right": paired["b_only_right"],
+                      "oracle_vectors": len(rows),
                       "oracle_pearson_r": r, "oracle_spearman_rho": rho, "pick_is_best_finetuned_val": res["oracle"]["pick_is_best_finetuned_val"]})
     pd.DataFrame(table).to_csv(a.out / "weights.csv", index=False)
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()

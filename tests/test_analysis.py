@@ -218,3 +218,22 @@ def test_singles_mean_predicts_by_the_members_single_scores_and_compare_r_pairs_
     assert c["r1_ci95"][0] < c["r1"] < c["r1_ci95"][1] and c["r2_ci95"][0] < c["r2"] < c["r2_ci95"][1]
     swapped = analysis.compare_r(bad, good, y, n_boot=200)
     assert swapped["difference_ci95"] == pytest.approx([-c["difference_ci95"][1], -c["difference_ci95"][0]])
+
+
+def test_paired_difference_resamples_examples_for_both_models_at_once():
+    rng = np.random.default_rng(3)
+    b = (rng.random(300) < 0.8).astype(int)
+    same = analysis.paired_difference(b, b)
+    assert same["difference"] == 0.0 and same["ci95"] == [0.0, 0.0]  # what both share cancels exactly
+    a = b.copy()
+    a[np.flatnonzero(b == 0)[:12]] = 1  # a also gets 12 examples right that b got wrong, and loses 3
+    a[np.flatnonzero(b == 1)[:3]] = 0
+    d = analysis.paired_difference(a, b, seed=1, n_boot=4000)
+    assert d["difference"] == pytest.approx(9 / 300) and (d["a_only_right"], d["b_only_right"]) == (12, 3)
+    se = np.sqrt((15 / 300 - (9 / 300) ** 2) / 300)  # the paired (McNemar) standard error
+    lo, hi = d["ci95"]
+    assert lo < 9 / 300 < hi and (hi - lo) == pytest.approx(2 * 1.96 * se, rel=0.15)
+    unpaired = 2 * 1.96 * np.sqrt(a.mean() * (1 - a.mean()) / 300 + b.mean() * (1 - b.mean()) / 300)
+    assert hi - lo < unpaired / 2  # pairing is the point: far narrower than treating them as independent
+    with pytest.raises(ValueError, match="scored on"):
+        analysis.paired_difference(a, b[:-1])

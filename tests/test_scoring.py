@@ -67,6 +67,19 @@ def test_score_is_the_evaluation_of_the_merged_model(world):
     assert (one["accuracy"], one["loss"]) == (want["accuracy"], want["loss"])
 
 
+def test_per_example_scores_say_which_examples_each_model_got_right(world):
+    job = Job(base_dir=world["base"], task=TASK, batch_size=4, device="cpu")
+    got = engine.score(job, {"books": world["ckpts"]["books"]}, world["val"], per_example=True)
+    model = FAM.load_model(world["base"])
+    model.load_state_dict(load_weights(world["ckpts"]["books"]))
+    enc = FAM.encode(FAM.load_processor(world["base"]), pd.read_parquet(world["val"]), TASK)
+    want = evaluate(model, enc, FAM.forward, 4, keep_preds=True)
+    gold = torch.cat([b["labels"] for b in enc.batches(4, "cpu", order=torch.arange(len(enc)))])
+    assert got["correct"] == (want["preds"] == gold).int().tolist()  # split order, one entry per example
+    assert len(got["correct"]) == got["n"] and sum(got["correct"]) / got["n"] == pytest.approx(got["accuracy"])
+    assert "correct" not in engine.score(job, {"books": world["ckpts"]["books"]}, world["val"])  # off by default
+
+
 def test_merge_eval_writes_one_record_per_mask(world, tmp_path):
     engine.clear_cache()
     out = tmp_path / "me" / "books+food.json"

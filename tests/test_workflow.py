@@ -722,8 +722,12 @@ def test_mixture_weights_search_in_rounds_and_deploy_by_weighted_sampling(tiny_r
                                "--workdir", str(work), "--out", str(work / "wb")]) == 0
     res = json.loads((work / "wb" / "tiny-weights.json").read_text())
     assert res["weights"] == mix["weights"] and res["test"]["weighted"]["accuracy"] == mix["test"]["weighted_deployed"]["accuracy"]
-    lo, hi = res["test"]["difference_ci95"]
+    lo, hi = res["test"]["difference_ci95"]  # paired: the examples only one of the two models got right
     assert lo <= res["test"]["difference"] <= hi
+    t = res["test"]
+    assert t["only_weighted_right"] - t["only_subset_right"] == round(t["difference"] * res["n_test"])
+    u = t["difference_ci95_unpaired_normal"]
+    assert u[0] <= t["difference"] <= u[1]
     keys = [v["key"] for v in res["oracle"]["vectors"]]
     first = list(dict.fromkeys([mix["key"], mix["best_mask"]]))
     assert len(keys) == 3 == len(set(keys)) and keys[: len(first)] == first

@@ -127,6 +127,20 @@ def _ci95(values) -> list[float] | None:
     return [float(np.quantile(values, 0.025)), float(np.quantile(values, 0.975))] if len(values) else None
 
 
+def paired_difference(correct_a, correct_b, seed: int = 0, n_boot: int = 2000) -> dict:
+    """Accuracy of model a minus model b scored on the same examples (`correct_*`: 0/1 per example,
+    in the same order), with a percentile bootstrap 95 % interval that resamples examples (one draw
+    serves both models, so what they share cancels)."""
+    a, b = np.asarray(correct_a, float), np.asarray(correct_b, float)
+    if a.shape != b.shape or a.ndim != 1 or not len(a):
+        raise ValueError(f"paired_difference: the two models were scored on {a.shape} and {b.shape} examples")
+    d = a - b
+    rng = np.random.default_rng(seed)
+    means = d[rng.integers(0, len(d), (n_boot, len(d)))].mean(axis=1)
+    return {"n": len(d), "difference": float(d.mean()), "ci95": _ci95(means),
+            "a_only_right": int((d > 0).sum()), "b_only_right": int((d < 0).sum())}
+
+
 def _boot_r(x, y, rng, n_boot) -> list[float] | None:
     return _ci95(_boot(lambda a, b: stats.pearsonr(a, b)[0], (x, y), rng, n_boot))
 

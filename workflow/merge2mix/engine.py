@@ -64,14 +64,17 @@ def _split(fam, base_dir, path, task, heads):
 
 
 def score(job: Job, checkpoints: dict[str, str], split_path: str, *, mode: str = "auto", pool: list[str] | None = None,
-          budget_bytes: int | None = None, operator: dict | None = None, weights: dict[str, float] | None = None) -> dict:
+          budget_bytes: int | None = None, operator: dict | None = None, weights: dict[str, float] | None = None,
+          per_example: bool = False) -> dict:
     """The merge of `checkpoints` scored on `split_path`, in the context `job` (theta_0, task, device,
     threads, eval batch size, precision: see evaluate.evaluate_checked; heads: the scored split's
     zero-shot head, for families with per-dataset heads).
     `pool`: every candidate name (sizes the memory plan; that pool stays warm); default: the names in
     `checkpoints`, merged as a one-off (see _pool).
     `operator`: {"method": a merge.OPERATORS name, "params": {...}}; default the average.
-    `weights`: a mixture's weights over `checkpoints` (merge2mix.mixtures): the weighted merge."""
+    `weights`: a mixture's weights over `checkpoints` (merge2mix.mixtures): the weighted merge.
+    `per_example`: classification only; the result also holds "correct" (0/1 per example, in split
+    order), what a paired interval between two models on the same split needs."""
     from .evaluate import evaluate_checked, with_oom_backoff
 
     with _LOCK:
@@ -85,10 +88,13 @@ def score(job: Job, checkpoints: dict[str, str], split_path: str, *, mode: str =
         t1 = time.perf_counter()
         split = _split(fam, job.base_dir, split_path, job.task, job.heads)
         if task_types.get(job.task["type"]).generative:  # causal_lm: task.metric, in the model's dtype
+            if per_example:
+                raise ValueError(f"score: per_example is for classification, not task.type '{job.task['type']}'")
             metrics, bs = with_oom_backoff(lambda b: fam.evaluate(model, split, b, dev, job.task), job.batch_size, dev)
             metrics |= {"batch_size": bs, "precision": str(next(model.parameters()).dtype).replace("torch.", "")}
         else:
-            metrics = evaluate_checked(model, split, fam.forward, job.batch_size, dev, **(job.precision or {}))
+            metrics = evaluate_checked(model, split, fam.forward, job.batch_size, dev, **(job.precision or {}),
+                                       per_example=per_example)
         t2 = time.perf_counter()
     metrics["merge_s"], metrics["eval_s"] = round(t1 - t0, 4), round(t2 - t1, 4)
     return metrics

@@ -12,9 +12,10 @@ _FITS: dict[str, int] = {}
 
 @torch.inference_mode()
 def evaluate(model, encoded, forward, batch_size: int = 128, device="cpu", dtype=None, limit=None,
-             keep_preds=False) -> dict:
+             keep_preds=False, per_example=False) -> dict:
     """`dtype` (torch.bfloat16/float16): run the forward pass under autocast; `limit`: only the first
-    that many examples; `keep_preds`: also return the predicted class ids ("preds")."""
+    that many examples; `keep_preds`: also return the predicted class ids ("preds"); `per_example`:
+    also return whether each example was right ("correct": 0/1 in split order, for paired intervals)."""
     model.eval()
     device = torch.device(device)
     n_classes = None
@@ -39,6 +40,8 @@ def evaluate(model, encoded, forward, batch_size: int = 128, device="cpu", dtype
     }
     if keep_preds:
         out["preds"] = pred
+    if per_example:
+        out["correct"] = (pred == gold).int().tolist()
     return out
 
 
@@ -82,29 +85,31 @@ def with_oom_backoff(run, batch_size, device):
 
 
 def evaluate_checked(model, encoded, forward, batch_size, device, precision: str = "fp32",
-                     check_examples: int = 256, min_agreement: float = 0.99) -> dict:
+                     check_examples: int = 256, min_agreement: float = 0.99, per_example: bool = False) -> dict:
     """Evaluate in `precision`; for bf16/fp16, first compare its predictions with fp32's on the first
     `check_examples` examples, and score in fp32 instead when they agree on less than `min_agreement`
     of them. The result records the precision used and the agreement (per model: deterministic).
-    `batch_size`: an int or `auto`; backs off on GPU out-of-memory and records the size used."""
+    `batch_size`: an int or `auto`; backs off on GPU out-of-memory and records the size used.
+    `per_example`: see evaluate."""
     out, bs = with_oom_backoff(
-        lambda b: _checked(model, encoded, forward, b, device, precision, check_examples, min_agreement),
+        lambda b: _checked(model, encoded, forward, b, device, precision, check_examples, min_agreement, per_example),
         batch_size, device)
     return {**out, "batch_size": bs}
 
 
-def _checked(model, encoded, forward, batch_size, device, precision, check_examples, min_agreement) -> dict:
+def _checked(model, encoded, forward, batch_size, device, precision, check_examples, min_agreement, per_example) -> dict:
     precision = resolve_precision(precision, device)
     if precision == "fp32":
-        return {**evaluate(model, encoded, forward, batch_size, device), "precision": "fp32"}
+        return {**evaluate(model, encoded, forward, batch_size, device, per_example=per_example), "precision": "fp32"}
     low = evaluate(model, encoded, forward, batch_size, device, DTYPES[precision], check_examples, keep_preds=True)
     ref = evaluate(model, encoded, forward, batch_size, device, None, check_examples, keep_preds=True)
     agreement = float((low["preds"] == ref["preds"]).float().mean())
     check = {"precision_check_n": ref["n"], "precision_agreement": agreement}
     if agreement < min_agreement:
-        return {**evaluate(model, encoded, forward, batch_size, device), "precision": "fp32", **check,
+        return {**evaluate(model, encoded, forward, batch_size, device, per_example=per_example), "precision": "fp32", **check,
                 "precision_note": f"{precision} agreed with fp32 on {agreement:.4f} < {min_agreement} of the check sample"}
-    return {**evaluate(model, encoded, forward, batch_size, device, DTYPES[precision]), "precision": precision, **check}
+    return {**evaluate(model, encoded, forward, batch_size, device, DTYPES[precision], per_example=per_example),
+            "precision": precision, **check}
 
 
 def balanced_accuracy(pred: torch.Tensor, gold: torch.Tensor) -> float:
