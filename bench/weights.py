@@ -89,7 +89,7 @@ def paired_test(plan: config_mod.Plan, run: Path, job, mix: dict, seed: int) -> 
     return analysis.paired_difference(got["deploy_weighted"]["correct"], got["deploy"]["correct"], seed=seed)
 
 
-def oracle(plan: config_mod.Plan, run: Path, job, keys: list[str], scores: dict[str, float]) -> list[dict]:
+def oracle(plan: config_mod.Plan, run: Path, job, keys: list[str], scores: dict[str, float], metric: str) -> list[dict]:
     """Fine-tune theta_0 on each weight vector by weighted sampling; score it on target val and test."""
     import tempfile
 
@@ -106,10 +106,11 @@ def oracle(plan: config_mod.Plan, run: Path, job, keys: list[str], scores: dict[
             ev = {split: engine.score(job.only([plan.target]), {"ft": f"{tmp}/m.safetensors"},
                                       str(run / "data" / plan.target / f"{split}.parquet"))
                   for split in ("val", "test")}
-        rows.append({"key": key, "merged_val": scores[key], "finetuned_val": ev["val"]["accuracy"],
+        rows.append({"key": key, "merged_val": scores[key], "finetuned_val": ev["val"][metric],
+                     "finetuned_val_accuracy": ev["val"]["accuracy"],
                      "finetuned_test": ev["test"]["accuracy"], "finetuned_test_macro_f1": ev["test"]["macro_f1"],
                      "steps": rec["steps"], "drawn_per_epoch": rec["drawn_per_epoch"]})
-        print(f"[bench] {key}: merged val {scores[key]:.4f}, fine-tuned val {ev['val']['accuracy']:.4f}, "
+        print(f"[bench] {key}: merged val {metric} {scores[key]:.4f}, fine-tuned val {ev['val'][metric]:.4f}, "
               f"test {ev['test']['accuracy']:.4f}", flush=True)
     return rows
 
@@ -143,13 +144,14 @@ def main(argv=None) -> int:
         job = scoring_job(plan, run, a.cores)
         paired = paired_test(plan, run, job, mix, plan.cfg["seed"])
         keys = spread(mix["scores"], [mix["key"], mix["best_mask"]], a.oracle)
-        rows = oracle(plan, run, job, keys, mix["scores"])
+        metric = mix["metric"]  # what mix["scores"] holds (select.metric)
+        rows = oracle(plan, run, job, keys, mix["scores"], metric)
         orc = pd.DataFrame(rows)
         const = orc["merged_val"].nunique() < 2 or orc["finetuned_val"].nunique() < 2  # r undefined
         r = None if len(orc) < 3 or const else float(orc["merged_val"].corr(orc["finetuned_val"]))
         rho = None if len(orc) < 3 or const else float(orc["merged_val"].corr(orc["finetuned_val"], method="spearman"))
-        best_ft = orc.loc[orc["finetuned_val"].idxmax()]
-        res = {"config": str(cfg_path), "run": plan.cfg["run"], "target": plan.target, "weights": mix["weights"],
+        best_ft = orc.loc[orc["finetuned_val"].idxmin() if metric == "loss" else orc["finetuned_val"].idxmax()]
+        res = {"config": str(cfg_path), "run": plan.cfg["run"], "target": plan.target, "metric": metric, "weights": mix["weights"],
                "best_mask": mix["best_mask"], "val_merged": {"weights": mix["val_score"], "best_mask": mix["best_mask_val_score"]},
                "vectors_scored": mix["vectors_scored"], "n_test": wt["n"],
                "test": {"weighted": {"accuracy": wt["accuracy"], "ci95": wilson(wt["accuracy"], wt["n"]), "macro_f1": wt["macro_f1"]},
@@ -161,7 +163,7 @@ def main(argv=None) -> int:
                "oracle": {"vectors": rows, "pearson_r": r, "spearman_rho": rho, "best_finetuned_val": best_ft["key"],
                           "pick_is_best_finetuned_val": bool(best_ft["key"] == mix["key"])}}
         (a.out / f"{plan.cfg['run']}.json").write_text(json.dumps(res, indent=2) + "\n")
-        table.append({"target": plan.target, "run": plan.cfg["run"], "weights": json.dumps(mix["weights"]),
+        table.append({"target": plan.target, "run": plan.cfg["run"], "metric": metric, "weights": json.dumps(mix["weights"]),
                       "best_mask": mix["best_mask"], "val_merged_weights": mix["val_score"],
                       "val_merged_best_mask": mix["best_mask_val_score"], "test_weighted": wt["accuracy"],
                       "test_subset": st["accuracy"], "difference": res["test"]["difference"],

@@ -722,6 +722,7 @@ def test_mixture_weights_search_in_rounds_and_deploy_by_weighted_sampling(tiny_r
                                "--workdir", str(work), "--out", str(work / "wb")]) == 0
     res = json.loads((work / "wb" / "tiny-weights.json").read_text())
     assert res["weights"] == mix["weights"] and res["test"]["weighted"]["accuracy"] == mix["test"]["weighted_deployed"]["accuracy"]
+    assert res["metric"] == mix["metric"]  # the oracle r compares merged and fine-tuned val in the selection metric
     lo, hi = res["test"]["difference_ci95"]  # paired: the examples only one of the two models got right
     assert lo <= res["test"]["difference"] <= hi
     t = res["test"]
