@@ -12,7 +12,7 @@ merge_eval). The scores of the operator a run used must equal its committed mask
 the ones the oracle run merged. Scores already in bench/results/surrogates/<run>-scores.csv are reused
 (--rescore to compute them again), so the analysis can be rerun without the scoring.
 
-For each target x surrogate x selection metric (accuracy, macro_f1): pooled Pearson r (paired
+For each target x surrogate x selection metric (accuracy, macro_f1, balanced_accuracy, loss): pooled Pearson r (paired
 bootstrap 95 % interval over masks), Spearman rho, Spearman within each mixture size (mean over
 sizes), Pearson given size, top-5 overlap, the pick and its regret (test metric of the oracle's
 val-best mixture minus that of the surrogate's pick). Then leave-one-target-out: the surrogate with
@@ -27,8 +27,8 @@ anchors' oracle scores stand for the fine-tunes the run would make (`calibrated(
 seeded anchor draws.
 
 Writes bench/results/surrogates.csv, bench/results/surrogates/<run>-scores.csv (every mask's merged
-val scores per operator), surrogates/calibration.csv and surrogates/run.json (command, commit,
-machine, wall time).
+val scores per operator), surrogates/calibration.csv, surrogates/pooled_r.png (every run's pooled r and interval per
+operator, in accuracy and loss) and surrogates/run.json (command, commit, machine, wall time).
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ SURROGATES = {
 }
 TARGETS = ["bench/configs/target-apple.yaml", "bench/configs/target-airline.yaml",  # trained head, N = 6
            "bench/configs/apple-frozen-n5.yaml", "bench/configs/airline-frozen-n5.yaml"]  # frozen head, N = 5
-METRICS = ("accuracy", "macro_f1", "balanced_accuracy")
+METRICS = ("accuracy", "macro_f1", "balanced_accuracy", "loss")
 
 
 def without(frame: pd.DataFrame, drop: list[str]) -> pd.DataFrame:
@@ -106,19 +106,29 @@ def score_all(plan: config_mod.Plan, surrogates: list[str], threads: int, workdi
 
 
 def agreement(scores: pd.DataFrame, oracle: pd.DataFrame, metric: str) -> dict:
-    """analysis.correlation_in: `metric` in place of accuracy on both sides."""
+    """analysis.correlation_in: `metric` in place of accuracy on both sides, and the pick's regret in
+    test accuracy too (against the oracle's val-accuracy best, as correlation.json's regret), since
+    the goal asks for both. Loss is the one lower-is-better metric: it is negated on both sides, which
+    leaves every correlation as it is and makes the regret the pick's test loss minus the oracle's
+    val-loss best's (positive: worse); picked_test and max_test are reported as losses."""
     from merge2mix import analysis
     from merge2mix.select import rank
 
     merged = scores[["mask", "size", "accuracy", "macro_f1", "balanced_accuracy", "loss"]]
     picked = rank(merged, metric)["mask"].iloc[0]
+    test_acc = oracle.set_index("mask")["test_accuracy"]
+    regret_acc = float(test_acc[analysis.rank_mixtures(oracle, "accuracy")["mask"].iloc[0]] - test_acc[picked])
+    sign = -1 if metric == "loss" else 1
+    if metric == "loss":
+        merged = merged.assign(loss=-merged["loss"])
+        oracle = oracle.assign(val_loss=-oracle["val_loss"], test_loss=-oracle["test_loss"])
     c = analysis.correlation_in(metric, merged, oracle, picked, n_boot=2000)
     within = c["spearman_within_size"]
     return {"pearson_r": c["pearson_r"], "pearson_r_ci95": c["pearson_r_ci95"], "spearman_rho": c["spearman_rho"],
             "spearman_within_size_mean": float(np.mean(list(within.values()))) if within else None,
             "pearson_r_given_size": c["pearson_r_given_size"], "top5_overlap": c["top5_overlap"],
-            "picked": picked, "oracle_best": c["oracle_best"], "picked_test": c[f"picked_test_{metric}"],
-            "regret": c["regret"], "max_test": c[f"max_test_{metric}"]}
+            "picked": picked, "oracle_best": c["oracle_best"], "picked_test": sign * c[f"picked_test_{metric}"],
+            "regret": c["regret"], "max_test": sign * c[f"max_test_{metric}"], "regret_accuracy": regret_acc}
 
 
 def calibrated(scores: pd.DataFrame, oracle: pd.DataFrame, metric: str, candidates: list[str], extra: int,
@@ -157,18 +167,17 @@ def calibrated(scores: pd.DataFrame, oracle: pd.DataFrame, metric: str, candidat
 def leave_one_target_out(table: pd.DataFrame) -> pd.DataFrame:
     """Within each (pool, metric): the option (a surrogate within one head, or a head and surrogate
     together) with the best mean pooled r on the other targets, reported on the held-out one. Only
-    targets that have every option compete; a target with several draws (runs with another seed)
-    counts once in the choice and is reported once per draw."""
+    options scored on every run compete (some runs were scored with fewer operators); a target with
+    several draws (runs with another seed) counts once in the choice and is reported once per draw."""
     loto = []
     for (pool, metric), m in table.groupby(["pool", "metric"]):
         scopes = [(f"head {h}", m[m["head"] == h]) for h in sorted(m["head"].unique())]
         if m["head"].nunique() > 1:
             scopes.append(("head and surrogate", m))
         for scope, sub in scopes:
-            n_opts = sub["option"].nunique()
-            complete = [t for t, g in sub.groupby("target") if g["option"].nunique() == n_opts]
-            sub = sub[sub["target"].isin(complete)]
-            for held in complete:
+            common = set.intersection(*(set(g["option"]) for _, g in sub.groupby("run")))
+            sub = sub[sub["option"].isin(common)]
+            for held in sorted(sub["target"].unique()):
                 others = sub[sub["target"] != held]
                 if others.empty:
                     continue
@@ -177,6 +186,56 @@ def leave_one_target_out(table: pd.DataFrame) -> pd.DataFrame:
                     loto.append({"pool": pool, "metric": metric, "choice_over": scope, "held_out": held, "run": row["run"],
                                  "chosen_on_others": chosen, **row[["pearson_r", "spearman_rho", "regret", "picked"]].to_dict()})
     return pd.DataFrame(loto)
+
+
+PLOTTED = {"average": "average (the paper)", "ta_1": "task arithmetic, λ = 1",  # the operators scored on every run
+           "ta_sqrt": "task arithmetic, λ = k^-1/2 (embedded default)", "ties_0.2_1": "TIES 0.2, λ = 1"}
+
+
+def plot_r(table: pd.DataFrame, path: Path, metrics=("accuracy", "loss"), goal: float = 0.8) -> None:
+    """One panel per metric: each run's pooled Pearson r (merged vs fine-tuned val) with its 95 %
+    interval, one marker per operator, the goal as a dashed line. Each run on its whole pool."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = table[table["surrogate"].isin(PLOTTED)].copy()
+    t["n"] = t["pool"].str.removeprefix("N=").astype(int)
+    t = t[t["n"] == t.groupby("run")["n"].transform("max")]
+    t["trained"] = t["head"] != "label_description"  # the frozen head (the default's) first
+    runs = list(dict.fromkeys(t.sort_values(["trained", "target", "run"], kind="mergesort")["run"]))
+    label = {r: f"{g['target'].iloc[0]} · {r} ({'frozen' if g['head'].iloc[0] == 'label_description' else 'trained'} head)"
+             for r, g in t.groupby("run")}
+    metrics = [m for m in metrics if m in set(t["metric"])]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics), 0.45 * len(runs) + 1.6), sharey=True, squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        for j, name in enumerate(PLOTTED):
+            rows = t[(t["metric"] == metric) & (t["surrogate"] == name)].set_index("run")
+            ys = [i + (j - 1.5) * 0.17 for i, r in enumerate(runs) if r in rows.index]
+            got = [rows.loc[r] for r in runs if r in rows.index]
+            ci = [_as_pair(g["pearson_r_ci95"], g["pearson_r"]) for g in got]
+            xs = [g["pearson_r"] for g in got]
+            ax.errorbar(xs, ys, xerr=[[x - lo for x, (lo, _) in zip(xs, ci)], [hi - x for x, (_, hi) in zip(xs, ci)]],
+                        fmt="o", ms=4, capsize=2, lw=1, label=PLOTTED[name])
+        ax.axvline(goal, ls="--", color="grey", lw=1, label=f"goal r = {goal}")
+        ax.set_xlim(-0.2, 1.0)
+        ax.set_title(f"pooled Pearson r, val {metric}")
+        ax.set_yticks(range(len(runs)), [label[r] for r in runs], fontsize=8)
+        ax.grid(axis="x", alpha=0.3)
+    axes[0][0].invert_yaxis()  # once: the panels share the y axis
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8)
+    fig.tight_layout(rect=(0, 0.6 / (0.45 * len(runs) + 1.6), 1, 1))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _as_pair(ci, r) -> tuple[float, float]:
+    """A 95 % interval from the table (a list, or its string form once read back from CSV); r when absent."""
+    if isinstance(ci, str):
+        ci = json.loads(ci)
+    return (ci[0], ci[1]) if isinstance(ci, (list, tuple)) and len(ci) == 2 else (r, r)
 
 
 def main(argv=None) -> int:
@@ -205,11 +264,12 @@ def main(argv=None) -> int:
         cached = out / "surrogates" / f"{run}-scores.csv"
         have = pd.read_csv(cached) if cached.exists() and not a.rescore else pd.DataFrame(columns=["surrogate"])
         missing = [n for n in a.surrogates if n not in set(have["surrogate"])]
-        if missing:
+        if missing:  # the cache keeps every operator ever scored; the analysis takes those asked for
             finetunes(plan, cfg_path, a.cores, a.workdir)
-        scores = pd.concat([have[have["surrogate"].isin(a.surrogates)], score_all(plan, missing, a.cores, a.workdir)] if missing
-                           else [have[have["surrogate"].isin(a.surrogates)]], ignore_index=True)
-        scores.to_csv(cached, index=False)
+            have = pd.concat([have[~have["surrogate"].isin(missing)], score_all(plan, missing, a.cores, a.workdir)],
+                             ignore_index=True)
+            have.to_csv(cached, index=False)
+        scores = have[have["surrogate"].isin(a.surrogates)]
         own = config_mod.merge_operator(plan.cfg["merge"])  # the operator the oracle run itself scored with
         same = [n for n in a.surrogates if SURROGATES[n] == (own["method"], own["params"])]
         if same:  # the fine-tunes are the oracle run's: that operator's scores are its masks.csv
@@ -242,6 +302,7 @@ def main(argv=None) -> int:
     cal.to_csv(out / "surrogates" / "calibration.csv", index=False)
     table["pearson_r_ci95"] = table["pearson_r_ci95"].map(lambda v: None if v is None else [round(x, 3) for x in v])
     table.to_csv(out / "surrogates.csv", index=False)
+    plot_r(table, out / "surrogates" / "pooled_r.png")
     loto.to_csv(out / "surrogates" / "leave-one-target-out.csv", index=False)
     dirty = bool(subprocess.run(["git", "status", "--porcelain", "--", "workflow", "bench/surrogates.py"], cwd=REPO,
                                 capture_output=True, text=True).stdout.strip())

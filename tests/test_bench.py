@@ -64,11 +64,12 @@ def test_operators_bench_runs_and_reports_ratios(tmp_path):
         assert res[mode]["ratio_to_average"]["average"] == 1.0 and all(v > 0 for v in res[mode]["per_mask_ms"].values())
 
 
-def test_surrogates_bench_analysis_on_a_planted_oracle():
+def test_surrogates_bench_analysis_on_a_planted_oracle(tmp_path):
     """bench/surrogates.py's analysis (the scoring needs real runs): on a planted oracle where the
     fine-tuned score rises with size and the merged score falls, calibration with no extra anchors
     predicts the held-out masks exactly and picks the oracle's best (regret 0), while the raw merged
-    pick is a single; `without` drops every mask that uses a dropped dataset."""
+    pick is a single; in loss (lower is better) the same figures come out as losses; the r plot is
+    drawn; `without` drops every mask that uses a dropped dataset."""
     import numpy as np
     import pandas as pd
 
@@ -94,20 +95,33 @@ def test_surrogates_bench_analysis_on_a_planted_oracle():
     assert cal["pearson_r_held"] == pytest.approx(1.0) and cal["regret"] == pytest.approx(0.0)
     assert cal["picked"] == oracle.sort_values("val_accuracy").iloc[-1]["mask"] and cal["pearson_r_held_uncalibrated"] < 0
     raw = surrogates.agreement(scores, oracle, "accuracy")
-    assert len(raw["picked"].split("+")) == 1 and raw["regret"] > 0
+    assert len(raw["picked"].split("+")) == 1 and raw["regret"] > 0 and raw["regret_accuracy"] == raw["regret"]
+    # loss (lower is better) = 1 - accuracy here on both sides: the same r, pick and regret, read as losses
+    lo = surrogates.agreement(scores, oracle, "loss")
+    assert lo["pearson_r"] == pytest.approx(raw["pearson_r"]) and lo["picked"] == raw["picked"]
+    best = oracle.sort_values("val_loss").iloc[0]
+    assert lo["oracle_best"] == best["mask"] and lo["max_test"] == pytest.approx(oracle["test_loss"].min())
+    assert lo["regret"] == pytest.approx(oracle.set_index("mask").loc[lo["picked"], "test_loss"] - best["test_loss"])
+    assert lo["regret"] == pytest.approx(raw["regret"]) and lo["regret_accuracy"] == pytest.approx(raw["regret"])
+    table = pd.DataFrame([{"target": "t", "run": run, "head": "label_description", "pool": "N=4", "surrogate": name,
+                           "metric": metric, "pearson_r": v["pearson_r"], "pearson_r_ci95": v["pearson_r_ci95"]}
+                          for run in ("r0", "r1") for name in surrogates.PLOTTED for metric, v in (("accuracy", raw), ("loss", lo))])
+    surrogates.plot_r(table, tmp_path / "r.png")
+    assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
     assert set(surrogates.without(scores, ["d"])["mask"]) == {mask_key(m) for m in enumerate_masks(cands[:3])}
 
 
 def test_surrogates_leave_one_target_out_counts_a_target_once_and_reports_each_draw():
     """Held out: the option best on the *other* targets, each target weighing once however many
-    draws it has (apple's two draws would favour 'x' by their count), and a held-out
-    target is reported once per draw."""
+    draws it has (apple's two draws would favour 'x' by their count), only options every run has
+    compete, and a held-out target is reported once per draw."""
     import pandas as pd
 
     sys.path.insert(0, str(REPO / "bench"))
     import surrogates
 
-    r = {("apple", "apple-s0"): {"x": 0.9, "y": 0.5}, ("apple", "apple-s1"): {"x": 0.9, "y": 0.5},
+    # 'z' was scored on apple's draws only: it must not compete, however good it looks there
+    r = {("apple", "apple-s0"): {"x": 0.9, "y": 0.5, "z": 0.99}, ("apple", "apple-s1"): {"x": 0.9, "y": 0.5, "z": 0.99},
          ("airline", "airline"): {"x": 0.2, "y": 0.8}, ("bbc", "bbc"): {"x": 0.5, "y": 0.65}}
     table = pd.DataFrame([{"pool": "N=5", "metric": "accuracy", "head": "frozen", "target": t, "run": run, "option": o,
                            "surrogate": o, "pearson_r": v, "spearman_rho": v, "regret": 0.0, "picked": f"{run}/{o}"}
