@@ -111,6 +111,25 @@ def test_surrogates_bench_analysis_on_a_planted_oracle(tmp_path):
     assert set(surrogates.without(scores, ["d"])["mask"]) == {mask_key(m) for m in enumerate_masks(cands[:3])}
 
 
+def test_surrogates_anchor_rule_picks_the_operator_nearest_the_all_data_fine_tune():
+    """anchor-rule.md: the grid operator whose all-candidates merge is closest to the all-data
+    fine-tune's val score wins, in the metric asked for; a tie keeps the larger p (the average)."""
+    import pandas as pd
+
+    sys.path.insert(0, str(REPO / "bench"))
+    import surrogates
+
+    oracle = pd.DataFrame([{"mask": "a", "size": 1, "val_accuracy": 0.5, "val_loss": 0.9},
+                           {"mask": "a+b", "size": 2, "val_accuracy": 0.75, "val_loss": 0.5}])
+    at_full = {"ta_1": (0.75, 0.75), "ta_sqrt": (0.625, 0.625), "average": (0.5, 0.875)}  # (accuracy, loss) of a+b
+    scores = pd.DataFrame([{"surrogate": n, "mask": m, "accuracy": acc if m == "a+b" else 0.0, "loss": loss if m == "a+b" else 9.0}
+                           for n, (acc, loss) in at_full.items() for m in ("a", "a+b")])
+    assert surrogates.anchor_choice(scores, oracle, "accuracy") == "ta_1"
+    assert surrogates.anchor_choice(scores, oracle, "loss") == "ta_sqrt"
+    tied = scores.assign(loss=scores["loss"].where(scores["surrogate"] != "average", 0.375))  # 0.125 off, as ta_sqrt
+    assert surrogates.anchor_choice(tied, oracle, "loss") == "average"
+
+
 def test_surrogates_leave_one_target_out_counts_a_target_once_and_reports_each_draw():
     """Held out: the option best on the *other* targets, each target weighing once however many
     draws it has (apple's two draws would favour 'x' by their count), only options every run has
