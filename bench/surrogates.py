@@ -309,6 +309,11 @@ def main(argv=None) -> int:
                     rows.append({"target": plan.target, "run": run, "head": head, "pool": pool,
                                  "surrogate": name, "operator": json.dumps(SURROGATES[name]), "metric": metric,
                                  "extra_finetunes": 0, **agreement(s, without(oracle, drop), metric)})
+                    kept_cands = [c for c in plan.candidates if c not in drop]
+                    for extra in a.calibration:
+                        cal.append({"target": plan.target, "run": run, "head": head, "pool": pool,
+                                    "surrogate": f"{name}+cal{extra}", "metric": metric, "extra_finetunes": extra,
+                                    **calibrated(s, without(oracle, drop), metric, kept_cands, extra, a.anchor_draws)})
             if set(ANCHOR_GRID) <= set(a.surrogates):  # the pre-registered rule, per metric: an operator per run
                 for metric in [m for m in METRICS if f"val_{m}" in oracle]:
                     chose = anchor_choice(without(scores, drop), without(oracle, drop), metric)
@@ -316,11 +321,6 @@ def main(argv=None) -> int:
                     rows.append({"target": plan.target, "run": run, "head": head, "pool": pool, "surrogate": "anchor",
                                  "operator": json.dumps(SURROGATES[chose]), "metric": metric, "extra_finetunes": 0,
                                  "anchor_chose": chose, **agreement(s, without(oracle, drop), metric)})
-                    kept_cands = [c for c in plan.candidates if c not in drop]
-                    for extra in a.calibration:
-                        cal.append({"target": plan.target, "run": run, "head": head, "pool": pool,
-                                    "surrogate": f"{name}+cal{extra}", "metric": metric, "extra_finetunes": extra,
-                                    **calibrated(s, without(oracle, drop), metric, kept_cands, extra, a.anchor_draws)})
     table = pd.DataFrame(rows)
     table["option"] = table["head"] + "/" + table["surrogate"]
     loto = leave_one_target_out(table)
