@@ -10,7 +10,8 @@ computes (or reuses) only the run's per-dataset fine-tunes and the target's val 
 scores all 2^N - 1 masks in one process with each operator (merge2mix.engine.score, the code path of
 merge_eval). The scores of the operator a run used must equal its committed masks.csv: that checks the fine-tunes are
 the ones the oracle run merged. Scores already in bench/results/surrogates/<run>-scores.csv are reused
-(--rescore to compute them again), so the analysis can be rerun without the scoring.
+(--rescore to compute them again), so the analysis can be rerun without the scoring; --cached-only
+scores nothing and analyses each run with the operators its cache has.
 
 For each target x surrogate x selection metric (accuracy, macro_f1, balanced_accuracy, loss): pooled Pearson r (paired
 bootstrap 95 % interval over masks), Spearman rho, Spearman within each mixture size (mean over
@@ -264,6 +265,8 @@ def main(argv=None) -> int:
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--out", default=str(REPO / "bench" / "results"))
     ap.add_argument("--rescore", action="store_true", help="score every mask again even where <run>-scores.csv has it")
+    ap.add_argument("--cached-only", action="store_true",
+                    help="score nothing: analyse each run with the operators its <run>-scores.csv already has")
     ap.add_argument("--drop", nargs="*", default=[], help="also analyse each run on the pool without these candidates")
     ap.add_argument("--calibration", nargs="*", type=int, default=[0, 2, 4, 8],
                     help="extra anchors M to simulate size calibration with (singles + all data + M)")
@@ -282,15 +285,16 @@ def main(argv=None) -> int:
         oracle = pd.read_csv(evidence / "oracle.csv")
         cached = out / "surrogates" / f"{run}-scores.csv"
         have = pd.read_csv(cached) if cached.exists() and not a.rescore else pd.DataFrame(columns=["surrogate"])
-        missing = [n for n in a.surrogates if n not in set(have["surrogate"])]
+        missing = [] if a.cached_only else [n for n in a.surrogates if n not in set(have["surrogate"])]
         if missing:  # the cache keeps every operator ever scored; the analysis takes those asked for
             finetunes(plan, cfg_path, a.cores, a.workdir)
             have = pd.concat([have[~have["surrogate"].isin(missing)], score_all(plan, missing, a.cores, a.workdir)],
                              ignore_index=True)
             have.to_csv(cached, index=False)
         scores = have[have["surrogate"].isin(a.surrogates)]
+        names = [n for n in a.surrogates if n in set(scores["surrogate"])]  # --cached-only: what the cache has
         own = config_mod.merge_operator(plan.cfg["merge"])  # the operator the oracle run itself scored with
-        same = [n for n in a.surrogates if SURROGATES[n] == (own["method"], own["params"])]
+        same = [n for n in names if SURROGATES[n] == (own["method"], own["params"])]
         if same:  # the fine-tunes are the oracle run's: that operator's scores are its masks.csv
             committed = pd.read_csv(evidence / "masks.csv").set_index("mask")["accuracy"]
             mine = scores[scores["surrogate"] == same[0]].set_index("mask")["accuracy"]
@@ -303,7 +307,7 @@ def main(argv=None) -> int:
         if len(kept) < len(plan.candidates):
             pools.append((f"N={len(kept)}", [c for c in plan.candidates if c in a.drop]))
         for pool, drop in pools:
-            for name in a.surrogates:
+            for name in names:
                 s = without(scores[scores["surrogate"] == name], drop)
                 for metric in [m for m in METRICS if f"val_{m}" in oracle]:  # older oracles lack balanced_accuracy
                     rows.append({"target": plan.target, "run": run, "head": head, "pool": pool,
@@ -314,7 +318,7 @@ def main(argv=None) -> int:
                         cal.append({"target": plan.target, "run": run, "head": head, "pool": pool,
                                     "surrogate": f"{name}+cal{extra}", "metric": metric, "extra_finetunes": extra,
                                     **calibrated(s, without(oracle, drop), metric, kept_cands, extra, a.anchor_draws)})
-            if set(ANCHOR_GRID) <= set(a.surrogates):  # the pre-registered rule, per metric: an operator per run
+            if set(ANCHOR_GRID) <= set(names):  # the pre-registered rule, per metric: an operator per run
                 for metric in [m for m in METRICS if f"val_{m}" in oracle]:
                     chose = anchor_choice(without(scores, drop), without(oracle, drop), metric)
                     s = without(scores[scores["surrogate"] == chose], drop)

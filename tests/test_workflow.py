@@ -92,6 +92,11 @@ def test_evidence_bench_copies_a_finished_oracle_run(tiny_run, tmp_path, monkeyp
     assert len(table) == 2 * 4 and set(table["surrogate"]) == {"average", "ta_sqrt"} and table["pearson_r"].between(-1, 1).all()
     assert set(table["metric"]) == {"accuracy", "macro_f1", "balanced_accuracy", "loss"}
     assert (tmp_path / "sur" / "surrogates" / "pooled_r.png").is_file()
+    # --cached-only scores nothing: ta_1, never scored for this run, is left out of the table, not scored
+    assert surrogates.main(["--targets", str(cfg), "--surrogates", "average", "ta_1", "--cached-only", "--calibration", "0",
+                            "--evidence-root", str(tmp_path), "--workdir", str(work), "--out", str(tmp_path / "sur")]) == 0
+    assert set(pd.read_csv(tmp_path / "sur" / "surrogates.csv")["surrogate"]) == {"average"}
+    assert set(pd.read_csv(tmp_path / "sur" / "surrogates" / "tiny-scores.csv")["surrogate"]) == {"average", "ta_sqrt"}
     assert json.loads((tmp_path / "sur" / "surrogates" / "run.json").read_text())["own_operator_vs_committed_masks_csv"] == {
         "tiny": {"surrogate": "average", "max_abs_diff": 0.0}}  # the tiny run scores with the average
 
