@@ -89,7 +89,8 @@ def test_methods_table_rows_and_costs():
                                choice={"k": 1, "random": ["a", "b"], "similarity_topk": "b", "similarity_threshold": "a+b"},
                                oracle_on=True, seconds=lambda k, n: secs.get((k, n)))
     assert list(t.columns) == ["method", "mixture", "accuracy", "accuracy_sd", "macro_f1", "balanced_accuracy", "runs",
-                               "finetunes", "merges", "wall_s"]
+                               "finetunes", "merges", "wall_s", "m2m_diff", "m2m_diff_lo", "m2m_diff_hi"]
+    assert t["m2m_diff"].isna().all()  # no per-example results recorded: no interval made up
     assert t["balanced_accuracy"].isna().all()  # records from before balanced accuracy: empty, not made up
     t = t.set_index("method")
     assert t.loc["merge_to_mix", "wall_s"] == 10 + 20 + 1.5 + 20
@@ -237,3 +238,47 @@ def test_paired_difference_resamples_examples_for_both_models_at_once():
     assert hi - lo < unpaired / 2  # pairing is the point: far narrower than treating them as independent
     with pytest.raises(ValueError, match="scored on"):
         analysis.paired_difference(a, b[:-1])
+
+
+def test_methods_table_gives_each_method_a_paired_interval_against_merge_to_mix():
+    """With per-example test results (mixtures/<mask>.json test_correct, summary.json's correct), every
+    row gets the deployed model's accuracy minus its own with a paired bootstrap interval over the same
+    examples; random is compared with the mean of its runs per example; a row without per-example
+    results (here: an older all_data record) stays empty rather than getting a made-up interval."""
+    from merge2mix.io import pack_correct
+
+    rng = np.random.default_rng(0)
+    n = 200
+    deployed = (rng.random(n) < 0.8).astype(int)
+    worse = deployed.copy()
+    worse[np.flatnonzero(deployed == 1)[:30]] = 0  # right on 30 fewer examples: clearly behind
+    near = deployed.copy()
+    near[np.flatnonzero(deployed == 1)[:2]] = 0  # 2 fewer: within noise
+    runs = {"a": worse, "b": deployed, "a+b": near}
+    mixtures = pd.DataFrame({"mask": list(runs), "val_accuracy": [0.6, 0.7, 0.8], "val_macro_f1": 0.5, "val_loss": 1.0,
+                             "size": [1, 1, 2], "test_accuracy": [v.mean() for v in runs.values()], "test_macro_f1": 0.5,
+                             "test_correct": [pack_correct(v) for v in runs.values()]})
+    mixtures.loc[mixtures["mask"] == "a+b", "test_correct"] = None  # written before per-example results
+    base = np.zeros(n, int)
+    summary = {"selected_mixture": ["b"], "test": {
+        "base": {"accuracy": 0.0, "macro_f1": 0.0, "correct": pack_correct(base)},
+        "deployed": {"accuracy": deployed.mean(), "macro_f1": 0.7, "correct": pack_correct(deployed)}}}
+    t = analysis.methods_table(summary=summary, mixtures=mixtures, candidates=["a", "b"],
+                               choice={"k": 1, "random": ["a", "b"], "similarity_topk": "b"}, oracle_on=False,
+                               seconds=lambda k, name: None).set_index("method")
+    assert t.loc["single:a", "m2m_diff"] == pytest.approx(30 / n)
+    assert 0 < t.loc["single:a", "m2m_diff_lo"] < 30 / n < t.loc["single:a", "m2m_diff_hi"]  # ahead beyond noise
+    assert t.loc["pretrained", "m2m_diff"] == pytest.approx(deployed.mean())
+    assert t.loc["similarity_topk", ["m2m_diff", "m2m_diff_lo", "m2m_diff_hi"]].tolist() == [0, 0, 0]  # the same mixture
+    assert t.loc["random", "m2m_diff"] == pytest.approx(15 / n)  # against the mean of a and b per example
+    assert t.loc["random", "m2m_diff_hi"] - t.loc["random", "m2m_diff_lo"] < t.loc["single:a", "m2m_diff_hi"] - t.loc["single:a", "m2m_diff_lo"]
+    assert t[["m2m_diff", "m2m_diff_lo", "m2m_diff_hi"]].loc[["all_data", "merge_to_mix"]].isna().all().all()
+
+
+def test_per_example_results_pack_into_one_string():
+    from merge2mix.io import pack_correct, unpack_correct
+
+    assert pack_correct([1, 0, 0, 1]) == "1001" and pack_correct([True, False]) == "10"
+    assert unpack_correct(pack_correct([0, 1, 1])) == [0, 1, 1] and unpack_correct("") == []
+    with pytest.raises(ValueError, match="0/1 characters"):
+        unpack_correct("01x")

@@ -169,6 +169,8 @@ def test_report_opens_on_the_answer_then_every_method():
     assert "{{" not in text and "{%" not in text  # Snakemake renders the description with Jinja2
     assert "methods.csv" not in report_rst(s, None)
     assert "nan" not in report_rst(s, [{**methods[0], "mixture": float("nan")}])  # an empty CSV cell, as pandas reads it
+    paired = report_rst(s, [{**methods[0], "m2m_diff": 0.07, "m2m_diff_lo": 0.021, "m2m_diff_hi": 0.1183}, methods[1]])
+    assert "+0.070 [0.021, 0.118]" in paired and "paired bootstrap" in paired
 
 
 def test_the_summary_names_the_score_that_chose_the_mixture():

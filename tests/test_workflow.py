@@ -6,6 +6,7 @@ import re
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -124,6 +125,15 @@ def test_evidence_baselines_oracle_and_report(tiny_run):
     # The deployment fine-tune is the picked mask's mixture fine-tune: same data, seed, hyper-parameters.
     picked = next(o for o in oracle if o["mask"] == best["mask"])
     assert picked["test_accuracy"] == summary["test"]["deployed"]["accuracy"]
+    assert picked["test_correct"] == summary["test"]["deployed"]["correct"]  # example by example
+    # Every other method against the deployed model, paired over the same test examples.
+    n_test = summary["test"]["deployed"]["n"]
+    assert all(len(o["test_correct"]) == n_test == o["test_n"] for o in oracle)
+    assert all(np.mean([c == "1" for c in o["test_correct"]]) == pytest.approx(o["test_accuracy"]) for o in oracle)
+    others = m.drop(index="merge_to_mix")
+    assert others["m2m_diff"].notna().all() and pd.isna(m.loc["merge_to_mix", "m2m_diff"])
+    assert np.allclose(others["m2m_diff"], m.loc["merge_to_mix", "accuracy"] - others["accuracy"], atol=1e-6)
+    assert (others["m2m_diff_lo"] <= others["m2m_diff"] + 1e-9).all() and (others["m2m_diff"] <= others["m2m_diff_hi"] + 1e-9).all()
 
     choice = json.loads((run / "baselines" / "masks.json").read_text())
     assert choice["k"] == len(best["datasets"]) and len(choice["random"]) == 3
@@ -219,6 +229,9 @@ def test_cli_check_and_show(tiny_run, capsys):
     assert f"selected mixture:  {' + '.join(best['datasets'])}" in out
     assert f"best of 7 merged models by target val accuracy {best['val_accuracy']:.4f})" in out
     assert "surrogate:         average merge of the per-dataset fine-tunes, masks ranked by target val accuracy" in out
+    methods = pd.read_csv(work / "results" / "tiny" / "methods.csv").set_index("method")
+    d = methods.loc["all_data"]
+    assert f"all_data {d['m2m_diff']:+.3f} [{d['m2m_diff_lo']:.3f}, {d['m2m_diff_hi']:.3f}]" in out.split("deployed minus:")[1]
     bad = work / "bad.yaml"
     bad.write_text("target: [\n")
     assert main(["check", str(bad)]) == 1

@@ -10,7 +10,8 @@ Reads result files only (no torch).
   pick judged by the other's fine-tunes, beside each merged pick's.
 - singles_mean(), compare_r(): a predictor that merges nothing (the mean of the members' single
   scores) and a paired comparison of two predictors' r.
-- methods_table(): one row per method with target test metrics and its compute cost.
+- methods_table(): one row per method with target test metrics, its compute cost and its paired
+  difference from Merge to Mix's deployed model.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .io import atomic_replace, atomic_write_json, read_json
+from .io import atomic_replace, atomic_write_json, read_json, unpack_correct
 from .masks import mask_key, parse_key
 from .select import rank
 
@@ -129,8 +130,8 @@ def _ci95(values) -> list[float] | None:
 
 def paired_difference(correct_a, correct_b, seed: int = 0, n_boot: int = 2000) -> dict:
     """Accuracy of model a minus model b scored on the same examples (`correct_*`: 0/1 per example,
-    in the same order), with a percentile bootstrap 95 % interval that resamples examples (one draw
-    serves both models, so what they share cancels)."""
+    in the same order, or a mean over runs per example), with a percentile bootstrap 95 % interval that
+    resamples examples (one draw serves both models, so what they share cancels)."""
     a, b = np.asarray(correct_a, float), np.asarray(correct_b, float)
     if a.shape != b.shape or a.ndim != 1 or not len(a):
         raise ValueError(f"paired_difference: the two models were scored on {a.shape} and {b.shape} examples")
@@ -228,6 +229,11 @@ def methods_table(*, summary: dict, mixtures: pd.DataFrame, candidates: list[str
     calibration.json), Merge to Mix also pays for its anchors beyond the singles (all the data and
     calibration.mixtures pairs/triples).
 
+    `m2m_diff` [`m2m_diff_lo`, `m2m_diff_hi`]: the deployed Merge to Mix model's test accuracy minus
+    the row's, with a paired bootstrap 95 % interval over the test examples (paired_difference; random:
+    against the mean of its runs per example). Empty where a model's per-example results were not
+    recorded (generative tasks; runs from before they were).
+
     `mixtures`: every mixture fine-tune result (mixtures/<mask>.json rows). `seconds(kind, name)` gives
     the wall time of one job ('finetune', name) / ('mixture', mask) / ('deploy' | 'merges' | 'similarity', None)."""
     n = len(candidates)
@@ -237,14 +243,21 @@ def methods_table(*, summary: dict, mixtures: pd.DataFrame, candidates: list[str
     def fit_s(mask):  # a singleton's mixture fine-tune is the per-dataset fine-tune
         return seconds("finetune", mask) if len(parse_key(mask)) == 1 else seconds("mixture", mask)
 
+    correct = {}  # method -> 0/1 per test example (random: the mean over its runs), where recorded
+
+    def per_example(packed):
+        return np.asarray(unpack_correct(packed), float) if isinstance(packed, str) else None
+
     def row(method, mask, finetunes, merges, wall):
         r = by_mask.loc[mask]
+        correct[method] = per_example(r.get("test_correct"))
         out = {"method": method, "mixture": mask, "accuracy": r["test_accuracy"], "accuracy_sd": None,
                "macro_f1": r["test_macro_f1"], "balanced_accuracy": r.get("test_balanced_accuracy"), "runs": 1,
                "finetunes": finetunes, "merges": merges, "wall_s": wall}
         return out
 
     base, deployed = summary["test"]["base"], summary["test"]["deployed"]
+    correct["pretrained"], correct["merge_to_mix"] = per_example(base.get("correct")), per_example(deployed.get("correct"))
     rows = [{"method": "pretrained", "mixture": "", "accuracy": base["accuracy"], "accuracy_sd": None,
              "macro_f1": base["macro_f1"], "balanced_accuracy": base.get("balanced_accuracy"), "runs": 1, "finetunes": 0,
              "merges": 0, "wall_s": 0.0}]
@@ -271,6 +284,8 @@ def methods_table(*, summary: dict, mixtures: pd.DataFrame, candidates: list[str
             f1s = [by_mask.loc[m, "test_macro_f1"] for m in choice["random"]]
             bal = [by_mask.loc[m].get("test_balanced_accuracy") for m in choice["random"]]
             ws = [fit_s(m) for m in choice["random"]]
+            runs = [per_example(by_mask.loc[m].get("test_correct")) for m in choice["random"]]
+            correct["random"] = None if any(c is None for c in runs) else np.mean(runs, axis=0)
             rows.append({"method": "random", "mixture": " | ".join(choice["random"]), "accuracy": float(np.mean(accs)),
                          "accuracy_sd": float(np.std(accs, ddof=1)) if len(accs) > 1 else None,
                          "macro_f1": float(np.mean(f1s)),
@@ -281,6 +296,12 @@ def methods_table(*, summary: dict, mixtures: pd.DataFrame, candidates: list[str
         o = rank_mixtures(mixtures)
         ws = [fit_s(m) for m in mixtures["mask"]]
         rows.append(row("oracle", o["mask"].iloc[0], 2**n - 1, 0, None if None in ws else float(sum(ws))))
+    ours = correct["merge_to_mix"]
+    for r in rows:
+        theirs = correct.get(r["method"])
+        d = None if ours is None or theirs is None or r["method"] == "merge_to_mix" else paired_difference(ours, theirs)
+        lo, hi = d["ci95"] if d else (None, None)
+        r |= {"m2m_diff": d["difference"] if d else None, "m2m_diff_lo": lo, "m2m_diff_hi": hi}
     return pd.DataFrame(rows)
 
 

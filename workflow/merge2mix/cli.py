@@ -19,7 +19,7 @@ from pathlib import Path
 from . import assets
 from . import config as config_mod
 from .errors import Merge2MixError
-from .summary import chosen_by
+from .summary import chosen_by, versus
 
 
 def _check(args) -> int:
@@ -71,8 +71,11 @@ def _show(args) -> int:
         import pandas as pd
 
         m = pd.read_csv(methods).set_index("method")
-        others = [f"{k} {m.loc[k, 'accuracy']:.4f}" for k in ("all_data", "similarity_topk", "random", "oracle") if k in m.index]
-        print(f"baselines (test):  {', '.join(others)}")
+        keys = [k for k in ("pretrained", "all_data", "similarity_topk", "random", "oracle") if k in m.index]
+        print("baselines (test):  " + ", ".join(f"{k} {m.loc[k, 'accuracy']:.4f}" for k in keys))
+        diffs = [f"{k} {versus(m.loc[k].to_dict())}" for k in keys if versus(m.loc[k].to_dict())]
+        if diffs:  # runs from before per-example results have no m2m_diff
+            print(f"deployed minus:    {', '.join(diffs)}  (test accuracy; paired bootstrap 95 % intervals)")
     report = run / "report.html"
     print(f"results:           {run}/  (masks.csv, best_mask.json, summary.md, methods.csv"
           f"{', report.html' if report.is_file() else ''})")

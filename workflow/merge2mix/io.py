@@ -1,4 +1,5 @@
-"""Atomic writes: a declared output is either complete or absent, never half-written."""
+"""Atomic writes: a declared output is either complete or absent, never half-written. And the compact
+form a per-example result takes inside a JSON record."""
 
 from __future__ import annotations
 
@@ -47,3 +48,15 @@ def atomic_write_parquet(df, path) -> None:
 def read_json(path):
     with open(path) as fh:
         return json.load(fh)
+
+
+def pack_correct(correct) -> str:
+    """0/1 per example (split order) as one string, "0110...": a 300-example test split costs 300 bytes
+    of a result JSON instead of a 900-byte list."""
+    return "".join("1" if c else "0" for c in correct)
+
+
+def unpack_correct(packed: str) -> list[int]:
+    if set(packed) - {"0", "1"}:
+        raise ValueError(f"per-example result: expected 0/1 characters, got {sorted(set(packed) - {'0', '1'})[:3]}")
+    return [1 if c == "1" else 0 for c in packed]

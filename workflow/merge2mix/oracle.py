@@ -11,8 +11,8 @@ import os
 import shutil
 import time
 
-from . import engine
-from .io import atomic_write_json
+from . import engine, task_types
+from .io import atomic_write_json, pack_correct
 from .job import Job
 from .train import finetune
 
@@ -32,11 +32,15 @@ def mixture_scores(job: Job, mask: str, train_paths: dict[str, str], single_chec
     else:
         weights, steps, resumed = single_checkpoint, None, None
     scorer = job.only(set(job.heads or ()) - set(train_paths))  # the one head that is not a member's: the target's
-    val, test = (engine.score(scorer, {"mixture": weights}, splits[s]) for s in ("val", "test"))
+    # per example on test (classification): methods.csv's paired intervals between methods need it
+    per_example = not task_types.get(job.task["type"]).generative
+    val = engine.score(scorer, {"mixture": weights}, splits["val"])
+    test = engine.score(scorer, {"mixture": weights}, splits["test"], per_example=per_example)
     record = {"mask": mask, "datasets": sorted(train_paths), "size": len(train_paths), "trained": trained, "steps": steps,
               "resumed_from_step": resumed,
               **{f"val_{k}": val[k] for k in ("accuracy", "macro_f1", "balanced_accuracy", "loss", "n")},
               **{f"test_{k}": test[k] for k in ("accuracy", "macro_f1", "balanced_accuracy", "loss", "n")},
+              **({"test_correct": pack_correct(test["correct"])} if per_example else {}),
               "wall_s": round(time.time() - t0, 2)}
     atomic_write_json(record, out_json)
     if trained:  # the metrics are the result; 2^N - 1 checkpoints would be gigabytes

@@ -4,7 +4,7 @@ imported by the functions that score."""
 
 from __future__ import annotations
 
-from .io import atomic_write_json, atomic_write_text, read_json
+from .io import atomic_write_json, atomic_write_text, pack_correct, read_json
 from .job import Job
 
 
@@ -13,18 +13,22 @@ def summarize(job: Job, target: str, best_json: str, checkpoints: dict[str, str]
     """Score theta_0, the selection's merge (with the operator it was scored with, best_mask.json) and
     the deployed model (`deployed`: {"weights": its file, "record": its train record}) on the target's
     test split; job.heads: the target's zero-shot head, for families with per-dataset heads."""
-    from . import engine
+    from . import engine, task_types
 
     best, deploy = read_json(best_json), read_json(deployed["record"])
     operator = best.get("operator")
     metric = best.get("metric", "accuracy")  # absent from best_mask.json of runs before select.metric
+    per_example = not task_types.get(job.task["type"]).generative  # methods.csv's paired intervals
     models = {
-        "base": engine.score(job, {"base": f"{job.base_dir}/model.safetensors"}, test_path),
-        "merged_best": engine.score(job, {n: checkpoints[n] for n in best["datasets"]}, test_path, operator=operator),
-        "deployed": engine.score(job, {"deployed": deployed["weights"]}, test_path),
+        "base": engine.score(job, {"base": f"{job.base_dir}/model.safetensors"}, test_path, per_example=per_example),
+        "merged_best": engine.score(job, {n: checkpoints[n] for n in best["datasets"]}, test_path, operator=operator,
+                                    per_example=per_example),
+        "deployed": engine.score(job, {"deployed": deployed["weights"]}, test_path, per_example=per_example),
     }
     for m in models.values():
         m.pop("merge_s"), m.pop("eval_s")
+        if per_example:
+            m["correct"] = pack_correct(m["correct"])
     summary = {
         "target": target,
         "selected_mixture": best["datasets"],
@@ -80,6 +84,14 @@ def chosen_by(s: dict) -> str:
     return f"val {metric.replace('_', ' ')} {s['selection_val_score']:.4f}; val accuracy {s['selection_val_accuracy']:.4f}"
 
 
+def versus(row: dict) -> str:
+    """A methods.csv row's m2m_diff as "+0.060 [0.003, 0.117]" (empty where not recorded)."""
+    d, lo, hi = (row.get(k) for k in ("m2m_diff", "m2m_diff_lo", "m2m_diff_hi"))
+    if d is None or d != d:  # None or NaN: the row has no per-example results (or is Merge to Mix itself)
+        return ""
+    return f"{d:+.3f} [{lo:.3f}, {hi:.3f}]"
+
+
 def markdown(s: dict) -> str:
     lines = [
         f"# merge2mix summary: target `{s['target']}`",
@@ -121,9 +133,12 @@ def report_rst(s: dict, methods: list[dict] | None = None) -> str:
                    [[name, num(m["accuracy"]), num(m["macro_f1"]), num(m["loss"]), m["n"]] for name, m in s["test"].items()])
     if methods:
         lines += ["Every method on the target test split (methods.csv; a method's mixture is fine-tuned, then scored):", ""]
-        lines += table(["method", "mixture", "accuracy", "macro-F1", "fine-tunes", "merges"],
+        lines += table(["method", "mixture", "accuracy", "Merge to Mix minus this (95 % interval)", "macro-F1",
+                        "fine-tunes", "merges"],
                        [[r["method"], r["mixture"] if given(r.get("mixture")) else "", num(r.get("accuracy")),
-                         num(r.get("macro_f1")), r.get("finetunes", ""), r.get("merges", "")] for r in methods])
+                         versus(r), num(r.get("macro_f1")), r.get("finetunes", ""), r.get("merges", "")] for r in methods])
+        lines += ["The interval is a paired bootstrap over the test examples: both models scored on the same "
+                  "examples, so one that holds 0 means the two are within noise.", ""]
     lines += ["The figures below (Evidence) show how the methods compare and how merged scores track fine-tuned "
               "ones; the workflow's graph and run statistics follow them.", ""]
     return "\n".join(lines)
