@@ -38,7 +38,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "workflow"))
 
 from merge2mix import analysis  # noqa: E402  (light: no torch)
-from merge2mix.select import METRICS, rank  # noqa: E402
+from merge2mix.select import METRICS, rank, sign  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
 OUT = RESULTS / "selection-metric"
@@ -78,8 +78,7 @@ def picks(target: str, run: str, scores) -> list[dict]:
 
     for metric in METRICS:
         pick = rank(merged[["mask", "size", *METRICS]], metric)["mask"].iloc[0]
-        sign = -1 if metric == "loss" else 1
-        regret_own = sign * (oracle.loc[val_best(metric), f"test_{metric}"] - oracle.loc[pick, f"test_{metric}"])
+        regret_own = sign(metric) * (oracle.loc[val_best(metric), f"test_{metric}"] - oracle.loc[pick, f"test_{metric}"])
         regret_acc = oracle.loc[val_best("accuracy"), "test_accuracy"] - oracle.loc[pick, "test_accuracy"]
         row = oracle.loc[pick]
         pair = merged.set_index("mask")[metric].to_frame("merged").join(oracle[f"val_{metric}"].rename("finetuned"), how="inner")

@@ -36,6 +36,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "workflow"))
 
 from merge2mix.analysis import compare_r, rank_mixtures, singles_mean  # noqa: E402  (light: no torch)
+from merge2mix.select import sign  # noqa: E402
 
 METRICS = ("accuracy", "loss")
 W = [round(0.1 * i, 1) for i in range(11)]
@@ -68,11 +69,11 @@ def blend(folder: Path, merged: pd.DataFrame, oracle: pd.DataFrame, target: str)
         df = merged[["mask", metric]].merge(oracle[["mask", f"val_{metric}"]], on="mask")
         x, sm = df[metric].to_numpy(float), singles_mean(merged, metric).loc[df["mask"]].to_numpy(float)
         x, sm = (x - x.mean()) / x.std(), (sm - sm.mean()) / sm.std()
-        y, sign = df[f"val_{metric}"].to_numpy(float), -1 if metric == "loss" else 1
+        y = df[f"val_{metric}"].to_numpy(float)
         best = rank_mixtures(oracle, metric)["mask"].iloc[0]
         for w in W:
             p = w * x + (1 - w) * sm
-            pick = df["mask"].iloc[int(np.argmax(sign * p))]
+            pick = df["mask"].iloc[int(np.argmax(sign(metric) * p))]
             rows.append({"pool": "frozen", "head": "frozen", "target": target, "run": folder.name.removeprefix("evidence-"),
                          "metric": metric, "option": f"w={w}", "w": w, "pearson_r": float(stats.pearsonr(p, y)[0]),
                          "spearman_rho": float(stats.spearmanr(p, y)[0]), "picked": pick, "regret": float(test[best] - test[pick])})

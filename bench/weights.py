@@ -34,6 +34,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "workflow"))
 
 from merge2mix import config as config_mod  # noqa: E402  (light: no torch)
+from merge2mix.select import sign  # noqa: E402
 
 
 def wilson(p: float, n: int, z: float = 1.96) -> list[float]:
@@ -150,7 +151,7 @@ def main(argv=None) -> int:
         const = orc["merged_val"].nunique() < 2 or orc["finetuned_val"].nunique() < 2  # r undefined
         r = None if len(orc) < 3 or const else float(orc["merged_val"].corr(orc["finetuned_val"]))
         rho = None if len(orc) < 3 or const else float(orc["merged_val"].corr(orc["finetuned_val"], method="spearman"))
-        best_ft = orc.loc[orc["finetuned_val"].idxmin() if metric == "loss" else orc["finetuned_val"].idxmax()]
+        best_ft = orc.loc[(sign(metric) * orc["finetuned_val"]).idxmax()]
         res = {"config": str(cfg_path), "run": plan.cfg["run"], "target": plan.target, "metric": metric, "weights": mix["weights"],
                "best_mask": mix["best_mask"], "val_merged": {"weights": mix["val_score"], "best_mask": mix["best_mask_val_score"]},
                "vectors_scored": mix["vectors_scored"], "n_test": wt["n"],

@@ -188,3 +188,15 @@ def test_the_summary_names_the_score_that_chose_the_mixture():
     assert chosen_by({**s, "selection_metric": "macro_f1", "selection_val_score": 0.7}) == "val macro f1 0.7000; val accuracy 0.8400"
     old = {k: v for k, v in s.items() if k not in ("selection_metric", "selection_val_score")}
     assert chosen_by(old) == "val accuracy 0.8400"
+
+
+def test_one_place_says_which_scores_are_lower_is_better():
+    """select.sign is what the search, the weight search and the benches negate by; it must agree with
+    the ranking's own direction for every metric (a planted flip in either would pick the worst mask)."""
+    from merge2mix.select import METRICS, order, sign
+
+    assert {m: sign(m) for m in METRICS} == {"accuracy": 1, "macro_f1": 1, "balanced_accuracy": 1, "loss": -1}
+    for m in METRICS:
+        (first, ascending), *_ = order(m)
+        assert first == m and ascending == (sign(m) < 0)
+        assert order(m, calibrated=True)[0] == ("calibrated", sign(m) < 0)

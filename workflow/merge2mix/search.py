@@ -231,10 +231,10 @@ def round_step(*, result_paths: list[str], previous: str | None, candidates: lis
     (a round's exploring draws are seeded by it and the round). Loss is negated so that higher is
     better throughout."""
     from .io import atomic_write_json, read_json
+    from .select import sign
 
     max_masks = settings["max_masks"]
-    sign = -1 if metric == "loss" else 1
-    scored = {r["mask"]: sign * r[metric] for r in map(read_json, result_paths)}
+    scored = {r["mask"]: sign(metric) * r[metric] for r in map(read_json, result_paths)}
     sizes = read_json(constraints_path)["sizes"] if constraints_path else None
     prev = read_json(previous) if previous else None
     r = 0 if prev is None else prev["round"] + 1

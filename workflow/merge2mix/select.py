@@ -19,6 +19,13 @@ from .masks import SEP, bitstring, parse_key
 COLUMNS = ["mask", "bitstring", "size", "datasets", "accuracy", "macro_f1", "balanced_accuracy", "loss", "n", "rank"]
 METRICS = ("accuracy", "macro_f1", "balanced_accuracy", "loss")
 SCORES = ("accuracy", "macro_f1", "loss")  # the tie-break after the selection metric
+LOWER_IS_BETTER = ("loss",)
+
+
+def sign(metric: str) -> int:
+    """-1 for a score where lower is better (loss), else +1: sign(m) * score is higher-is-better, the
+    one place that says so for the search, the weight search and the benches."""
+    return -1 if metric in LOWER_IS_BETTER else 1
 
 
 def order(metric: str = "accuracy", calibrated: bool = False) -> list[tuple[str, bool]]:
@@ -27,8 +34,8 @@ def order(metric: str = "accuracy", calibrated: bool = False) -> list[tuple[str,
     if metric not in METRICS:
         raise ValueError(f"select.metric '{metric}' is not one of {', '.join(METRICS)}")
     keys = [metric] + [c for c in SCORES if c != metric] + ["size", "mask"]
-    out = [(c, c in ("loss", "size", "mask")) for c in keys]
-    return [("calibrated", metric == "loss")] + out if calibrated else out
+    out = [(c, sign(c) < 0 or c in ("size", "mask")) for c in keys]
+    return [("calibrated", sign(metric) < 0)] + out if calibrated else out
 
 
 def tie_break(metric: str = "accuracy", calibrated: bool = False) -> str:

@@ -178,9 +178,9 @@ def round_step(*, r: int, result_paths: list[str], design_path: str, metric: str
     propose its optimum, or stop (`done`) when the optimum was scored already, none is feasible or
     `max_vectors` are scored. Loss is negated so that higher is better throughout."""
     from .io import atomic_write_json, read_json
+    from .select import sign
 
-    sign = -1 if metric == "loss" else 1
-    scored = {rec["mask"]: sign * rec[metric] for rec in map(read_json, result_paths)}
+    scored = {rec["mask"]: sign(metric) * rec[metric] for rec in map(read_json, result_paths)}
     names = sorted({n for m in read_json(design_path)["top_masks"] for n in parse_key(m)})
     sizes = read_json(constraints_path)["sizes"] if constraints_path else None  # select.constraints' budget unit
     out = {"round": r, "metric": metric, "n_scored": len(scored), "scored": sorted(scored), "fit": None, "proposed": None}
@@ -193,7 +193,7 @@ def round_step(*, r: int, result_paths: list[str], design_path: str, metric: str
         out["predicted"] = None if key is None else float(predict(model, [key])[0])
         out["proposed"] = None if key is None or key in scored else key
     best = _best(scored, c, sizes)
-    out |= {"best": best, "best_score": sign * scored[best], "weights": parse_weights_key(best), "done": out["proposed"] is None,
-            "scores": {k: sign * v for k, v in scored.items()}}
+    out |= {"best": best, "best_score": sign(metric) * scored[best], "weights": parse_weights_key(best), "done": out["proposed"] is None,
+            "scores": {k: sign(metric) * v for k, v in scored.items()}}
     atomic_write_json(out, out_json)
     return out
