@@ -453,3 +453,40 @@ def test_singles_baseline_bench_sets_merging_against_the_singles_mean(tmp_path, 
     assert (bt.loc[bt["w"] == 0, "picked"] == best).all()  # the singles' mean picks the best single, which is the best here
     with pytest.raises(SystemExit, match="not an evidence folder"):
         singles_baseline.main([str(tmp_path), "--out", str(out)])
+
+
+def test_paired_methods_bench_checks_the_rerun_against_the_committed_run(tmp_path, capsys):
+    """bench/paired_methods.py --no-run on a planted rerun of a committed config: each method's paired
+    difference is carried over, an interval holding 0 is within noise, a method whose rerun differs from
+    the committed figure is flagged and named, and the plot and run.json are written."""
+    import pandas as pd
+
+    sys.path.insert(0, str(REPO / "bench"))
+    import paired_methods
+
+    cols = ["method", "mixture", "accuracy", "m2m_diff", "m2m_diff_lo", "m2m_diff_hi"]
+    rerun = pd.DataFrame([["pretrained", None, 0.77, 0.06, 0.01, 0.12], ["all_data", "a+b", 0.81, 0.02, -0.02, 0.06],
+                          ["merge_to_mix", "a", 0.83, None, None, None], ["random", "a | b", 0.50, 0.33, 0.27, 0.40]],
+                         columns=cols)
+    run_dir = tmp_path / "results" / "apple-frozen-n5-paired"
+    run_dir.mkdir(parents=True)
+    rerun.to_csv(run_dir / "methods.csv", index=False)
+    committed = rerun[["method", "mixture", "accuracy"]].copy()
+    committed.loc[committed["method"] == "random", "accuracy"] = 0.49  # the rerun differs here
+    (tmp_path / "ev" / "evidence-apple-frozen-n5").mkdir(parents=True)
+    committed.to_csv(tmp_path / "ev" / "evidence-apple-frozen-n5" / "methods.csv", index=False)
+    out = tmp_path / "out"
+    cfg = str(REPO / "bench" / "configs" / "apple-frozen-n5.yaml")
+    assert paired_methods.main([cfg, "--no-run", "--workdir", str(tmp_path), "--evidence-root", str(tmp_path / "ev"),
+                                "--out", str(out)]) == 0
+    t = pd.read_csv(out / "paired.csv").set_index("method")
+    assert (t["target"] == "apple").all() and t.loc["all_data", "m2m_diff"] == 0.02
+    assert t.loc["all_data", "within_noise"] == True and t.loc["pretrained", "within_noise"] == False  # noqa: E712
+    assert t.loc["pretrained", "reproduced"] == True and t.loc["random", "reproduced"] == False  # noqa: E712
+    assert pd.isna(t.loc["merge_to_mix", "within_noise"])
+    assert "1 rows differ from the committed run: apple:random" in capsys.readouterr().out
+    assert (out / "paired.png").stat().st_size > 0
+    assert json.loads((out / "run.json").read_text())["command"].startswith("python bench/paired_methods.py")
+    with pytest.raises(SystemExit, match="not there"):
+        paired_methods.main([str(REPO / "bench" / "configs" / "airline-frozen-n5.yaml"), "--no-run", "--workdir", str(tmp_path),
+                             "--out", str(out)])
