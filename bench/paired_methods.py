@@ -57,25 +57,29 @@ def compare(target: str, run: str, rerun: pd.DataFrame, committed: pd.DataFrame 
 
 
 def plot(table: pd.DataFrame, path: Path) -> None:
-    """Each target's methods: Merge to Mix minus the method, with the paired interval (right of 0:
-    Merge to Mix ahead)."""
+    """One panel per run (a target may have several draws): Merge to Mix minus each method, with the
+    paired interval (right of 0: Merge to Mix ahead)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     shown = table.dropna(subset=["m2m_diff"])
-    targets = list(dict.fromkeys(shown["target"]))
-    fig, axes = plt.subplots(1, len(targets), figsize=(4.2 * len(targets), 0.35 * shown.groupby("target").size().max() + 1.6),
-                             squeeze=False, sharex=True)
-    for ax, target in zip(axes[0], targets):
-        t = shown[shown["target"] == target].iloc[::-1]
+    runs = list(dict.fromkeys(shown["run"]))
+    cols = min(3, len(runs))
+    rows = -(-len(runs) // cols)
+    height = 0.3 * shown.groupby("run").size().max() + 1.6
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, height * rows), squeeze=False)  # own x scale each
+    for ax in axes.flat[len(runs):]:
+        ax.set_visible(False)
+    for ax, run in zip(axes.flat, runs):
+        t = shown[shown["run"] == run].iloc[::-1]
         y = range(len(t))
         ax.errorbar(t["m2m_diff"], y, xerr=[t["m2m_diff"] - t["m2m_diff_lo"], t["m2m_diff_hi"] - t["m2m_diff"]],
                     fmt="o", color="black", capsize=3)
         ax.axvline(0, color="grey", lw=0.8)
         ax.set_yticks(list(y), t["method"])
-        ax.set_title(f"target {target}")
+        ax.set_title(f"{run}\n(target {t['target'].iloc[0]})", fontsize=9)
         ax.set_xlabel("Merge to Mix minus method\n(test accuracy, paired 95 %)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
