@@ -307,13 +307,13 @@ def main(argv=None) -> int:
         if len(kept) < len(plan.candidates):
             pools.append((f"N={len(kept)}", [c for c in plan.candidates if c in a.drop]))
         for pool, drop in pools:
+            kept_cands = [c for c in plan.candidates if c not in drop]
             for name in names:
                 s = without(scores[scores["surrogate"] == name], drop)
                 for metric in [m for m in METRICS if f"val_{m}" in oracle]:  # older oracles lack balanced_accuracy
                     rows.append({"target": plan.target, "run": run, "head": head, "pool": pool,
                                  "surrogate": name, "operator": json.dumps(SURROGATES[name]), "metric": metric,
                                  "extra_finetunes": 0, **agreement(s, without(oracle, drop), metric)})
-                    kept_cands = [c for c in plan.candidates if c not in drop]
                     for extra in a.calibration:
                         cal.append({"target": plan.target, "run": run, "head": head, "pool": pool,
                                     "surrogate": f"{name}+cal{extra}", "metric": metric, "extra_finetunes": extra,

@@ -73,7 +73,7 @@ def _show(args) -> int:
         m = pd.read_csv(methods).set_index("method")
         keys = [k for k in ("pretrained", "all_data", "similarity_topk", "random", "oracle") if k in m.index]
         print("baselines (test):  " + ", ".join(f"{k} {m.loc[k, 'accuracy']:.4f}" for k in keys if k != "pretrained"))  # base: above
-        diffs = [f"{k} {versus(m.loc[k].to_dict())}" for k in keys if versus(m.loc[k].to_dict())]
+        diffs = [f"{k} {d}" for k in keys if (d := versus(m.loc[k].to_dict()))]
         if diffs:  # runs from before per-example results have no m2m_diff
             print(f"deployed minus:    {', '.join(diffs)}  (test accuracy; paired bootstrap 95 % intervals)")
     report = run / "report.html"

@@ -84,12 +84,15 @@ def chosen_by(s: dict) -> str:
     return f"val {metric.replace('_', ' ')} {s['selection_val_score']:.4f}; val accuracy {s['selection_val_accuracy']:.4f}"
 
 
+def _given(v) -> bool:  # None or NaN (a CSV cell a method leaves empty): not given
+    return v is not None and v == v
+
+
 def versus(row: dict) -> str:
-    """A methods.csv row's m2m_diff as "+0.060 [0.003, 0.117]" (empty where not recorded)."""
+    """A methods.csv row's m2m_diff as "+0.060 [0.003, 0.117]" (empty where not recorded: no
+    per-example results, or Merge to Mix's own row)."""
     d, lo, hi = (row.get(k) for k in ("m2m_diff", "m2m_diff_lo", "m2m_diff_hi"))
-    if d is None or d != d:  # None or NaN: the row has no per-example results (or is Merge to Mix itself)
-        return ""
-    return f"{d:+.3f} [{lo:.3f}, {hi:.3f}]"
+    return f"{d:+.3f} [{lo:.3f}, {hi:.3f}]" if _given(d) else ""
 
 
 def markdown(s: dict) -> str:
@@ -118,11 +121,8 @@ def report_rst(s: dict, methods: list[dict] | None = None) -> str:
             out += [f"   * - {row[0]}", *(f"     - {c}" for c in row[1:])]
         return out + [""]
 
-    def given(v):  # None or NaN (a CSV cell a method leaves empty): not given
-        return v is not None and v == v
-
     def num(v):
-        return f"{v:.4f}" if given(v) else ""
+        return f"{v:.4f}" if _given(v) else ""
 
     lines = [f"merge2mix: target *{s['target']}*", "=" * 60, "",
              f"**Selected mixture: {' + '.join(s['selected_mixture'])}** - the best of {s['masks_scored']} merged "
@@ -135,7 +135,7 @@ def report_rst(s: dict, methods: list[dict] | None = None) -> str:
         lines += ["Every method on the target test split (methods.csv; a method's mixture is fine-tuned, then scored):", ""]
         lines += table(["method", "mixture", "accuracy", "Merge to Mix minus this (95 % interval)", "macro-F1",
                         "fine-tunes", "merges"],
-                       [[r["method"], r["mixture"] if given(r.get("mixture")) else "", num(r.get("accuracy")),
+                       [[r["method"], r["mixture"] if _given(r.get("mixture")) else "", num(r.get("accuracy")),
                          versus(r), num(r.get("macro_f1")), r.get("finetunes", ""), r.get("merges", "")] for r in methods])
         lines += ["The interval is a paired bootstrap over the test examples: both models scored on the same "
                   "examples, so one that holds 0 means the two are within noise.", ""]
