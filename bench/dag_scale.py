@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import argparse
 import subprocess
 import sys
@@ -22,6 +21,7 @@ import time
 from pathlib import Path
 
 import yaml
+from provenance import machine
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -49,7 +49,7 @@ def dry_run(snakefile: Path, work: Path, cfg: Path) -> float:
 
 
 def main(ns, baseline_rev=None, dest: Path = REPO / "bench" / "results" / "dag_scale.json") -> int:
-    out = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count()}, "baseline_rev": baseline_rev, "runs": []}
+    out = {"machine": machine(), "baseline_rev": baseline_rev, "runs": []}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         base = None

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -29,6 +27,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "workflow"))
 
 from merge2mix import config as config_mod  # noqa: E402
+from provenance import commit, machine, snakemake, workflow_env  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -43,10 +42,9 @@ def main(argv=None) -> int:
     out = a.out_root / f"evidence-{plan.cfg['run']}"
     if out.exists() and not a.force:
         sys.exit(f"evidence: {out} exists (committed evidence); --force to overwrite it")
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--cores", str(a.cores),
-           "--configfile", str(a.config), "--config", "oracle=True"]
+    args = ["--cores", str(a.cores), "--configfile", str(a.config), "--config", "oracle=True"]
     t0 = time.time()
-    r = subprocess.run(cmd, cwd=a.workdir, env={**os.environ, "PYTHONPATH": str(REPO / "workflow")})
+    r = subprocess.run(snakemake(*args), cwd=a.workdir, env=workflow_env())
     wall = time.time() - t0
     if r.returncode:
         sys.exit(f"snakemake failed (exit {r.returncode})")
@@ -58,12 +56,11 @@ def main(argv=None) -> int:
         shutil.copy2(f, out / "plots" / f.name)
     oracle = pd.DataFrame([json.loads(p.read_text()) for p in sorted((run / "mixtures").glob("*.json"))])
     oracle.drop(columns=["datasets"]).to_csv(out / "oracle.csv", index=False)
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
     (out / "run.json").write_text(json.dumps({
-        "command": " ".join(["python", "-m", "snakemake", *cmd[5:]]),  # without --snakefile (the repo's)
-        "commit": commit, "wall_s_this_invocation": round(wall, 1),
+        "command": " ".join(["python", "-m", "snakemake", *args]),  # without --snakefile (the repo's)
+        "commit": commit(), "wall_s_this_invocation": round(wall, 1),
         "note": "wall time covers only the jobs this invocation ran; jobs already done were reused",
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "processor": platform.processor()},
+        "machine": machine(),
     }, indent=2) + "\n")
     print(f"written: {out}")
     print(json.dumps({k: v for k, v in json.loads((out / "correlation.json").read_text()).items()

@@ -24,8 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -36,14 +34,14 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "workflow"))
 
 from merge2mix import assets, config as config_mod  # noqa: E402  (light: no torch)
+from provenance import commit, machine, snakemake, workflow_env  # noqa: E402
 
 
 def prepared_split(cfg_path: Path, plan: config_mod.Plan, name: str, workdir: Path) -> Path:
     path = Path(plan.run_dir) / "data" / name / "train.parquet"
     if not (workdir / path).exists():
-        cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), str(path), "--cores", "1",
-               "--configfile", str(cfg_path)]
-        if subprocess.run(cmd, cwd=workdir, env={**os.environ, "PYTHONPATH": str(REPO / "workflow")}).returncode:
+        cmd = snakemake(path, "--cores", "1", "--configfile", cfg_path)
+        if subprocess.run(cmd, cwd=workdir, env=workflow_env()).returncode:
             sys.exit(f"finetune bench: could not prepare {path}")
     return workdir / path
 
@@ -130,9 +128,8 @@ def main(argv=None) -> int:
             print(f"[bench] pair {r + 1}: raw {1000 * raw_s[-1] / steps:.0f} ms/step, ours {1000 * ours_s[-1] / steps:.0f} ms/step",
                   flush=True)
     raw_ms, ours_ms = 1000 * sum(raw_s) / len(raw_s) / steps, 1000 * sum(ours_s) / len(ours_s) / steps
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-    res = {"command": "python bench/finetune.py " + " ".join(argv if argv is not None else sys.argv[1:]), "commit": commit,
-           "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "threads": a.threads},
+    res = {"command": "python bench/finetune.py " + " ".join(argv if argv is not None else sys.argv[1:]), "commit": commit(),
+           "machine": machine(threads=a.threads),
            "model": assets.model_source(cfg), "dataset": name, "examples": len(df), "steps": steps,
            "batch_size": hp["batch_size"], "max_length": task["max_length"], "repeats": a.repeats,
            "raw_loop_ms_per_step": round(raw_ms, 1), "ours_end_to_end_ms_per_step": round(ours_ms, 1),

@@ -38,9 +38,10 @@ sys.path.insert(0, str(REPO / "workflow"))
 sys.path.insert(0, str(REPO / "bench"))
 
 from merge2mix import config as config_mod  # noqa: E402  (light: no torch)
+from provenance import commit, machine, snakemake, workflow_env  # noqa: E402
 
 
-ENV = dict(os.environ)
+ENV = workflow_env()
 P2_REPEATS = 5
 
 
@@ -54,10 +55,9 @@ def stub_scontrol() -> None:
     ENV["PATH"] = f"{d}{os.pathsep}{ENV.get('PATH', '')}"
 
 
-def snakemake(args, cwd, check=True):
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), *args]
+def run_snakemake(args, cwd, check=True):
     t0 = time.perf_counter()
-    r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=ENV)
+    r = subprocess.run(snakemake(*args), cwd=cwd, capture_output=True, text=True, env=ENV)
     wall = time.perf_counter() - t0
     if check and r.returncode != 0:
         sys.exit(f"snakemake failed ({' '.join(args)}):\n{r.stderr[-3000:]}")
@@ -68,7 +68,7 @@ def prepare_work(cfg_path: Path, cores: int, work: Path) -> tuple[Path, Path, co
     cfg = config_mod.load(cfg_path)
     plan = config_mod.Plan(cfg)
     print(f"[bench] fine-tunes for {plan.run_dir} (computed now if missing) ...", flush=True)
-    snakemake(["--cores", str(cores), "--configfile", str(cfg_path), "--until", "finetune"], REPO)
+    run_snakemake(["--cores", str(cores), "--configfile", str(cfg_path), "--until", "finetune"], REPO)
     shutil.rmtree(work, ignore_errors=True)
     src = REPO / plan.run_dir
     dst = work / "results" / cfg["run"]
@@ -101,10 +101,10 @@ def phase(work, wcfg, plan, cores, profile: bool, masks=None):
     else:
         args += ["--workflow-profile", "none", "--scheduler", "greedy"]
         targets = [str(out / f"{m}.json") for m in masks]
-    _, dry = snakemake([*args, "-n", *targets], work)
+    _, dry = run_snakemake([*args, "-n", *targets], work)
     planned = {l.split()[0]: int(l.split()[1]) for l in dry.stdout.splitlines() if len(l.split()) == 2 and l.split()[1].isdigit()}
     assert planned.get("merge_eval") == len(masks) and "finetune" not in planned, planned
-    wall, _ = snakemake([*args, *targets], work)
+    wall, _ = run_snakemake([*args, *targets], work)
     return wall
 
 
@@ -276,8 +276,8 @@ def main(argv=None) -> int:
     n_masks = kr["masks"]
     res = {
         "command": "python bench/merge_eval.py " + " ".join(sys.argv[1:]),
-        "commit": subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip(),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "cores_used": a.cores, "python": platform.python_version()},
+        "commit": commit(),
+        "machine": machine(cores_used=a.cores, python=platform.python_version()),
         "config": str(cfg_path.relative_to(REPO)) if cfg_path.is_relative_to(REPO) else str(cfg_path),
         "candidates": len(plan.candidates), "masks": n_masks, "scontrol_stubbed": a.stub_scontrol,
         "phase_wall_s": round(fast_wall, 2),

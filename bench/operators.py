@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import random
 import sys
@@ -27,6 +26,7 @@ sys.path.insert(0, str(REPO / "workflow"))
 sys.path.insert(0, str(REPO / "bench"))
 
 from pools import SIZES, make_pool  # noqa: E402
+from provenance import machine  # noqa: E402
 
 OPERATORS = [("average", {}), ("task_arithmetic", {"lam": 1.0, "power": 0.5}), ("ties", {"density": 0.2, "lam": 1.0})]
 
@@ -71,7 +71,7 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     root = make_pool(Path(a.work or REPO / "bench" / "_work" / f"operators-{a.size}-{a.n}"), a.size, a.n)
     res = {"command": "python bench/operators.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-           "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
+           "machine": machine(python=platform.python_version()),
            "size": a.size, "n": a.n, "threads": a.threads, **measure(root, a.n, a.masks, a.threads)}
     for mode in ("memory", "stream"):
         r = res[mode]

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import time
@@ -35,6 +33,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "workflow"))
 
 from merge2mix import config as config_mod  # noqa: E402  (light: no torch)
+from provenance import commit, machine, snakemake, workflow_env  # noqa: E402
 
 SUFFIX = "paired"
 
@@ -100,11 +99,10 @@ def main(argv=None) -> int:
     for cfg_path in a.configs:
         cfg = config_mod.load(cfg_path)
         run = f"{cfg['run']}-{SUFFIX}"
-        cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--cores", str(a.cores),
-               "--configfile", str(cfg_path), "--config", f"run={run}", "oracle=False"]
+        cmd = snakemake("--cores", a.cores, "--configfile", cfg_path, "--config", f"run={run}", "oracle=False")
         if not a.no_run:
             s = time.time()
-            if subprocess.run(cmd, cwd=a.workdir, env={**os.environ, "PYTHONPATH": str(REPO / "workflow")}).returncode:
+            if subprocess.run(cmd, cwd=a.workdir, env=workflow_env()).returncode:
                 sys.exit(f"paired_methods: the workflow failed for {cfg_path}")
             runs[run] = {"config": str(cfg_path), "wall_s": round(time.time() - s, 1)}
         methods = a.workdir / cfg["results_dir"] / run / "methods.csv"
@@ -117,11 +115,9 @@ def main(argv=None) -> int:
     a.out.mkdir(parents=True, exist_ok=True)
     table.to_csv(a.out / "paired.csv", index=False)
     plot(table, a.out / "paired.png")
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
     (a.out / "run.json").write_text(json.dumps({
         "command": "python bench/paired_methods.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "commit": commit, "runs": runs, "wall_s": round(time.time() - t0, 1),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "processor": platform.processor()}}, indent=2) + "\n")
+        "commit": commit(), "runs": runs, "wall_s": round(time.time() - t0, 1), "machine": machine()}, indent=2) + "\n")
     pd.set_option("display.width", 200)
     print(table.drop(columns=["run"]).round(3).to_string(index=False))
     not_reproduced = table[table["reproduced"].eq(False)]

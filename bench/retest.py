@@ -16,9 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import subprocess
 import sys
 from pathlib import Path
 
@@ -28,6 +25,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "workflow"))
 
 from merge2mix.analysis import retest, retest_selection  # noqa: E402  (light: no torch)
+from provenance import commit, machine  # noqa: E402
 
 METRICS = ("accuracy", "loss")  # loss: the default selection metric's ranking score
 
@@ -81,10 +79,9 @@ def main(argv=None) -> int:
         result[metric]["selection"] = retest_selection({na: ma, nb: mb}, oa, ob, metric)
         plot(runs, metric, out / "plots" / f"retest_{metric}.png")
     (out / "retest.json").write_text(json.dumps(result, indent=2) + "\n")
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
     (out / "run.json").write_text(json.dumps({
-        "command": "python bench/retest.py " + " ".join(sys.argv[1:] if argv is None else argv), "commit": commit,
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()}}, indent=2) + "\n")
+        "command": "python bench/retest.py " + " ".join(sys.argv[1:] if argv is None else argv), "commit": commit(),
+        "machine": machine()}, indent=2) + "\n")
     for metric in METRICS:
         r = result[metric]
         print(f"{metric}: retest r {r['retest_pearson_r']:.2f} {r['retest_pearson_r_ci95']}, ceiling {r['ceiling_one_oracle']:.2f} "

@@ -24,9 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -39,6 +36,7 @@ sys.path.insert(0, str(REPO / "workflow"))
 from merge2mix import constraints, search  # noqa: E402  (no torch)
 from merge2mix.masks import parse_key  # noqa: E402
 from merge2mix.select import rank, within_constraints  # noqa: E402
+from provenance import commit, machine  # noqa: E402
 
 CONSTRAINTS = {  # named for the report; names absent from a pool are dropped from the set
     "max_datasets=3": {"max_datasets": 3},
@@ -133,10 +131,9 @@ def main(argv=None) -> int:
     if crows:
         pd.DataFrame(crows).to_csv(out / "constraints.csv", index=False)
         print(pd.DataFrame(crows).round(3).to_string(index=False))
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
     (out / "run.json").write_text(json.dumps({
-        "command": "python bench/search.py " + " ".join(argv if argv is not None else sys.argv[1:]), "commit": commit,
-        "wall_s": round(time.time() - t0, 1), "machine": {"platform": platform.platform(), "cpus": os.cpu_count()}}, indent=2) + "\n")
+        "command": "python bench/search.py " + " ".join(argv if argv is not None else sys.argv[1:]), "commit": commit(),
+        "wall_s": round(time.time() - t0, 1), "machine": machine()}, indent=2) + "\n")
     print(df.round(3).to_string(index=False))
     return 0
 

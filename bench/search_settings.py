@@ -25,10 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import random
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -40,6 +37,7 @@ sys.path.insert(0, str(REPO / "workflow"))
 
 from merge2mix import search  # noqa: E402  (no torch)
 from merge2mix.masks import mask_key, parse_key  # noqa: E402
+from provenance import commit, machine  # noqa: E402
 
 VARIANTS = {
     "current": {"patience": 2, "explore": 0.0, "alpha": 1e-2},
@@ -141,11 +139,10 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     df.to_csv(out / "variants.csv", index=False)
     pd.DataFrame(loto).to_csv(out / "loto.csv", index=False)
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
     (out / "run.json").write_text(json.dumps({
         "command": "python bench/search_settings.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "commit": commit, "wall_s": round(time.time() - t0, 1), "variants": VARIANTS,
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()}}, indent=2) + "\n")
+        "commit": commit(), "wall_s": round(time.time() - t0, 1), "variants": VARIANTS,
+        "machine": machine()}, indent=2) + "\n")
     with pd.option_context("display.width", 200, "display.precision", 2):
         print(df.groupby(["table", "method", "budget_fraction"])["gap_points"].mean().unstack().to_string())
         print(mean.unstack().to_string())

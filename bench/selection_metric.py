@@ -25,9 +25,6 @@ Writes bench/results/selection-metric/{picks.csv, loto.csv, run.json}.
 from __future__ import annotations
 
 import json
-import os
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -39,6 +36,7 @@ sys.path.insert(0, str(REPO / "workflow"))
 
 from merge2mix import analysis  # noqa: E402  (light: no torch)
 from merge2mix.select import METRICS, rank, sign  # noqa: E402
+from provenance import commit, machine  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
 OUT = RESULTS / "selection-metric"
@@ -116,11 +114,10 @@ def main() -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     table.to_csv(OUT / "picks.csv", index=False)
     loto.to_csv(OUT / "loto.csv", index=False)
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
     (OUT / "run.json").write_text(json.dumps({
-        "command": "python bench/selection_metric.py", "commit": commit, "targets": present,
+        "command": "python bench/selection_metric.py", "commit": commit(), "targets": present,
         "wall_s": round(time.time() - t0, 2),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()}}, indent=2) + "\n")
+        "machine": machine()}, indent=2) + "\n")
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.precision", 3):
         print(table[["target", "metric", "pearson_r", "regret_in_metric", "regret_accuracy", "pick", "test_accuracy", "test_macro_f1", "test_balanced_accuracy",
                      "criterion", "regret_criterion"]].to_string(index=False))

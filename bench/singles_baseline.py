@@ -24,9 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import subprocess
 import sys
 from pathlib import Path
 
@@ -37,6 +34,7 @@ sys.path.insert(0, str(REPO / "workflow"))
 
 from merge2mix.analysis import compare_r, rank_mixtures, singles_mean  # noqa: E402  (light: no torch)
 from merge2mix.select import sign  # noqa: E402
+from provenance import commit, machine  # noqa: E402
 
 METRICS = ("accuracy", "loss")
 W = [round(0.1 * i, 1) for i in range(11)]
@@ -96,10 +94,9 @@ def main(argv=None) -> int:
     table = pd.DataFrame([row for f, (m, o) in tables.items() for row in compare(f, m, o, a.n_boot)])
     a.out.mkdir(parents=True, exist_ok=True)
     table.to_csv(a.out / "singles_baseline.csv", index=False)
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
     (a.out / "run.json").write_text(json.dumps({
-        "command": " ".join(["python bench/singles_baseline.py", *(sys.argv[1:] if argv is None else argv)]), "commit": commit,
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()}}, indent=2) + "\n")
+        "command": " ".join(["python bench/singles_baseline.py", *(sys.argv[1:] if argv is None else argv)]), "commit": commit(),
+        "machine": machine()}, indent=2) + "\n")
     with pd.option_context("display.width", 200, "display.precision", 2):
         print(table[["run", "metric", "masks", "r_merged", "r_singles_mean", "merged_minus_singles", "difference_ci95"]].to_string(index=False))
     if a.blend:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -31,6 +30,7 @@ import pandas as pd
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "workflow"))
 from merge2mix import config  # noqa: E402  (light: no torch)
+from provenance import commit, machine, snakemake, workflow_env  # noqa: E402
 
 SLURM = REPO / "tests" / "slurm"
 
@@ -80,14 +80,13 @@ def main(argv=None) -> int:
     if a.cluster_setup:
         subprocess.run(["bash", str(SLURM / "slurm-up.sh")], check=True, env={**os.environ, "SLURM_FAKE_GPUS": "1"})
     since = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.time() - 5))
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(work),
-           "--configfile", str(Path(a.config).resolve()), "--config", f"masks_per_job={a.masks_per_job}",
-           "--profile", str(REPO / "profiles" / "slurm"), "--default-resources", "slurm_partition=debug",
-           "slurm_account=ci", "runtime=30", "mem_mb=1500", "--slurm-init-seconds-before-status-checks", "2",
-           "--jobs", str(a.jobs), "--latency-wait", "5", "--until", "select_mixture"]
+    cmd = snakemake("--directory", work, "--configfile", Path(a.config).resolve(), "--config", f"masks_per_job={a.masks_per_job}",
+                    "--profile", REPO / "profiles" / "slurm", "--default-resources", "slurm_partition=debug",
+                    "slurm_account=ci", "runtime=30", "mem_mb=1500", "--slurm-init-seconds-before-status-checks", "2",
+                    "--jobs", a.jobs, "--latency-wait", "5", "--until", "select_mixture")
     t0 = time.time()
     try:
-        r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO / "workflow")})
+        r = subprocess.run(cmd, capture_output=True, text=True, env=workflow_env())
         elapsed = sacct_elapsed(since) if r.returncode == 0 else {}
     finally:
         if a.cluster_setup:
@@ -100,11 +99,10 @@ def main(argv=None) -> int:
     table = bundle_table(run_dir, elapsed)
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "bundles.csv", index=False)
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=REPO).stdout.strip()
     (out / "run.json").write_text(json.dumps({
         "command": " ".join(["python", "bench/slurm_bundle.py", *(argv if argv is not None else sys.argv[1:])]),
-        "commit": commit, "wall_s_workflow": round(wall, 1),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()}, "started": since}, indent=2) + "\n")
+        "commit": commit(), "wall_s_workflow": round(wall, 1),
+        "machine": machine(), "started": since}, indent=2) + "\n")
     print(table.to_string(index=False))
     return 0
 

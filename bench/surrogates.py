@@ -40,8 +40,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import time
@@ -55,6 +53,7 @@ sys.path.insert(0, str(REPO / "workflow"))
 
 from merge2mix import config as config_mod  # noqa: E402  (light: no torch)
 from merge2mix import task_types  # noqa: E402
+from provenance import commit, machine, snakemake, workflow_env  # noqa: E402
 
 SURROGATES = {
     "average": ("average", {}),
@@ -81,9 +80,8 @@ def finetunes(plan: config_mod.Plan, cfg_path: str, cores: int, workdir: Path = 
     files = [f"{run}/finetune/{n}/model.safetensors" for n in plan.candidates] + [f"{run}/data/{plan.target}/val.parquet"]
     if plan.cfg["task"]["type"] in config_mod.PER_DATASET_LABELS:
         files.append(f"{run}/heads/{plan.target}.safetensors")
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), *files, "--cores", str(cores),
-           "--configfile", str(cfg_path)]  # --configfile takes a list: the targets go before it
-    if subprocess.run(cmd, cwd=workdir, env={**os.environ, "PYTHONPATH": str(REPO / "workflow")}).returncode:
+    cmd = snakemake(*files, "--cores", cores, "--configfile", cfg_path)  # --configfile takes a list: the targets go before it
+    if subprocess.run(cmd, cwd=workdir, env=workflow_env()).returncode:
         sys.exit(f"surrogates: the fine-tunes of {cfg_path} failed")
 
 
@@ -274,7 +272,6 @@ def main(argv=None) -> int:
     ap.add_argument("--evidence-root", type=Path, default=REPO / "bench" / "results", help="where evidence-<run>/ lie")
     ap.add_argument("--workdir", type=Path, default=REPO, help="where the runs' relative results paths start")
     a = ap.parse_args(argv)
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
     out = Path(a.out)
     (out / "surrogates").mkdir(parents=True, exist_ok=True)
     t0, rows, cal, checks = time.time(), [], [], {}
@@ -338,9 +335,9 @@ def main(argv=None) -> int:
                                 capture_output=True, text=True).stdout.strip())
     (out / "surrogates" / "run.json").write_text(json.dumps({
         "command": "python bench/surrogates.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "commit": commit, "code_dirty": dirty, "wall_s": round(time.time() - t0, 1),
+        "commit": commit(), "code_dirty": dirty, "wall_s": round(time.time() - t0, 1),
         "own_operator_vs_committed_masks_csv": checks,
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()}}, indent=2) + "\n")
+        "machine": machine()}, indent=2) + "\n")
     pd.set_option("display.width", 200)
     print(table[["run", "pool", "surrogate", "metric", "pearson_r", "spearman_rho", "spearman_within_size_mean",
                  "pearson_r_given_size", "top5_overlap", "regret", "picked"]].round(3).to_string(index=False))

@@ -21,8 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import platform
 import subprocess
 import sys
 import time
@@ -35,6 +33,7 @@ sys.path.insert(0, str(REPO / "workflow"))
 
 from merge2mix import config as config_mod  # noqa: E402  (light: no torch)
 from merge2mix.select import sign  # noqa: E402
+from provenance import commit, machine, snakemake, workflow_env  # noqa: E402
 
 
 def wilson(p: float, n: int, z: float = 1.96) -> list[float]:
@@ -135,9 +134,8 @@ def main(argv=None) -> int:
     for cfg_path in a.configs:
         wcfg = weighted_config(cfg_path, scratch, yaml.safe_load(a.weights))
         plan = config_mod.Plan(config_mod.load(wcfg))
-        cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), f"{plan.run_dir}/mixture.json",
-               "--cores", str(a.cores), "--configfile", str(wcfg)]
-        if subprocess.run(cmd, cwd=a.workdir, env={**os.environ, "PYTHONPATH": str(REPO / "workflow")}).returncode:
+        cmd = snakemake(f"{plan.run_dir}/mixture.json", "--cores", a.cores, "--configfile", wcfg)
+        if subprocess.run(cmd, cwd=a.workdir, env=workflow_env()).returncode:
             sys.exit(f"weights bench: the workflow failed for {cfg_path}")
         run = a.workdir / plan.run_dir
         mix = json.loads((run / "mixture.json").read_text())
@@ -174,10 +172,9 @@ def main(argv=None) -> int:
                       "oracle_vectors": len(rows),
                       "oracle_pearson_r": r, "oracle_spearman_rho": rho, "pick_is_best_finetuned_val": res["oracle"]["pick_is_best_finetuned_val"]})
     pd.DataFrame(table).to_csv(a.out / "weights.csv", index=False)
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
     (a.out / "run.json").write_text(json.dumps({
-        "command": "python bench/weights.py " + " ".join(argv if argv is not None else sys.argv[1:]), "commit": commit,
-        "wall_s": round(time.time() - t0, 1), "machine": {"platform": platform.platform(), "cpus": os.cpu_count()}}, indent=2) + "\n")
+        "command": "python bench/weights.py " + " ".join(argv if argv is not None else sys.argv[1:]), "commit": commit(),
+        "wall_s": round(time.time() - t0, 1), "machine": machine()}, indent=2) + "\n")
     print(pd.DataFrame(table).round(4).to_string(index=False))
     return 0
 

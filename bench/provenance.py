@@ -1,0 +1,36 @@
+"""Where a bench result came from, and how bench scripts start the workflow.
+
+Every committed figure carries the commit and machine that produced it (a run.json or fields in a
+JSON); every script that runs the workflow starts the repo's Snakefile with the package importable.
+Not a benchmark: the scripts beside it import it (`python bench/<script>.py` puts bench/ on the path).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def commit() -> str:
+    """The checkout's HEAD ('' outside a git checkout)."""
+    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+
+
+def machine(**extra) -> dict:
+    """The platform, processor and CPU count, plus what the script adds (threads used, Python version...)."""
+    return {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(), **extra}
+
+
+def snakemake(*args) -> list[str]:
+    """The command line that runs the repo's Snakefile (from any working directory) with `args`."""
+    return [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), *map(str, args)]
+
+
+def workflow_env() -> dict:
+    """The environment for that command: this one, with the package (workflow/) importable."""
+    return {**os.environ, "PYTHONPATH": str(REPO / "workflow")}
