@@ -9,6 +9,7 @@ from merge2mix.config import PER_DATASET_LABELS, Plan, check_file, merge_operato
 from merge2mix.errors import Merge2MixError
 from merge2mix.hub import dataset_assets, model_asset
 from merge2mix.io import read_json
+from merge2mix.runtime import stop_on_interrupt
 
 try:
     for path in workflow.configfiles:
@@ -21,6 +22,7 @@ except Merge2MixError as e:
     print(f"merge2mix: error: {e}", file=sys.stderr)
     sys.exit(1)
 
+stop_on_interrupt()  # Ctrl-C stops a fine-tune training in this process (see train() below)
 R = PLAN.run_dir
 # Fine-tunes shared by every run under results_dir (merge2mix.store); share_finetunes: false turns it off.
 STORE = f"{CFG['results_dir'].rstrip('/')}/store/finetune" if CFG["share_finetunes"] else None
@@ -133,16 +135,69 @@ def mixture_inputs(wildcards):
     return files | heads_of(sorted({*names, PLAN.target}))
 
 
-# The short torch jobs (heads, the singles' scores, similarity, evaluate) are `run:` jobs: under
-# --force-use-threads (profiles/default) they execute in Snakemake's own process, as merge_eval does,
-# so torch and transformers are imported once instead of once per job (~4 s each on 2 cores,
-# bench/results/run-breakdown). Jobs in that process take turns (merge2mix.runtime.WARM: torch's
-# thread count and RNG are process-wide), so fine-tunes stay processes of their own, side by side
-# where the cores allow.
+# The torch jobs are `run:` jobs: under --force-use-threads (profiles/default) they execute in
+# Snakemake's own process, as merge_eval does, so torch and transformers are imported once instead of
+# once per job (~4-8 s each on 2 cores, bench/results/run-breakdown). Jobs in that process take turns
+# (merge2mix.runtime.WARM: torch's thread count and RNG are process-wide).
 def in_process(fn, log, **kwargs):
     from merge2mix import jobs
 
     jobs.run_inline(fn, log[0], **kwargs)
+
+
+# Training jobs (fine-tunes, trained mixtures, deploy) train in that process too when their threads
+# take every core Snakemake was given (the 2-core default): they could not run beside another job
+# anyway. With cores to spare, each trains in a fresh process of its own (jobs.spawn), side by side,
+# as a script: job would. On a cluster the job's own Snakemake process is already a fresh one.
+def train(fn, log, threads, **kwargs):
+    from merge2mix import jobs
+
+    if workflow.is_main_process and workflow.local_exec and workflow.cores > threads:
+        jobs.spawn(fn, log[0], threads, **kwargs)
+    else:
+        in_process(fn, log, **kwargs)
+
+
+def finetune_one(wildcards, input, output, params, threads, log):
+    from merge2mix import jobs
+    from merge2mix.io import read_json
+    from merge2mix.train import finetune_stored
+
+    meta = read_json(input.meta)
+    train(finetune_stored, log, threads, store_dir=params.store, job=jobs.context(params, threads, input),
+          train_paths={wildcards.name: input.train}, out_weights=output.weights, out_json=output.record,
+          data_meta={meta["name"]: meta["content_sha256"]}, work_dir=params.work_dir)
+
+
+def train_mixture(wildcards, input, output, params, threads, log):
+    from merge2mix import jobs
+    from merge2mix.io import read_json
+    from merge2mix.oracle import mixture_scores
+
+    names = mask_members(wildcards)
+    train(mixture_scores, log, threads, job=jobs.context(params, threads, input), mask=wildcards.mask,
+          train_paths={n: input[f"train_{n}"] for n in names}, single_checkpoint=input.get("single"),
+          splits={"val": input.val, "test": input.test}, work_dir=params.work_dir, out_json=output[0],
+          data_meta={n: read_json(input[f"meta_{n}"])["content_sha256"] for n in names})
+
+
+def deploy_model(input, output, params, threads, log):
+    """The deployment fine-tune: the selected mask's datasets (deploy), or every candidate drawn by the
+    weight search's pick (deploy_weighted; the store keys no weights)."""
+    from merge2mix import jobs
+    from merge2mix.io import read_json
+    from merge2mix.train import finetune_stored
+
+    if "last" in input.keys():
+        weights = read_json(input.last)["weights"]
+        chosen, store, options = sorted(weights), None, {"weights": weights, "budget": params.budget}
+    else:
+        chosen, store, options = read_json(input.best)["datasets"], params.store, {}
+    metas = {m["name"]: m["content_sha256"] for m in map(read_json, input.metas)}
+    trains = dict(zip(params.candidates, input.trains))
+    train(finetune_stored, log, threads, store_dir=store, job=jobs.context(params, threads, input),
+          train_paths={n: trains[n] for n in chosen}, out_weights=output.weights, out_json=output.record,
+          data_meta={n: metas[n] for n in chosen}, work_dir=params.work_dir, **options)
 
 
 def build_head(input, output, params, log):

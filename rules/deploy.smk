@@ -29,8 +29,8 @@ rule deploy:
         f"{R}/logs/deploy.log",
     benchmark:
         f"{R}/benchmarks/deploy.tsv"
-    script:
-        "../workflow/scripts/deploy.py"
+    run:
+        deploy_model(input, output, params, threads, log)
 
 
 rule evaluate:

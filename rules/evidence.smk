@@ -29,8 +29,8 @@ rule mixture_finetune:
         f"{R}/logs/mixture_finetune/{{mask}}.log",
     benchmark:
         f"{R}/benchmarks/mixture_finetune/{{mask}}.tsv"
-    script:
-        "../workflow/scripts/mixture_finetune.py"
+    run:
+        train_mixture(wildcards, input, output, params, threads, log)
 
 
 rule single_scores:

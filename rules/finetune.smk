@@ -78,5 +78,5 @@ rule finetune:
         f"{R}/logs/finetune/{{name}}.log",
     benchmark:
         f"{R}/benchmarks/finetune/{{name}}.tsv"
-    script:
-        "../workflow/scripts/finetune.py"
+    run:
+        finetune_one(wildcards, input, output, params, threads, log)

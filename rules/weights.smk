@@ -97,8 +97,8 @@ rule deploy_weighted:
         f"{R}/logs/deploy_weighted.log",
     benchmark:
         f"{R}/benchmarks/deploy_weighted.tsv"
-    script:
-        "../workflow/scripts/deploy.py"
+    run:
+        deploy_model(input, output, params, threads, log)
 
 
 rule mixture:

@@ -1,5 +1,7 @@
 """The job context (merge2mix.job.Job) and how a rule's params, threads and inputs become one."""
 
+import re
+
 from snakemake.iocontainers import InputFiles, Params
 
 from merge2mix import jobs
@@ -69,3 +71,39 @@ def test_warm_jobs_sharing_a_process_take_turns(tmp_path):
     assert len(spans) == 4 and all(a[1] <= b[0] for a, b in zip(spans, spans[1:])), spans
     assert engine._LOCK is runtime.WARM
     assert all(" in process " in (tmp_path / f"{i}.log").read_text() for i in range(4))
+
+
+def test_spawn_runs_the_function_in_a_process_of_its_own_and_says_its_error_in_one_line(tmp_path):
+    """jobs.spawn (training jobs with cores to spare): the function runs in a fresh process with the
+    job's threads, its log names that process, and a Merge2MixError there comes back as one here."""
+    import os
+
+    import pytest
+
+    from merge2mix.errors import Merge2MixError
+    from merge2mix.io import atomic_write_json, read_json
+    from merge2mix.masks import parse_key
+
+    jobs.spawn(atomic_write_json, str(tmp_path / "ok.log"), 3, obj={"threads": 3}, path=str(tmp_path / "out.json"))
+    assert read_json(tmp_path / "out.json") == {"threads": 3}
+    child = re.findall(r"atomic_write_json in process (\d+)", (tmp_path / "ok.log").read_text())
+    assert child and int(child[0]) != os.getpid()
+    with pytest.raises(Merge2MixError, match=r"^mask: 'books\+apple' is not a canonical mask key"):
+        jobs.spawn(parse_key, str(tmp_path / "bad.log"), 1, key="books+apple")
+    assert "ERROR mask: 'books+apple'" in (tmp_path / "bad.log").read_text()
+
+
+def test_a_warm_job_leaves_torchs_deterministic_mode_as_it_found_it(tmp_path):
+    """A CPU fine-tune in Snakemake's process turns deterministic algorithms on (process-wide); the
+    warm jobs after it must not inherit that."""
+    import torch
+
+    before = torch.are_deterministic_algorithms_enabled()
+    seen = []
+
+    def fine_tune_like():
+        torch.use_deterministic_algorithms(True)
+        seen.append(torch.are_deterministic_algorithms_enabled())
+
+    jobs.run_inline(fine_tune_like, str(tmp_path / "ft.log"))
+    assert seen == [True] and torch.are_deterministic_algorithms_enabled() == before

@@ -169,23 +169,45 @@ def test_evidence_baselines_oracle_and_report(tiny_run):
     assert f"Selected mixture: {' + '.join(best['datasets'])}" in html
 
 
-def test_short_torch_jobs_run_in_snakemakes_process(tiny_run):
-    """Scoring the singles, similarity and evaluate are `run:` jobs: under the workflow profile's
-    --force-use-threads they share the merge_eval jobs' process (torch imported once); the trained
-    mixture fine-tunes are processes of their own."""
+def _pids(path):
+    return set(re.findall(r" in process (\d+)", path.read_text()))
+
+
+def test_torch_jobs_run_in_snakemakes_process(tiny_run):
+    """Scoring the singles, similarity, evaluate and, at --cores 2 with 2-thread fine-tunes (nothing
+    could run beside them), the training jobs too are `run:` jobs that share the merge_eval jobs'
+    process under the workflow profile's --force-use-threads (torch imported once)."""
     work, _, r = tiny_run
     assert r.returncode == 0
     logs = work / "results" / "tiny" / "logs"
-
-    def pids(path):
-        return set(re.findall(r" in process (\d+)", path.read_text()))
-
-    warm = set().union(*(pids(p) for p in (logs / "merge_eval").glob("*.log")))
+    warm = set().union(*(_pids(p) for p in (logs / "merge_eval").glob("*.log")))
     assert len(warm) == 1
     for name in ("books", "food", "films"):
-        assert pids(logs / "mixture_finetune" / f"{name}.log") == warm, name
-    assert pids(logs / "similarity.log") == warm and pids(logs / "evaluate.log") == warm
-    assert not pids(logs / "mixture_finetune" / "books+food.log")  # trained: a script job, its own process
+        assert _pids(logs / "mixture_finetune" / f"{name}.log") == warm, name
+        assert _pids(logs / "finetune" / f"{name}.log") == warm, name
+    assert _pids(logs / "similarity.log") == warm and _pids(logs / "evaluate.log") == warm
+    assert _pids(logs / "mixture_finetune" / "books+food.log") == warm and _pids(logs / "deploy.log") == warm
+
+
+def test_training_with_cores_to_spare_runs_in_processes_of_its_own_bit_identical(tiny_run, tiny_model, tmp_path):
+    """--cores 4 with 2-thread fine-tunes: each fine-tune trains in a fresh process (jobs.spawn), so
+    two can run side by side; the weights are bit-identical to the tiny run's, trained in Snakemake's
+    process (same seed, same threads)."""
+    import hashlib
+
+    work, _, first = tiny_run
+    assert first.returncode == 0
+    cfg = write_config(tiny_config(tiny_model, tmp_path / "results"), tmp_path / "tiny.yaml")
+    run, ref = tmp_path / "results" / "tiny", work / "results" / "tiny"
+    two = ("books", "films")
+    r = snakemake(tmp_path, *(str(run / "finetune" / n / "model.safetensors") for n in two), "--cores", "4",
+                  "--configfile", str(cfg))
+    assert r.returncode == 0, r.stderr[-3000:]
+    pids = [_pids(run / "logs" / "finetune" / f"{n}.log") for n in two]
+    assert all(len(p) == 1 for p in pids) and len(set().union(*pids)) == 2, pids  # one process each
+    for name in two:
+        digest = [hashlib.sha256((r / "finetune" / name / "model.safetensors").read_bytes()).digest() for r in (run, ref)]
+        assert digest[0] == digest[1], name
 
 
 def test_second_run_does_nothing(tiny_run):
@@ -754,3 +776,38 @@ def test_mixture_weights_search_in_rounds_and_deploy_by_weighted_sampling(tiny_r
     assert len(keys) == 3 == len(set(keys)) and keys[: len(first)] == first
     assert all(v["merged_val"] == mix["scores"][v["key"]] for v in res["oracle"]["vectors"])
     assert len(pd.read_csv(work / "wb" / "weights.csv")) == 1
+
+
+def test_ctrl_c_stops_a_fine_tune_training_in_snakemakes_process(tiny_model, tmp_path):
+    """Ctrl-C while a fine-tune trains in Snakemake's process (a thread Snakemake waits for: it cannot
+    kill it as it kills a job's process): the fine-tune stops at its next step, Snakemake exits soon
+    with an error, the log says why, and no half-trained model is left as the job's output."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cfg = write_config(tiny_config(tiny_model, tmp_path / "results", train={"lr": 0.01, "max_steps": 200000, "batch_size": 8}),
+                       tmp_path / "tiny.yaml")  # ~1 h of steps: only an interrupt ends it within the test
+    run = tmp_path / "results" / "tiny"
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
+           "--cores", "2", "--configfile", str(cfg), "--until", "finetune"]
+    with open(tmp_path / "snakemake.out", "w") as out:
+        proc = subprocess.Popen(cmd, env=WORKFLOW_ENV, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.time() + 300
+        while time.time() < deadline and not any("fine-tune on" in p.read_text() for p in run.glob("logs/finetune/*.log")):
+            assert proc.poll() is None, (tmp_path / "snakemake.out").read_text()[-3000:]
+            time.sleep(0.2)
+        time.sleep(1)
+        t0 = time.time()
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends: the whole foreground group
+        try:
+            rc = proc.wait(timeout=120)
+        finally:
+            if proc.poll() is None:  # still training: do not leave it running after the test
+                os.killpg(proc.pid, signal.SIGKILL)
+    assert rc != 0 and time.time() - t0 < 60, rc
+    training = [p for p in run.glob("logs/finetune/*.log") if "fine-tune on" in p.read_text()]
+    assert len(training) == 1 and "interrupted at step" in training[0].read_text(), [p.read_text() for p in training]
+    assert not (run / "finetune" / training[0].stem / "model.safetensors").exists()

@@ -18,6 +18,30 @@ log = logging.getLogger("merge2mix")
 # and its RNG are process-wide, so a job starting beside another would change the other's thread
 # count mid-computation (and with it how its sums are split, i.e. its last bits).
 WARM = threading.RLock()
+# Set on Ctrl-C in Snakemake's process. A training job there is a thread Snakemake waits for on
+# Ctrl-C (it cannot kill a thread as it kills a job's process), so the fine-tune checks this at every
+# step and stops, instead of training on to its end first.
+STOP = threading.Event()
+
+
+def stop_on_interrupt() -> None:
+    """Chain a SIGINT handler that sets STOP, then does what was there before (Python's: raise
+    KeyboardInterrupt, which Snakemake handles). From the main thread; once per process."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    before = signal.getsignal(signal.SIGINT)
+    if getattr(before, "sets_stop", False):
+        return
+
+    def interrupted(signum, frame):
+        STOP.set()
+        if callable(before):
+            return before(signum, frame)
+        if before != signal.SIG_IGN:
+            raise KeyboardInterrupt
+
+    interrupted.sets_stop = True
+    signal.signal(signal.SIGINT, interrupted)
 
 
 def setup(threads: int = 1, device: str = "auto", seed: int | None = None):

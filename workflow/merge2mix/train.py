@@ -102,6 +102,9 @@ def finetune(job: Job, train_paths: dict[str, str], out_weights: str, out_json: 
     log.info("fine-tune on %s: %d examples, %d steps, device %s", ",".join(sorted(train_paths)), len(data), total, dev)
     with tqdm(total=total, initial=step, desc=f"finetune {name}", unit="step", mininterval=2) as bar:
         while step < total:
+            if runtime.STOP.is_set():  # Ctrl-C while training in Snakemake's process (runtime.STOP)
+                raise Merge2MixError(f"fine-tune {name}: interrupted at step {step} of {total}; a rerun resumes "
+                                     "from its last saved state (checkpoint_every_steps)")
             if order is None or pos >= steps_per_epoch:  # a new epoch: a fresh seeded shuffle (or weighted draw)
                 order = epoch_order(sizes, weights, epoch, gen) if weights else torch.randperm(len(data), generator=gen)
                 pos = 0
