@@ -63,7 +63,7 @@ def run_inline(fn, log_path=None, **kwargs):
                 return fn(**kwargs)
             finally:  # a CPU fine-tune turns torch's deterministic mode on: process-wide, so put it back
                 if _deterministic() != deterministic:
-                    sys.modules["torch"].use_deterministic_algorithms(bool(deterministic))
+                    sys.modules["torch"].use_deterministic_algorithms(deterministic)
     except Merge2MixError as e:
         runtime.log.error("%s", e)
         raise
@@ -73,7 +73,7 @@ def run_inline(fn, log_path=None, **kwargs):
             handler.close()
 
 
-def _deterministic() -> bool | None:
+def _deterministic() -> bool:
     torch = sys.modules.get("torch")  # not imported yet: the default (off)
     return torch.are_deterministic_algorithms_enabled() if torch else False
 
