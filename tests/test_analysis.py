@@ -282,3 +282,19 @@ def test_per_example_results_pack_into_one_string():
     assert unpack_correct(pack_correct([0, 1, 1])) == [0, 1, 1] and unpack_correct("") == []
     with pytest.raises(ValueError, match="0/1 characters"):
         unpack_correct("01x")
+
+
+def test_bootstrap_of_the_coefficients_all_at_once_equals_one_scipy_call_per_resample():
+    """correlation()'s intervals come from _boot_coefs (numpy, every resample at once); it must be the
+    per-resample scipy loop (_boot over _coefs) to rounding: the same resamples, the same ones skipped
+    (a constant side), ties on both sides (tau-b, average ranks), and more pairs than one chunk holds."""
+    rng = np.random.default_rng(3)
+    for n, n_boot in ((4, 300), (63, 400), (700, 12)):  # n = 4: many resamples constant on a side
+        x = np.round(rng.random(n) * 8) / 8
+        y = np.round((x + rng.random(n) * 0.3) * 10) / 10
+        loop = analysis._boot(analysis._coefs, (x, y), np.random.default_rng(0), n_boot)
+        fast = analysis._boot_coefs(x, y, np.random.default_rng(0), n_boot)
+        assert len(loop) < n_boot if n == 4 else len(loop) == n_boot
+        for k, v in fast.items():
+            assert len(v) == len(loop), k
+            np.testing.assert_allclose(v, [b[k] for b in loop], rtol=0, atol=1e-12, err_msg=f"n={n} {k}")

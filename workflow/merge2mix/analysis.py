@@ -78,9 +78,8 @@ def correlation(merged: pd.DataFrame, oracle: pd.DataFrame, picked: str, seed: i
     out = {"masks": len(df), **{k: float(v) for k, v in _coefs(x, y).items()}}
     if "size" in merged:
         out |= by_size(x, y, merged.set_index("mask").loc[df["mask"], "size"].to_numpy())
-    boots = _boot(_coefs, (x, y), np.random.default_rng(seed), n_boot)
-    for k in ("pearson_r", "spearman_rho", "kendall_tau"):
-        out[f"{k}_ci95"] = _ci95([v for v in (b[k] for b in boots) if np.isfinite(v)])
+    for k, v in _boot_coefs(x, y, np.random.default_rng(seed), n_boot).items():
+        out[f"{k}_ci95"] = _ci95(v[np.isfinite(v)])
 
     o = rank_mixtures(oracle)
     m = rank(merged)
@@ -121,6 +120,40 @@ def _boot(stat, arrays, rng, n_boot) -> list:
         i = rng.integers(0, len(arrays[0]), len(arrays[0]))
         if all(np.ptp(a[i]) > 0 for a in arrays):
             out.append(stat(*(a[i] for a in arrays)))
+    return out
+
+
+def _boot_coefs(x, y, rng, n_boot) -> dict[str, np.ndarray]:
+    """_boot(_coefs, (x, y), rng, n_boot), all resamples at once: one (n_boot, n) draw gives the same
+    indices as n_boot draws of n; Pearson, Spearman (Pearson of average ranks) and Kendall's tau-b
+    (signs of every pair) computed per row in numpy, equal to scipy's to rounding. Seconds instead of
+    one scipy call per resample and coefficient (~19 s for 2000 resamples on a slow 2-core box)."""
+    n = len(x)
+    i = rng.integers(0, n, (n_boot, n))
+    xs, ys = x[i], y[i]
+    kept = (np.ptp(xs, axis=1) > 0) & (np.ptp(ys, axis=1) > 0)
+    xs, ys = xs[kept], ys[kept]
+    return {"pearson_r": _pearson_rows(xs, ys),
+            "spearman_rho": _pearson_rows(stats.rankdata(xs, axis=1), stats.rankdata(ys, axis=1)),
+            "kendall_tau": _kendall_rows(xs, ys)}
+
+
+def _pearson_rows(a, b) -> np.ndarray:
+    a, b = a - a.mean(axis=1, keepdims=True), b - b.mean(axis=1, keepdims=True)
+    return (a * b).sum(axis=1) / np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1))
+
+
+def _kendall_rows(a, b) -> np.ndarray:
+    """Kendall's tau-b of each row pair: (concordant - discordant) / sqrt(pairs untied in a * pairs
+    untied in b), as scipy.stats.kendalltau; rows in chunks of ~4M pair signs."""
+    n = a.shape[1]
+    upper = np.triu_indices(n, 1)
+    step = max(1, 4_000_000 // (n * n))
+    out = np.empty(len(a))
+    for s in range(0, len(a), step):
+        sa = np.sign(a[s:s + step, :, None] - a[s:s + step, None, :])[:, upper[0], upper[1]]
+        sb = np.sign(b[s:s + step, :, None] - b[s:s + step, None, :])[:, upper[0], upper[1]]
+        out[s:s + step] = (sa * sb).sum(axis=1) / np.sqrt(np.abs(sa).sum(axis=1) * np.abs(sb).sum(axis=1))
     return out
 
 
