@@ -107,3 +107,30 @@ def test_a_warm_job_leaves_torchs_deterministic_mode_as_it_found_it(tmp_path):
 
     jobs.run_inline(fine_tune_like, str(tmp_path / "ft.log"))
     assert seen == [True] and torch.are_deterministic_algorithms_enabled() == before
+
+
+def test_interrupt_sets_stop_then_raises_as_before_and_a_new_parse_clears_it():
+    """runtime.stop_on_interrupt (called at each parse): SIGINT sets STOP for a warm fine-tune and then
+    raises KeyboardInterrupt as Python's handler does (Snakemake handles that); the handler is chained
+    once however often the Snakefile is parsed, and a new parse starts with STOP clear."""
+    import signal
+
+    import pytest
+
+    from merge2mix import runtime
+
+    before = signal.getsignal(signal.SIGINT)
+    try:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # Python's own, whatever the runner set
+        runtime.stop_on_interrupt()
+        chained = signal.getsignal(signal.SIGINT)
+        runtime.stop_on_interrupt()
+        assert signal.getsignal(signal.SIGINT) is chained  # not chained twice
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)
+        assert runtime.STOP.is_set()
+        runtime.stop_on_interrupt()
+        assert not runtime.STOP.is_set()
+    finally:
+        signal.signal(signal.SIGINT, before)
+        runtime.STOP.clear()

@@ -26,7 +26,9 @@ STOP = threading.Event()
 
 def stop_on_interrupt() -> None:
     """Chain a SIGINT handler that sets STOP, then does what was there before (Python's: raise
-    KeyboardInterrupt, which Snakemake handles). From the main thread; once per process."""
+    KeyboardInterrupt, which Snakemake handles). From the main thread, at each parse: a workflow run
+    started again in the same process (Snakemake's API, a notebook) starts un-stopped."""
+    STOP.clear()
     if threading.current_thread() is not threading.main_thread():
         return
     before = signal.getsignal(signal.SIGINT)
