@@ -55,7 +55,7 @@ def run_inline(fn, log_path=None, **kwargs):
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
         runtime.log.addHandler(handler)
         runtime.log.setLevel(logging.INFO)
-    runtime.log.info("%s in process %d", getattr(fn, "__name__", "job"), os.getpid())  # warm or not: the log says
+    _say_process(getattr(fn, "__name__", "job"))  # warm or not: the log says
     try:
         with runtime.WARM:  # one torch job at a time in a shared process (see runtime.WARM)
             deterministic = _deterministic()
@@ -71,6 +71,11 @@ def run_inline(fn, log_path=None, **kwargs):
         if handler:
             runtime.log.removeHandler(handler)
             handler.close()
+
+
+def _say_process(name: str) -> None:
+    """The job log's line naming the process a job runs in (the tests read it)."""
+    runtime.log.info("%s in process %d", name, os.getpid())
 
 
 def _deterministic() -> bool:
@@ -108,11 +113,10 @@ def _main() -> None:
     kwargs = {k: Job(**v["__job__"]) if isinstance(v, dict) and "__job__" in v else v for k, v in spec["kwargs"].items()}
     fn = getattr(importlib.import_module(module), name)
 
-    def logged(**kw):  # the log names the process, as a warm job's does
-        runtime.log.info("%s in process %d", name, os.getpid())
+    def logged(**kw):  # the log names the process, as a warm job's does (run sets up the log first)
+        _say_process(name)
         return fn(**kw)
 
-    logged.__name__ = name
     run(logged, spec["log"], **kwargs)
 
 
