@@ -21,10 +21,12 @@ def test_merge_eval_bench_runs_on_the_tiny_pool(tmp_path, tiny_model):
                             "--p5-size", "tiny", "--stub-scontrol", "--work", str(tmp_path / "work" / "me"), "--out", str(out)]) == 0
     res = json.loads(out.read_text())
     assert res["candidates"] == 3 and res["masks"] == 7 and res["operator"]["method"] == "average" and res["scontrol_stubbed"]
-    for k in ("P1_phase_over_kernel", "P2_engine_over_gray_code", "P2_configured_over_gray_code", "P2_from_files_over_engine",
+    for k in ("P1_phase_over_kernel", "P1_same_run", "P2_engine_over_gray_code", "P2_configured_over_gray_code", "P2_from_files_over_engine",
               "naive_over_kernel", "P5_stream_peak_over_floor_models"):
         assert res[k] > 0, k
     assert res["kernel_s"] == pytest.approx(res["kernel_merge_s"] + res["kernel_forward_s"], abs=0.02)
+    # the same-run P1: the phase's jobs' own merge + forward seconds, inside the phase's wall time
+    assert 0 < res["phase_jobs_kernel_s"] < res["phase_wall_s"] and res["P1_same_run"] >= 1
     assert (tmp_path / "work" / "me" / "results" / "tiny" / "merge_eval").is_dir() and (tmp_path / "work" / "p5" / "tiny").is_dir()
 
 
