@@ -6,7 +6,8 @@ measured in one run, side by side with their baselines, and writes them to bench
 
 P1  wall time of the whole merge_eval phase as Snakemake runs it (all 2^N - 1 jobs + select_mixture,
     Snakemake start-up included) / the in-process kernel time (merge + forward of every mask in one
-    warm process). Beside it: the naive figure, one process per job (no workflow profile).
+    warm process). Beside it: the naive figure, one process per job (no workflow profile), and P1
+    from one run: the phase / its own jobs' recorded merge + forward seconds.
 P2  merge kernel per mask: the engine's exact prefix-sum path vs an in-memory Gray-code running sum
     (the incremental reference; not bit-exact) and vs recomputing each mean from the files.
 P5  peak resident memory of a merging process above its import floor (torch + transformers imported),
@@ -112,8 +113,8 @@ def in_run_kernel(plan) -> float:
     """The phase's masks' own merge + forward seconds, as each job recorded them (merge_s, eval_s) in
     the run just timed. P1 divides the phase by a kernel measured minutes later in another process;
     on a shared VM whose speed drifts by 2x within minutes that ratio moves with the machine (1.08 to
-    1.28 on the same code, docs/performance.md). Phase / this figure is the same ratio from one run:
-    what Snakemake, start-up and loading add around the same work."""
+    1.40 on the same code, bench/results/p1-warm-forward/). Phase / this figure is the same ratio from
+    one run: what Snakemake, start-up and loading add around the same work."""
     out = Path(plan.run_dir) / "merge_eval"
     recs = [json.loads((out / f"{m}.json").read_text()) for m in plan.masks]
     return sum(r["merge_s"] + r["eval_s"] for r in recs)
