@@ -9,7 +9,7 @@ from merge2mix.config import PER_DATASET_LABELS, Plan, check_file, merge_operato
 from merge2mix.errors import Merge2MixError
 from merge2mix.hub import dataset_assets, model_asset
 from merge2mix.io import read_json
-from merge2mix.runtime import stop_on_interrupt
+from merge2mix.runtime import one_wake_up_timer, stop_on_interrupt
 
 try:
     for path in workflow.configfiles:
@@ -23,6 +23,7 @@ except Merge2MixError as e:
     sys.exit(1)
 
 stop_on_interrupt()  # Ctrl-C stops a fine-tune training in this process (see train() below)
+one_wake_up_timer()  # Snakemake's scheduler: one pending wake-up timer, not one more per pass
 R = PLAN.run_dir
 # Fine-tunes shared by every run under results_dir (merge2mix.store); share_finetunes: false turns it off.
 STORE = f"{CFG['results_dir'].rstrip('/')}/store/finetune" if CFG["share_finetunes"] else None

@@ -53,6 +53,27 @@ def test_dag_scale_bench_times_dry_runs_against_a_baseline_revision(tmp_path):
     assert [r["masks"] for r in runs] == [7] and all(r["dry_run_s"] > 0 and r["baseline_over_current"] > 0 for r in runs)
 
 
+def test_scheduler_timers_bench_sets_stock_snakemake_beside_the_patch(tmp_path, tiny_model):
+    """bench/scheduler_timers.py: the toy (stock Snakemake gathers one wake-up timer thread per finished
+    job, the patch keeps one) and the phase mode on the tiny workflow against a baseline revision."""
+    sys.path.insert(0, str(REPO / "bench"))
+    import scheduler_timers
+
+    out = tmp_path / "toy.json"
+    assert scheduler_timers.main(["--out", str(out), "toy", "--jobs", "12", "--job-s", "0.01"]) == 0
+    (row,) = json.loads(out.read_text())["runs"]
+    assert row["stock"]["max_threads"] >= row["patched"]["max_threads"] + 5, row
+    assert row["max_threads_stock_over_patched"] > 1 and row["patched"]["cpu_s"] > 0
+
+    cfg = write_config(tiny_config(tiny_model, tmp_path / "results"), tmp_path / "tiny.yaml")
+    out = tmp_path / "phase.json"
+    assert scheduler_timers.main(["--out", str(out), "phase", "--config", str(cfg), "--workdir", str(tmp_path / "w"),
+                                  "--baseline-rev", "HEAD", "--pairs", "1"]) == 0
+    (row,) = json.loads(out.read_text())["runs"]
+    assert row["stock"]["masks"] == row["patched"]["masks"] == 7 and row["patched"]["jobs_forward_s"] > 0
+    assert row["jobs_forward_s_stock_over_patched"] > 0 and (tmp_path / "w" / "baseline-HEAD" / "Snakefile").is_file()
+
+
 def test_operators_bench_runs_and_reports_ratios(tmp_path):
     sys.path.insert(0, str(REPO / "bench"))
     import operators

@@ -134,3 +134,51 @@ def test_interrupt_sets_stop_then_raises_as_before_and_a_new_parse_clears_it():
     finally:
         signal.signal(signal.SIGINT, before)
         runtime.STOP.clear()
+
+
+def test_snakemakes_scheduler_keeps_one_wake_up_timer():
+    """runtime.one_wake_up_timer (called at each parse). Stock Snakemake 9 starts one more 1-s timer at
+    every scheduling pass, each of which runs a pass when it fires: k passes, k wake-ups. Patched: one
+    timer pending however many passes ask, a daemon (a pending one does not hold the process's exit),
+    a sooner wake-up replaces a later one, and each wakes the scheduler (releases its semaphore) once."""
+    import threading
+
+    from snakemake.scheduling.job_scheduler import JobScheduler
+
+    from merge2mix import runtime
+
+    def scheduler():
+        s = object.__new__(JobScheduler)  # only what _schedule_reevalutation touches
+        s._open_jobs = threading.Semaphore(0)
+        return s
+
+    def wake_ups(s, wait):
+        n = 0
+        while s._open_jobs.acquire(timeout=wait):
+            n += 1
+        return n
+
+    stock = JobScheduler._schedule_reevalutation
+    try:
+        s = scheduler()
+        for _ in range(5):
+            stock(s, 0.05)
+        assert wake_ups(s, 0.5) == 5  # the growth the patch removes (if this fails, upstream fixed it)
+
+        assert runtime.one_wake_up_timer()
+        patched = JobScheduler._schedule_reevalutation
+        assert patched is not stock and runtime.one_wake_up_timer() and JobScheduler._schedule_reevalutation is patched
+        s = scheduler()
+        for _ in range(50):
+            s._schedule_reevalutation(0.2)
+        assert s._merge2mix_timer.daemon and wake_ups(s, 1.0) == 1
+        s._schedule_reevalutation(30)
+        later = s._merge2mix_timer
+        s._schedule_reevalutation(0.05)  # sooner: replaces the 30-s timer
+        later.join(1)
+        assert not later.is_alive() and s._merge2mix_timer is not later and wake_ups(s, 0.5) == 1
+        s._schedule_reevalutation(0.05)
+        s._schedule_reevalutation(30)  # later than the pending one: nothing new
+        assert s._merge2mix_timer.interval == 0.05 and wake_ups(s, 0.5) == 1
+    finally:
+        JobScheduler._schedule_reevalutation = stock

@@ -74,8 +74,9 @@ def run_inline(fn, log_path=None, **kwargs):
 
 
 def _say_process(name: str) -> None:
-    """The job log's line naming the process a job runs in (the tests read it)."""
-    runtime.log.info("%s in process %d", name, os.getpid())
+    """The job log's line naming the process a job runs in and its Python threads (the tests read it:
+    in Snakemake's process the count must not grow with the jobs run, see runtime.one_wake_up_timer)."""
+    runtime.log.info("%s in process %d (%d Python threads)", name, os.getpid(), threading.active_count())
 
 
 def _deterministic() -> bool:

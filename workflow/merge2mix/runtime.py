@@ -46,6 +46,43 @@ def stop_on_interrupt() -> None:
     signal.signal(signal.SIGINT, interrupted)
 
 
+def one_wake_up_timer() -> bool:
+    """Keep Snakemake's scheduler to one pending wake-up timer (Snakemake 9's JobScheduler). Each of
+    its scheduling passes starts a new `threading.Timer(1 s)` (the --max-jobs-per-timespan limiter,
+    on by default) whose firing runs another pass, which starts another timer; every finished job adds
+    a pass, so after k jobs k timers fire each second and the main thread runs k passes a second,
+    each resetting every ready job's params and resources. Measured here (bench/results/
+    scheduler-timers): 2,200 timer threads and ~6 s of main-thread CPU in a 63-mask phase, taking
+    cores from a 2-thread forward pass. A pass needs only one timer due within its delay: a pending
+    one due as soon does the job. Daemon timers, so a pending one does not hold the process's exit
+    for up to a second. Upstream: snakemake/snakemake PR 3744. Returns whether the patch is on."""
+    try:
+        from snakemake.scheduling.job_scheduler import JobScheduler
+    except ImportError:
+        return False
+    original = getattr(JobScheduler, "_schedule_reevalutation", None)
+    if original is None:  # renamed or gone upstream: nothing to patch
+        return False
+    if getattr(original, "one_timer", False):
+        return True
+
+    def _schedule_reevalutation(self, delay) -> None:
+        due = time.monotonic() + delay
+        pending = getattr(self, "_merge2mix_timer", None)
+        if pending is not None and pending.is_alive():
+            if pending.due <= due:
+                return
+            pending.cancel()  # a sooner wake-up is asked for; the pass it runs asks again if needed
+        timer = threading.Timer(delay, self._open_jobs.release)
+        timer.daemon, timer.due = True, due
+        timer.start()
+        self._merge2mix_timer = timer
+
+    _schedule_reevalutation.one_timer = True
+    JobScheduler._schedule_reevalutation = _schedule_reevalutation
+    return True
+
+
 def setup(threads: int = 1, device: str = "auto", seed: int | None = None):
     """Set torch threads to the job's Snakemake `threads` (oversubscribing 2 cores is very slow),
     pick the device, seed every RNG. Returns a torch.device."""
