@@ -104,6 +104,7 @@ def toy(jobs: list[int], job_s: float, work: Path) -> list[dict]:
 
 
 def phase(config: Path, workdir: Path, baseline_rev: str, pairs: int) -> list[dict]:
+    workdir = workdir.resolve()  # the runs start in it: every path below must be absolute
     workdir.mkdir(parents=True, exist_ok=True)
     base = workdir / f"baseline-{baseline_rev}"
     if not base.exists():
