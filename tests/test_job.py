@@ -142,6 +142,7 @@ def test_snakemakes_scheduler_keeps_one_wake_up_timer():
     timer pending however many passes ask, a daemon (a pending one does not hold the process's exit),
     a sooner wake-up replaces a later one, and each wakes the scheduler (releases its semaphore) once."""
     import threading
+    import time
 
     from snakemake.scheduling.job_scheduler import JobScheduler
 
@@ -180,5 +181,11 @@ def test_snakemakes_scheduler_keeps_one_wake_up_timer():
         s._schedule_reevalutation(0.05)
         s._schedule_reevalutation(30)  # later than the pending one: nothing new
         assert s._merge2mix_timer.interval == 0.05 and wake_ups(s, 0.5) == 1
+        s._schedule_reevalutation(30)
+        fired = s._merge2mix_timer
+        fired.due = time.monotonic() - 1  # as a timer that has just fired but whose thread still runs
+        s._schedule_reevalutation(0.05)
+        assert s._merge2mix_timer is not fired and wake_ups(s, 0.5) == 1  # a new wake-up, not none
+        fired.cancel()
     finally:
         JobScheduler._schedule_reevalutation = stock

@@ -67,12 +67,16 @@ def one_wake_up_timer() -> bool:
         return True
 
     def _schedule_reevalutation(self, delay) -> None:
-        due = time.monotonic() + delay
+        now = time.monotonic()
         pending = getattr(self, "_merge2mix_timer", None)
-        if pending is not None and pending.is_alive():
-            if pending.due <= due:
+        # Pending = not yet due (a timer never fires before its due time). Not is_alive(): a timer
+        # that has just woken the scheduler is alive until its thread ends, and skipping on it could
+        # leave no wake-up at all.
+        if pending is not None and now < pending.due:
+            if pending.due <= now + delay:
                 return
             pending.cancel()  # a sooner wake-up is asked for; the pass it runs asks again if needed
+        due = now + delay
         timer = threading.Timer(delay, self._open_jobs.release)
         timer.daemon, timer.due = True, due
         timer.start()
