@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import yaml
-from provenance import machine
+from provenance import export_rev, machine
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -52,12 +52,7 @@ def main(ns, baseline_rev=None, dest: Path = REPO / "bench" / "results" / "dag_s
     out = {"machine": machine(), "baseline_rev": baseline_rev, "runs": []}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        base = None
-        if baseline_rev:
-            base = work / "baseline"
-            base.mkdir()
-            archive = subprocess.run(["git", "-C", str(REPO), "archive", baseline_rev], capture_output=True, check=True).stdout
-            subprocess.run(["tar", "-x", "-C", str(base)], input=archive, check=True)
+        base = export_rev(baseline_rev, work / "baseline") if baseline_rev else None
         for n in ns:
             cfg = config(n, work)
             wall = dry_run(REPO / "Snakefile", work / "cur", cfg)

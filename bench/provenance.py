@@ -34,3 +34,12 @@ def snakemake(*args) -> list[str]:
 def workflow_env() -> dict:
     """The environment for that command: this one, with the package (workflow/) importable."""
     return {**os.environ, "PYTHONPATH": str(REPO / "workflow")}
+
+
+def export_rev(rev: str, dest: Path) -> Path:
+    """The files of revision `rev` of this repo, unpacked into `dest` (created; `git archive`, no .git):
+    an older workflow to time side by side with the checkout's."""
+    dest.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", rev], capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    return dest

@@ -24,13 +24,14 @@ import argparse
 import glob
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from provenance import REPO, commit, machine
+from provenance import REPO, commit, export_rev, machine
 
 TOY = """import os, sys, time
 sys.path.insert(0, os.environ["M2M_WORKFLOW"])
@@ -58,32 +59,34 @@ def _ticks(path: str) -> float:
 def measure(cmd: list[str], cwd, env: dict) -> dict:
     """Run `cmd`, sampling its process; its figures (the process must succeed)."""
     t0 = time.perf_counter()
-    log = tempfile.TemporaryFile("w+")  # a pipe would fill up and stall Snakemake
-    p = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
-    main_s, threads = 0.0, 0
-    while True:
-        pid, status, ru = os.wait4(p.pid, os.WNOHANG)
-        if pid:
-            break
-        try:
-            main_s = _ticks(f"/proc/{p.pid}/task/{p.pid}/stat")
-            line = [x for x in open(f"/proc/{p.pid}/status") if x.startswith("Threads:")][0]
-            threads = max(threads, int(line.split()[1]))
-        except (FileNotFoundError, ProcessLookupError, IndexError):
-            pass
-        time.sleep(0.2)
-    wall = time.perf_counter() - t0
-    p.returncode = os.waitstatus_to_exitcode(status)
-    if p.returncode:
-        log.seek(0)
-        sys.exit(f"scheduler_timers: {' '.join(cmd[:4])} ... failed:\n{log.read()[-2000:]}")
+    with tempfile.TemporaryFile("w+") as log:  # a pipe would fill up and stall Snakemake
+        p = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+        main_s, threads = 0.0, 0
+        while True:
+            pid, status, ru = os.wait4(p.pid, os.WNOHANG)  # rusage of this process alone
+            if pid:
+                break
+            try:
+                main_s = _ticks(f"/proc/{p.pid}/task/{p.pid}/stat")
+                line = [x for x in open(f"/proc/{p.pid}/status") if x.startswith("Threads:")][0]
+                threads = max(threads, int(line.split()[1]))
+            except (FileNotFoundError, ProcessLookupError, IndexError):
+                pass
+            time.sleep(0.2)
+        wall = time.perf_counter() - t0
+        p.returncode = os.waitstatus_to_exitcode(status)  # reaped here: tell Popen, or it waits again
+        if p.returncode:
+            log.seek(0)
+            sys.exit(f"scheduler_timers: {' '.join(cmd[:4])} ... failed:\n{log.read()[-2000:]}")
     return {"wall_s": round(wall, 2), "cpu_s": round(ru.ru_utime + ru.ru_stime, 2), "main_thread_cpu_s": round(main_s, 2),
             "max_threads": threads, "voluntary_switches": ru.ru_nvcsw, "involuntary_switches": ru.ru_nivcsw}
 
 
-def ratios(stock: dict, patched: dict) -> dict:
-    return {f"{k}_stock_over_patched": round(stock[k] / max(patched[k], 1e-9), 2)
-            for k in ("wall_s", "cpu_s", "main_thread_cpu_s", "max_threads", "involuntary_switches")}
+RATIOS = ("wall_s", "cpu_s", "main_thread_cpu_s", "max_threads", "involuntary_switches")
+
+
+def ratios(stock: dict, patched: dict, keys=RATIOS) -> dict:
+    return {f"{k}_stock_over_patched": round(stock[k] / max(patched[k], 1e-9), 2) for k in keys}
 
 
 def toy(jobs: list[int], job_s: float, work: Path) -> list[dict]:
@@ -93,7 +96,7 @@ def toy(jobs: list[int], job_s: float, work: Path) -> list[dict]:
         runs = {}
         for label in ("stock", "patched") if m % 2 else ("patched", "stock"):  # alternate who goes first
             for d in ("out", ".snakemake"):
-                subprocess.run(["rm", "-rf", str(work / d)], check=True)
+                shutil.rmtree(work / d, ignore_errors=True)
             env = {**os.environ, "M2M_WORKFLOW": str(REPO / "workflow"), "ONE_TIMER": str(int(label == "patched")),
                    "JOBS": str(m), "JOB_S": str(job_s)}
             runs[label] = measure([sys.executable, "-m", "snakemake", "--cores", "2", "--force-use-threads", "-q"], work, env)
@@ -108,9 +111,7 @@ def phase(config: Path, workdir: Path, baseline_rev: str, pairs: int) -> list[di
     workdir.mkdir(parents=True, exist_ok=True)
     base = workdir / f"baseline-{baseline_rev}"
     if not base.exists():
-        base.mkdir()
-        archive = subprocess.run(["git", "-C", str(REPO), "archive", baseline_rev], capture_output=True, check=True).stdout
-        subprocess.run(["tar", "-x", "-C", str(base)], input=archive, check=True)
+        export_rev(baseline_rev, base)
     import yaml
 
     cfg = yaml.safe_load(config.read_text())
@@ -135,8 +136,7 @@ def phase(config: Path, workdir: Path, baseline_rev: str, pairs: int) -> list[di
             runs[label] |= {"masks": len(scored), "jobs_forward_s": round(sum(r["eval_s"] for r in scored), 3),
                             "jobs_merge_s": round(sum(r["merge_s"] for r in scored), 3)}
         row = {"pair": i, "order": list(runs), "stock": runs["stock"], "patched": runs["patched"],
-               **ratios(runs["stock"], runs["patched"]),
-               "jobs_forward_s_stock_over_patched": round(runs["stock"]["jobs_forward_s"] / max(runs["patched"]["jobs_forward_s"], 1e-9), 2)}
+               **ratios(runs["stock"], runs["patched"], (*RATIOS, "jobs_forward_s"))}
         print(json.dumps(row), flush=True)
         rows.append(row)
     return rows
