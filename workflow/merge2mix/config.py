@@ -6,7 +6,6 @@ import copy
 import os
 from pathlib import Path
 
-import jsonschema
 import yaml
 
 from . import constraints
@@ -79,7 +78,8 @@ def _fill_defaults(value, sch: dict, root: dict):
                 _fill_defaults(item, extra, root)
 
 
-def _one_line(err: jsonschema.ValidationError) -> str:
+def _one_line(err) -> str:
+    """One line for a jsonschema.ValidationError."""
     where = _where(err.absolute_path)
     if err.validator == "oneOf":
         options = [r["required"][0] for r in err.validator_value if "required" in r]
@@ -95,6 +95,9 @@ def validate(config: dict) -> dict:
     """Return a validated copy of `config` with defaults filled in; raise ConfigError (one line)."""
     if not isinstance(config, dict) or not config:
         raise ConfigError("config: empty or not a mapping (give --configfile or edit config.yaml)")
+    import jsonschema  # here, not at the top: the engine imports this module, and it also runs where no
+                       # config is validated (bench/gpu.py on a device image without jsonschema)
+
     cfg = copy.deepcopy(config)
     root = schema()
     validator = jsonschema.Draft202012Validator(root)
