@@ -111,14 +111,15 @@ def finetune(job: Job, train_paths: dict[str, str], out_weights: str, out_json: 
             b = data.batch(order[pos * bs : (pos + 1) * bs].tolist(), dev)
             pos += 1
             loss, _ = fam.forward(model, b)
-            if not torch.isfinite(loss):
-                raise Merge2MixError(f"fine-tune {name}: loss became {float(loss.detach())} at step {step} (lower train.lr?)")
+            value = float(loss.detach())  # one device sync a step, for the check and the log alike
+            if not math.isfinite(value):
+                raise Merge2MixError(f"fine-tune {name}: loss became {value} at step {step} (lower train.lr?)")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(trained, hp["max_grad_norm"])
             opt.step()
             sched.step()
-            losses.append(round(float(loss.detach()), 6))
+            losses.append(round(value, 6))
             step += 1
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
