@@ -125,10 +125,7 @@ def kernel(plan, threads):
     costs once everything is loaded: engine.score's own merge_s and eval_s), then the merge alone
     (pool.Pool.merge) for the paper's average and the configured operator, against two references
     built here from the files: an in-memory Gray-code running sum and recomputing each mean."""
-    import torch
-
     from merge2mix import engine, families, runtime
-    from merge2mix import pool as pools
     from merge2mix.config import AVERAGE, merge_operator
     from merge2mix.job import from_config
     from merge2mix.merge import average
@@ -149,47 +146,9 @@ def kernel(plan, threads):
         r = engine.score(job, {n: ckpt[n] for n in m.split("+")}, val, **common)
         merge_s, fwd_s = merge_s + r["merge_s"], fwd_s + r["eval_s"]
 
-    # P2: the merge alone, one pass over the masks as a run makes it, each operator on a fresh pool of
-    # its own (the same public class the engine uses) with the engine's cache emptied first: a pool
-    # that reuses another's freed buffers skips the page faults of its first prefix sums (measured:
-    # an add into a fresh 91 MB buffer costs 4x one into a reused buffer), which a run does not.
-    # The Gray-code reference runs right after each pair, and the ratio is taken per repeat: on a
-    # shared VM the memory bandwidth itself drifts by 2x within minutes, so only side-by-side ratios
-    # compare; the median of `repeats` is reported, every repeat kept.
     dev = runtime.setup(threads, cfg["device"])
-    sds = [load_weights(ckpt[n]) for n in plan.candidates]
-    keys = [k for k, t in sds[0].items() if t.is_floating_point()]
-    rows = torch.stack([torch.cat([sd[k].reshape(-1).float() for k in keys]) for sd in sds])
-    del sds
-    n = len(plan.candidates)
-
-    def gray_code() -> float:
-        out = torch.empty_like(rows[0])
-        s = torch.zeros_like(rows[0])
-        g_prev, t0 = 0, time.perf_counter()
-        for i in range(1, 2**n):  # Gray code: each mask differs from the last by one dataset
-            g = i ^ (i >> 1)
-            j = (g ^ g_prev).bit_length() - 1
-            s.add_(rows[j]) if g & (1 << j) else s.sub_(rows[j])
-            torch.div(s, bin(g).count("1"), out=out)
-            g_prev = g
-        return time.perf_counter() - t0
-
-    repeats = []
-    for _ in range(P2_REPEATS):
-        rep = {}
-        for name, op in (("average", AVERAGE), ("configured", common["operator"])):
-            engine.clear_cache()
-            pool = pools.Pool(families.get(cfg["task"]["type"]), job.base_dir, dev, "memory", plan.candidates)
-            pool.merge({n: ckpt[n] for n in plan.candidates}, op["method"], op["params"])  # warm: rows loaded
-            t0 = time.perf_counter()
-            for m in order:
-                pool.merge({n: ckpt[n] for n in m.split("+")}, op["method"], op["params"])
-            rep[name] = time.perf_counter() - t0
-        rep["gray_code"] = gray_code()
-        repeats.append(rep)
-    med = {k: statistics.median(r[k] for r in repeats) for k in repeats[0]}
-    ratios = {k: statistics.median(r[k] / r["gray_code"] for r in repeats) for k in ("average", "configured")}
+    med, ratios, repeats, pool = merge_per_mask(families.get(cfg["task"]["type"]), job.base_dir, dev, ckpt,
+                                                {"average": AVERAGE, "configured": common["operator"]}, order)
 
     t0 = time.perf_counter()
     sample = order[: min(len(order), 12)]
@@ -200,6 +159,65 @@ def kernel(plan, threads):
             "average_merge_s": med["average"], "configured_merge_s": med["configured"],
             "operator": common["operator"], "gray_code_merge_s": med["gray_code"], "from_files_merge_s_extrapolated": files_s,
             "model_fp32_bytes": pool.numel * 4, "p2_ratios": ratios, "p2_repeats": repeats}
+
+
+def merge_per_mask(fam, base_dir, dev, ckpt: dict[str, str], operators: dict[str, dict], order: list[str],
+                   repeats: int = P2_REPEATS, sync=lambda: None):
+    """P2: the merge alone, one pass over the masks in `order` as a run makes it, each operator on a fresh
+    pool of its own (the same public class the engine uses) with the engine's cache emptied first: a
+    pool that reuses another's freed buffers skips the page faults of its first prefix sums (measured:
+    an add into a fresh 91 MB buffer costs 4x one into a reused buffer), which a run does not. The
+    Gray-code reference (an in-memory running sum over the same merged tensors) runs right after each
+    pair, and the ratio is taken per repeat: on a shared VM the memory bandwidth itself drifts by 2x
+    within minutes, so only side-by-side ratios compare; the median of `repeats` is reported, every
+    repeat kept. `sync` waits for the device (torch.cuda.synchronize on a GPU) before a clock is read.
+    Returns (median seconds per operator and 'gray_code', median ratios to it, the repeats, the last pool)."""
+    import torch
+
+    from merge2mix import engine
+    from merge2mix import pool as pools
+    from merge2mix.checkpoints import load_weights
+
+    names = sorted(ckpt)
+    sds = [load_weights(ckpt[n]) for n in names]
+    keys = [k for k, t in sds[0].items() if fam.is_merged(k, t)]
+    rows = torch.stack([torch.cat([sd[k].reshape(-1).float() for k in keys]) for sd in sds]).to(dev)
+    del sds
+    n = len(names)
+
+    def gray_code() -> float:
+        out = torch.empty_like(rows[0])
+        s = torch.zeros_like(rows[0])
+        sync()
+        g_prev, t0 = 0, time.perf_counter()
+        for i in range(1, 2**n):  # Gray code: each mask differs from the last by one dataset
+            g = i ^ (i >> 1)
+            j = (g ^ g_prev).bit_length() - 1
+            s.add_(rows[j]) if g & (1 << j) else s.sub_(rows[j])
+            torch.div(s, bin(g).count("1"), out=out)
+            g_prev = g
+        sync()
+        return (time.perf_counter() - t0) * len(order) / (2**n - 1)  # per pass over `order`
+
+    reps, pool = [], None
+    for _ in range(repeats):
+        rep = {}
+        for name, op in operators.items():
+            engine.clear_cache()
+            pool = None  # the last pass's buffers go before the next pool takes its own
+            pool = pools.Pool(fam, base_dir, dev, "memory", names)
+            pool.merge(ckpt, op["method"], op["params"])  # warm: rows loaded
+            sync()
+            t0 = time.perf_counter()
+            for m in order:
+                pool.merge({x: ckpt[x] for x in m.split("+")}, op["method"], op["params"])
+            sync()
+            rep[name] = time.perf_counter() - t0
+        rep["gray_code"] = gray_code()
+        reps.append(rep)
+    med = {k: statistics.median(r[k] for r in reps) for k in reps[0]}
+    ratios = {k: statistics.median(r[k] / r["gray_code"] for r in reps) for k in operators}
+    return med, ratios, reps, pool
 
 
 def make_p5_pool(root: Path, n: int, size: str = "base") -> Path:

