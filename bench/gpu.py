@@ -92,19 +92,16 @@ def clip_pool(work: Path, size: str, n: int, seed: int = 0):
     return fam, base, {f"ft{i}": str(work / f"ft{i}.safetensors") for i in range(n)}
 
 
-def batched_matmul(ckpt: dict[str, str], fam, dev, masks: list[str], sync, chunk: int = 1 << 22) -> float:
+def batched_matmul(ckpt: dict[str, str], fam, dev, masks: list[str], sync, chunk: int = 1 << 21) -> float:
     """All masks' averages as one (masks x N) @ (N x P) product, P in chunks: the anchor's method.
     Seconds for all masks (the product is computed, not written into a model); checked to be the
     averages (the all-members mask against the plain mean) before it is reported."""
     import torch
 
-    from merge2mix.checkpoints import load_weights
+    from merge_eval import flat_rows
 
     names = sorted(ckpt)
-    sds = [load_weights(ckpt[x]) for x in names]
-    keys = [k for k, t in sds[0].items() if fam.is_merged(k, t)]
-    rows = torch.stack([torch.cat([sd[k].reshape(-1).float() for k in keys]) for sd in sds]).to(dev)
-    del sds
+    rows = flat_rows(fam, [ckpt[x] for x in names], dev)
     w = torch.zeros(len(masks), len(names), device=dev)
     for i, m in enumerate(masks):
         members = m.split("+")
@@ -140,9 +137,10 @@ def section_p2(work: Path, size: str, n: int, dev, sync, repeats: int) -> dict:
     random.Random(0).shuffle(order)
     ops = {"average": AVERAGE, "task_arithmetic": {"method": "task_arithmetic", "params": {"lambda_power": 0.5}}}
     med, ratios, reps, pool = merge_per_mask(fam, str(base), dev, ckpt, ops, order, repeats, sync)
+    numel, pool = pool.numel, None  # its rows and sums go before the anchor loads its own
     bmm = batched_matmul(ckpt, fam, dev, masks, sync)
     per = {k: 1000 * v / len(order) for k, v in med.items()}
-    return {"n": n, "masks": len(order), "merged_params": pool.numel, "ms_per_mask": {**{k: round(v, 4) for k, v in per.items()},
+    return {"n": n, "masks": len(order), "merged_params": numel, "ms_per_mask": {**{k: round(v, 4) for k, v in per.items()},
             "batched_matmul": round(1000 * bmm / len(masks), 4)},
             "P2_engine_over_gray_code": round(ratios["average"], 3),
             "P2_task_arithmetic_over_gray_code": round(ratios["task_arithmetic"], 3),

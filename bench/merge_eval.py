@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import random
 import resource
@@ -30,7 +29,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -39,21 +37,11 @@ sys.path.insert(0, str(REPO / "workflow"))
 sys.path.insert(0, str(REPO / "bench"))
 
 from merge2mix import config as config_mod  # noqa: E402  (light: no torch)
-from provenance import commit, machine, snakemake, workflow_env  # noqa: E402
+from provenance import commit, machine, snakemake, with_stub_scontrol, workflow_env  # noqa: E402
 
 
 ENV = workflow_env()
 P2_REPEATS = 5
-
-
-def stub_scontrol() -> None:
-    """Snakemake imports the SLURM executor plugin at every start, which waits ~10 s on `scontrol` when
-    Slurm's client is installed and no controller answers; a failing stub first on PATH skips that
-    (what a box without the client gets), as the test suite does."""
-    d = Path(tempfile.mkdtemp(prefix="merge2mix-stub-"))
-    (d / "scontrol").write_text("#!/bin/sh\nexit 1\n")
-    (d / "scontrol").chmod(0o755)
-    ENV["PATH"] = f"{d}{os.pathsep}{ENV.get('PATH', '')}"
 
 
 def run_snakemake(args, cwd, check=True):
@@ -161,6 +149,24 @@ def kernel(plan, threads):
             "model_fp32_bytes": pool.numel * 4, "p2_ratios": ratios, "p2_repeats": repeats}
 
 
+def flat_rows(fam, paths: list[str], dev):
+    """The merged tensors of each checkpoint as one fp32 row of an (n x P) matrix on `dev`, read one
+    file at a time (a ViT-B/32 pool's files would otherwise sit in memory all at once)."""
+    import torch
+
+    from merge2mix.checkpoints import load_weights
+
+    rows = None
+    for i, path in enumerate(paths):
+        sd = load_weights(path)
+        keys = [k for k, t in sd.items() if fam.is_merged(k, t)]
+        row = torch.cat([sd[k].reshape(-1).float() for k in keys])
+        if rows is None:
+            rows = torch.empty(len(paths), row.numel(), device=dev)
+        rows[i].copy_(row)
+    return rows
+
+
 def merge_per_mask(fam, base_dir, dev, ckpt: dict[str, str], operators: dict[str, dict], order: list[str],
                    repeats: int = P2_REPEATS, sync=lambda: None):
     """P2: the merge alone, one pass over the masks in `order` as a run makes it, each operator on a fresh
@@ -176,13 +182,9 @@ def merge_per_mask(fam, base_dir, dev, ckpt: dict[str, str], operators: dict[str
 
     from merge2mix import engine
     from merge2mix import pool as pools
-    from merge2mix.checkpoints import load_weights
 
     names = sorted(ckpt)
-    sds = [load_weights(ckpt[n]) for n in names]
-    keys = [k for k, t in sds[0].items() if fam.is_merged(k, t)]
-    rows = torch.stack([torch.cat([sd[k].reshape(-1).float() for k in keys]) for sd in sds]).to(dev)
-    del sds
+    rows = flat_rows(fam, [ckpt[x] for x in names], dev)
     n = len(names)
 
     def gray_code() -> float:
@@ -281,10 +283,10 @@ def main(argv=None) -> int:
     ap.add_argument("--work", default=str(REPO / "bench" / "_work" / "merge_eval"), help="scratch folder (replaced)")
     ap.add_argument("--p5-dir", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--rss-child", default=None, help=argparse.SUPPRESS)
-    ap.add_argument("--stub-scontrol", action="store_true", help="skip the SLURM plugin's scontrol wait (see stub_scontrol)")
+    ap.add_argument("--stub-scontrol", action="store_true", help="skip the SLURM plugin's scontrol wait (provenance.with_stub_scontrol)")
     a = ap.parse_args(argv)
     if a.stub_scontrol:
-        stub_scontrol()
+        ENV.update(with_stub_scontrol(ENV))
     if a.rss_child:
         return rss_child(a.rss_child, a.p5_dir, a.p5_n, a.threads)
 

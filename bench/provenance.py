@@ -11,6 +11,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -34,6 +35,17 @@ def snakemake(*args) -> list[str]:
 def workflow_env() -> dict:
     """The environment for that command: this one, with the package (workflow/) importable."""
     return {**os.environ, "PYTHONPATH": str(REPO / "workflow")}
+
+
+def with_stub_scontrol(env: dict) -> dict:
+    """`env` with a failing `scontrol` first on PATH. Snakemake imports every installed executor plugin
+    at start, and the SLURM plugin runs `scontrol show config` for its --help text: ~10 s whenever
+    Slurm's client is installed but no controller answers. The stub makes that fail at once, as on a
+    box without the client (the benches' --stub-scontrol, the test suite's workflow runs)."""
+    d = Path(tempfile.mkdtemp(prefix="merge2mix-stub-"))
+    (d / "scontrol").write_text("#!/bin/sh\nexit 1\n")
+    (d / "scontrol").chmod(0o755)
+    return {**env, "PATH": f"{d}{os.pathsep}{env.get('PATH', '')}"}
 
 
 def export_rev(rev: str, dest: Path) -> Path:

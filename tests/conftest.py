@@ -7,7 +7,6 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -16,17 +15,14 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "tests" / "fixtures" / "data"
 sys.path.insert(0, str(REPO / "workflow"))
-sys.path.insert(0, str(REPO / "bench"))  # pools.make_clip: the tiny CLIP
+sys.path.insert(0, str(REPO / "bench"))  # pools.make_clip (the tiny CLIP), provenance.with_stub_scontrol
 
-# Snakemake imports every installed executor plugin at start, and the SLURM plugin runs
-# `scontrol show config` for its --help text: ~10 s whenever Slurm's client is installed but no
-# controller answers (a box where the Slurm test ran before). Workflow tests run with a stub
-# `scontrol` that fails at once; the Slurm test uses the real one (os.environ).
-_STUB = Path(tempfile.mkdtemp(prefix="merge2mix-stub-"))
-(_STUB / "scontrol").write_text("#!/bin/sh\nexit 1\n")
-(_STUB / "scontrol").chmod(0o755)
-WORKFLOW_ENV = {**os.environ, "PATH": f"{_STUB}{os.pathsep}{os.environ.get('PATH', '')}",
-                "PYTHONPATH": str(REPO / "workflow")}
+from provenance import with_stub_scontrol  # noqa: E402
+
+# Workflow tests run with a stub `scontrol` that fails at once (Snakemake's SLURM plugin otherwise
+# waits ~10 s on it wherever Slurm's client is installed without a controller: a box where the Slurm
+# test ran before); the Slurm test uses the real one (os.environ).
+WORKFLOW_ENV = with_stub_scontrol({**os.environ, "PYTHONPATH": str(REPO / "workflow")})
 
 WORDS = sorted({w for f in FIXTURES.iterdir() for w in re.findall(r"[a-z]+", f.read_text())})
 
