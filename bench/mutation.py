@@ -3,7 +3,8 @@
 Plants small bugs (mutmut: operators, constants, dropped arguments...) in masks, select, evaluate,
 store, merge, engine and resume, one at a time, and runs the fast unit tests against each: a mutant
 the tests do not notice "survives". mutmut names modules by their path under src/, so the run happens
-in a scratch tree (build/mutation/) holding the package as src/merge2mix next to a copy of tests/.
+in a scratch tree (build/mutation/) holding the package as src/merge2mix next to a copy of tests/
+(and of bench/'s scripts, whose helpers the tests' conftest imports).
 
 Writes bench/results/mutation/: summary.json (per module: killed, survived, ...; the score is
 killed / (killed + survived + timeouts)), and report.md with every survivor, its diff and the reason
@@ -46,6 +47,9 @@ def prepare(keep: bool, only: str | None = None) -> None:
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     shutil.copytree(REPO / "workflow" / "merge2mix", SCRATCH / "src" / "merge2mix", dirs_exist_ok=True, ignore=ignore)
     shutil.copytree(REPO / "tests", SCRATCH / "tests", dirs_exist_ok=True, ignore=ignore)
+    (SCRATCH / "bench").mkdir(exist_ok=True)
+    for f in (REPO / "bench").glob("*.py"):  # conftest imports bench helpers (provenance, pools)
+        shutil.copy2(f, SCRATCH / "bench" / f.name)
     toml = (REPO / "bench" / "mutation" / "mutmut.toml").read_text()
     if only:
         toml = re.sub(r"only_mutate = \[.*?\n\]", f'only_mutate = ["src/merge2mix/{only}.py"]', toml, flags=re.S)
