@@ -234,6 +234,8 @@ def run(a) -> int:
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
+    if not (Path(a.prepared) / "prepared.json").is_file():
+        sys.exit(f"gpu bench: {a.prepared}/prepared.json not found: run `python bench/gpu.py prepare` first (where the packages are)")
     prepared = json.loads((Path(a.prepared) / "prepared.json").read_text())
     res = {"command": "python bench/gpu.py " + " ".join(sys.argv[1:]),
            # the device's copy of the tree may have no git: the commit `prepare` saw (the tree sent is that checkout)
