@@ -92,16 +92,14 @@ def clip_pool(work: Path, size: str, n: int, seed: int = 0):
     return fam, base, {f"ft{i}": str(work / f"ft{i}.safetensors") for i in range(n)}
 
 
-def batched_matmul(ckpt: dict[str, str], fam, dev, masks: list[str], sync, chunk: int = 1 << 21) -> float:
-    """All masks' averages as one (masks x N) @ (N x P) product, P in chunks: the anchor's method.
+def batched_matmul(rows, names: list[str], masks: list[str], sync, chunk: int = 1 << 21) -> float:
+    """All masks' averages as one (masks x N) @ (N x P) product over `rows` (merge_eval.flat_rows of
+    `names`, in that order), P in chunks: the anchor's method.
     Seconds for all masks (the product is computed, not written into a model); checked to be the
     averages (the all-members mask against the plain mean) before it is reported."""
     import torch
 
-    from merge_eval import flat_rows
-
-    names = sorted(ckpt)
-    rows = flat_rows(fam, [ckpt[x] for x in names], dev)
+    dev = rows.device
     w = torch.zeros(len(masks), len(names), device=dev)
     for i, m in enumerate(masks):
         members = m.split("+")
@@ -127,7 +125,7 @@ def batched_matmul(ckpt: dict[str, str], fam, dev, masks: list[str], sync, chunk
 def section_p2(work: Path, size: str, n: int, dev, sync, repeats: int) -> dict:
     from itertools import combinations
 
-    from merge_eval import merge_per_mask
+    from merge_eval import flat_rows, merge_per_mask
     from merge2mix.config import AVERAGE
 
     fam, base, ckpt = clip_pool(work, size, n)
@@ -136,9 +134,10 @@ def section_p2(work: Path, size: str, n: int, dev, sync, repeats: int) -> dict:
     order = list(masks)
     random.Random(0).shuffle(order)
     ops = {"average": AVERAGE, "task_arithmetic": {"method": "task_arithmetic", "params": {"lambda_power": 0.5}}}
-    med, ratios, reps, pool = merge_per_mask(fam, str(base), dev, ckpt, ops, order, repeats, sync)
-    numel, pool = pool.numel, None  # its rows and sums go before the anchor loads its own
-    bmm = batched_matmul(ckpt, fam, dev, masks, sync)
+    rows = flat_rows(fam, [ckpt[x] for x in names], dev)  # read once: the Gray-code reference's and the anchor's
+    med, ratios, reps, pool = merge_per_mask(fam, str(base), dev, ckpt, rows, ops, order, repeats, sync)
+    numel, pool = pool.numel, None  # its rows and sums go before the anchor's product buffer
+    bmm = batched_matmul(rows, names, masks, sync)
     per = {k: 1000 * v / len(order) for k, v in med.items()}
     return {"n": n, "masks": len(order), "merged_params": numel, "ms_per_mask": {**{k: round(v, 4) for k, v in per.items()},
             "batched_matmul": round(1000 * bmm / len(masks), 4)},
@@ -164,7 +163,7 @@ def synthetic_images(path: Path, count: int, classes: list[str], seed: int = 0) 
     return path
 
 
-def section_images(work: Path, size: str, dev, sync, count: int, batch_size: int, threads: int, n_masks: int) -> dict:
+def section_images(work: Path, size: str, n: int, dev, sync, count: int, batch_size: int, threads: int, n_masks: int) -> dict:
     import pandas as pd
     import torch
     import torch.nn.functional as F
@@ -173,7 +172,7 @@ def section_images(work: Path, size: str, dev, sync, count: int, batch_size: int
     from merge2mix.families import clip
     from merge2mix.job import Job
 
-    _, base, ckpt = clip_pool(work, size, 8 if size != "tiny" else 3)
+    _, base, ckpt = clip_pool(work, size, n)
     classes = [str(d) for d in range(10)]
     val = synthetic_images(work / "val.parquet", count, classes)
     head = clip.build_head(str(base), classes, TEMPLATES, str(work / "head.safetensors"), dev)
@@ -186,7 +185,8 @@ def section_images(work: Path, size: str, dev, sync, count: int, batch_size: int
     ours = [engine.score(job, {x: ckpt[x] for x in m.split("+")}, str(val), mode="memory", pool=names)["eval_s"] for m in masks]
 
     model = clip.load_model(str(base), dev).eval()
-    split = clip.encode(clip.load_processor(str(base)), pd.read_parquet(val), job.task, job.heads)
+    processor = clip.load_processor(str(base))
+    split = clip.encode(processor, pd.read_parquet(val), job.task, job.heads)
     pixels = split.batch(list(range(len(split))), dev)["pixel_values"]  # normalised once, on the device
     h = head.to(dev)
     raw = []
@@ -202,7 +202,7 @@ def section_images(work: Path, size: str, dev, sync, count: int, batch_size: int
             raw.append(time.perf_counter() - t0)
     engine.clear_cache()  # the pool's rows and sums go before P4
     ours_ips, raw_ips = count * len(ours) / sum(ours), count * len(raw) / sum(raw)
-    return {"images": count, "image_size": clip.image_size(clip.load_processor(str(base)), job.task), "batch_size": batch_size,
+    return {"images": count, "image_size": clip.image_size(processor, job.task), "batch_size": batch_size,
             "masks": len(masks), "ours_images_per_s": round(ours_ips, 1), "raw_images_per_s": round(raw_ips, 1),
             "ours_over_raw": round(ours_ips / raw_ips, 3), "ours_eval_s": ours, "raw_s": [round(x, 4) for x in raw]}
 
@@ -246,7 +246,7 @@ def run(a) -> int:
            "device": str(dev), "size": a.size}
     sections = {
         "p2": lambda: section_p2(work / "clip", a.size, a.n, dev, sync, a.repeats),
-        "images": lambda: section_images(work / "clip", a.size, dev, sync, a.images, a.batch_size, a.threads, a.masks),
+        "images": lambda: section_images(work / "clip", a.size, a.n, dev, sync, a.images, a.batch_size, a.threads, a.masks),
         "p4": lambda: section_p4(Path(a.prepared), work, dev, a.threads, a.repeats, a.p4_steps),
     }
     failed = []

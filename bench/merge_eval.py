@@ -135,7 +135,9 @@ def kernel(plan, threads):
         merge_s, fwd_s = merge_s + r["merge_s"], fwd_s + r["eval_s"]
 
     dev = runtime.setup(threads, cfg["device"])
-    med, ratios, repeats, pool = merge_per_mask(families.get(cfg["task"]["type"]), job.base_dir, dev, ckpt,
+    fam = families.get(cfg["task"]["type"])
+    rows = flat_rows(fam, [ckpt[x] for x in sorted(ckpt)], dev)
+    med, ratios, repeats, pool = merge_per_mask(fam, job.base_dir, dev, ckpt, rows,
                                                 {"average": AVERAGE, "configured": common["operator"]}, order)
 
     t0 = time.perf_counter()
@@ -167,7 +169,7 @@ def flat_rows(fam, paths: list[str], dev):
     return rows
 
 
-def merge_per_mask(fam, base_dir, dev, ckpt: dict[str, str], operators: dict[str, dict], order: list[str],
+def merge_per_mask(fam, base_dir, dev, ckpt: dict[str, str], rows, operators: dict[str, dict], order: list[str],
                    repeats: int = P2_REPEATS, sync=lambda: None):
     """P2: the merge alone, one pass over the masks in `order` as a run makes it, each operator on a fresh
     pool of its own (the same public class the engine uses) with the engine's cache emptied first: a
@@ -176,7 +178,8 @@ def merge_per_mask(fam, base_dir, dev, ckpt: dict[str, str], operators: dict[str
     Gray-code reference (an in-memory running sum over the same merged tensors) runs right after each
     pair, and the ratio is taken per repeat: on a shared VM the memory bandwidth itself drifts by 2x
     within minutes, so only side-by-side ratios compare; the median of `repeats` is reported, every
-    repeat kept. `sync` waits for the device (torch.cuda.synchronize on a GPU) before a clock is read.
+    repeat kept. `rows`: flat_rows of the checkpoints in sorted-name order (the reference's input).
+    `sync` waits for the device (torch.cuda.synchronize on a GPU) before a clock is read.
     Returns (median seconds per operator and 'gray_code', median ratios to it, the repeats, the last pool)."""
     import torch
 
@@ -184,7 +187,6 @@ def merge_per_mask(fam, base_dir, dev, ckpt: dict[str, str], operators: dict[str
     from merge2mix import pool as pools
 
     names = sorted(ckpt)
-    rows = flat_rows(fam, [ckpt[x] for x in names], dev)
     n = len(names)
 
     def gray_code() -> float:

@@ -31,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from provenance import REPO, commit, export_rev, machine
+from provenance import REPO, commit, export_rev, machine, workflow_env
 
 TOY = """import os, sys, time
 sys.path.insert(0, os.environ["M2M_WORKFLOW"])
@@ -121,7 +121,7 @@ def phase(config: Path, workdir: Path, baseline_rev: str, pairs: int) -> list[di
         return [sys.executable, "-m", "snakemake", "--snakefile", str(repo / "Snakefile"), "--cores", "2",
                 "--configfile", str(config.resolve()), "--rerun-triggers", "mtime", "--until", "select_mixture"]
 
-    env = {**os.environ, "PYTHONPATH": str(REPO / "workflow")}
+    env = workflow_env()
     print("[bench] fine-tunes and a first pass (not timed) ...", flush=True)
     measure(cmd(REPO), workdir, env)
     rows = []
