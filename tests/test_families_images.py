@@ -310,7 +310,7 @@ def test_paper_vision_preset_plans_all_eight_leave_one_out_runs(tmp_path, monkey
         assert c["fetch_model"] == "1" and c["fetch_dataset"] == "8" and c["zero_shot_head"] == "8"
         assert c["finetune"] == "7" and c["merge_eval"] == "127" and c["mixture_finetune"] == "120" and c["single_scores"] == "7"
     svhn = yaml.safe_load((tmp_path / "results" / "paper-vision-loo" / "configs" / "svhn.yaml").read_text())
-    assert svhn["target"] == "svhn" and svhn["run"] == "paper-vision-svhn" and svhn["candidates"] is None
+    assert svhn["target"] == "svhn" and svhn["run"] == "paper-vision-svhn" and "candidates" not in svhn
 
 
 def test_leave_one_out_collect_pools_every_target(tmp_path):
@@ -336,9 +336,22 @@ def test_leave_one_out_collect_pools_every_target(tmp_path):
     assert table.loc["b", "all_data"] == 0.6 and list(table.columns) == ["merge_to_mix", "all_data"]
     assert pooled["pairs"] == 10 and pooled["pearson_r"] == pytest.approx(stats.pearsonr(xs, ys)[0])
     assert pooled["spearman_rho"] == pytest.approx(stats.spearmanr(xs, ys)[0])
-    targets = loo.target_configs(config_mod.load(REPO / "configs" / "demo-images.yaml"))
+    targets = loo.target_configs(config_mod.read_raw(REPO / "configs" / "demo-images.yaml"))
     assert set(targets) == {"digits", "mnist", "mnist_lowres", "mnist_inverted", "mnist_rot90", "mnist_hflip"}
-    assert targets["mnist"]["run"] == "demo-images-mnist" and targets["mnist"]["candidates"] is None
+    assert targets["mnist"]["run"] == "demo-images-mnist" and "candidates" not in targets["mnist"]
+
+
+def test_leave_one_out_configs_of_the_embedded_default_validate():
+    """The embedded default's task.head label_description is rewritten by validation (its own task.type);
+    the per-target configs come from the file as written, so each validates with the others as candidates."""
+    from merge2mix import loo
+
+    targets = loo.target_configs(config_mod.read_raw(REPO / "config.yaml"))
+    assert len(targets) == 7
+    for target, c in targets.items():
+        v = config_mod.validate(c)
+        assert v["target"] == target and v["run"] == f"default-{target}" and len(v["candidates"]) == 6
+        assert v["task"]["type"] == "text_label_description" and v["merge"]["method"] == "task_arithmetic"
 
 
 def test_hf_image_source_with_classlabel_names():

@@ -94,11 +94,12 @@ def _leave_one_out(args) -> int:
 
     from . import loo
 
-    cfg = config_mod.load(args.config)
+    raw = config_mod.read_raw(args.config)
+    cfg = config_mod.validate(raw)
     out = Path(cfg["results_dir"]) / f"{cfg['run']}-loo"
     (out / "configs").mkdir(parents=True, exist_ok=True)
     runs = {}
-    for target, c in loo.target_configs(cfg).items():
+    for target, c in loo.target_configs(raw).items():
         plan = config_mod.Plan(config_mod.validate(c))
         path = out / "configs" / f"{target}.yaml"
         path.write_text(yaml.safe_dump(c, sort_keys=False))

@@ -244,6 +244,12 @@ def check_file(path) -> None:
 
 def load(path: str | os.PathLike) -> dict:
     """Read a YAML config file and validate it (used by the CLI and tests; Snakemake reads YAML itself)."""
+    return validate(read_raw(path))
+
+
+def read_raw(path: str | os.PathLike) -> dict:
+    """A config file as written, not validated: what a derived config (leave-one-out) starts from, since
+    validation rewrites some keys (task.head label_description becomes its own task.type)."""
     try:
         raw = _read(path)
     except FileNotFoundError:
@@ -252,7 +258,7 @@ def load(path: str | os.PathLike) -> dict:
         mark = getattr(e, "problem_mark", None)
         at = f" line {mark.line + 1}" if mark else ""
         raise ConfigError(f"config: {path}{at}: not valid YAML ({getattr(e, 'problem', e)})") from None
-    return validate(raw)
+    return raw
 
 
 class Plan:

@@ -21,11 +21,14 @@ from . import analysis
 
 
 def target_configs(cfg: dict) -> dict[str, dict]:
-    """One config per dataset as the target (the preset's own `candidates` list is ignored)."""
+    """One config per dataset as the target (the preset's own `candidates` list is ignored). `cfg` is
+    the file as written (config.read_raw), not a validated config: validation rewrites keys that
+    would not validate a second time."""
     out = {}
     for target in cfg["datasets"]:
         c = copy.deepcopy(cfg)
-        c["run"], c["target"], c["candidates"] = f"{cfg['run']}-{target}", target, None
+        c["run"], c["target"] = f"{cfg.get('run', 'default')}-{target}", target
+        c.pop("candidates", None)
         out[target] = c
     return out
 
