@@ -62,6 +62,7 @@ localrules:
     search_round,
     baseline_masks,
     report_text,
+    trust,
 
 
 def hub_model_record():
@@ -106,7 +107,7 @@ def target_head(wildcards):
 
 def final_outputs():
     out = [f"{R}/masks.csv", f"{R}/best_mask.json", f"{R}/summary.json", f"{R}/summary.md", f"{R}/methods.csv",
-           f"{R}/report.rst"]
+           f"{R}/trust.json", f"{R}/report.rst"]
     if CFG["oracle"]:
         out.append(f"{R}/correlation.json")
     if CFG["weights"]:
@@ -233,7 +234,7 @@ def summarize_run(input, output, params, threads, log):
     in_process(summarize, log, job=jobs.context(params, threads, input), target=params.target, best_json=input.best,
                checkpoints=dict(zip(params.candidates, input.checkpoints)),
                deployed={"weights": input.deploy_weights, "record": input.deploy_record},
-               test_path=input.test, out_json=output.summary, out_md=output.markdown)
+               test_path=input.test, val_path=input.val, out_json=output.summary)
 
 
 def candidate_files(pattern):
@@ -244,6 +245,12 @@ def evidence_mixtures():
     """Mixture fine-tunes every run scores: each candidate alone, all of them, and every mask with the oracle."""
     masks = PLAN.masks if CFG["oracle"] else [*PLAN.candidates, PLAN.full_mask]
     return expand(f"{R}/mixtures/{{mask}}.json", mask=sorted(set(masks)))
+
+
+def trust_mixtures():
+    """Every mixture fine-tune the run makes for a fixed reason (rule trust adds the baselines'): the
+    evidence mixtures, size calibration's anchors and trust.anchors' extra pairs."""
+    return sorted(set(evidence_mixtures()) | set(expand(f"{R}/mixtures/{{mask}}.json", mask=[*PLAN.anchors, *PLAN.trust_anchors])))
 
 
 def calibration_input(wildcards):

@@ -34,7 +34,7 @@ rule deploy:
 
 
 rule evaluate:
-    # Target test metrics of: theta_0, the best merged model, the deployed model. A short torch job: in
+    # Target test metrics of: theta_0, the best merged model, the deployed model (and its val score). A short torch job: in
     # Snakemake's warm process (in_process).
     priority: 1  # before the baselines' jobs (common.smk)
     input:
@@ -45,9 +45,9 @@ rule evaluate:
         deploy_weights=rules.deploy.output.weights,
         deploy_record=rules.deploy.output.record,
         test=f"{R}/data/{CFG['target']}/test.parquet",
+        val=f"{R}/data/{CFG['target']}/val.parquet",  # the deployed model's val score: one of rule trust's pairs
     output:
         summary=f"{R}/summary.json",
-        markdown=f"{R}/summary.md",
     params:
         candidates=PLAN.candidates,
         base_dir=model_dir,

@@ -156,13 +156,36 @@ rule correlation:
         "../workflow/scripts/correlation.py"
 
 
+rule trust:
+    # How far to trust the pick (docs/method.md, Trust): merged vs fine-tuned target val scores of the
+    # non-single mixtures the run fine-tuned anyway (+ trust.anchors extra ones). Reads files only.
+    input:
+        unpack(baseline_inputs),
+        masks=f"{R}/masks.csv",  # plain paths: see methods
+        summary=f"{R}/summary.json",
+        mixtures=trust_mixtures(),
+    output:
+        f"{R}/trust.json",
+    params:
+        candidates=PLAN.candidates,
+        anchors=sorted({*PLAN.anchors, *PLAN.trust_anchors}),
+        seed=CFG["seed"],
+    log:
+        f"{R}/logs/trust.log",
+    script:
+        "../workflow/scripts/trust.py"
+
+
 rule report_text:
-    # The report's opening (Snakefile's report: directive): the answer, then the methods table.
+    # The report's opening (Snakefile's report: directive) and summary.md: the answer, the trust line,
+    # then the methods table.
     input:
         summary=f"{R}/summary.json",
         methods=f"{R}/methods.csv",
+        trust=rules.trust.output[0],
     output:
-        f"{R}/report.rst",
+        rst=f"{R}/report.rst",
+        markdown=f"{R}/summary.md",
     log:
         f"{R}/logs/report_text.log",
     script:

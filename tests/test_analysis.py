@@ -154,6 +154,22 @@ def test_correlation_in_another_metric_reads_that_metric_on_both_sides():
     assert analysis.correlation(merged, oracle, "m0", n_boot=50)["regret"] == 0.0  # by accuracy m0 is the best
 
 
+def test_correlation_in_loss_ranks_lowest_first_and_reports_losses_as_they_are():
+    """Loss is lower-is-better: the oracle's best is the lowest val loss, the regret is the pick's test
+    loss minus the best's, r is Pearson's of the losses themselves (negating both sides changes nothing)."""
+    merged, oracle = tables([0.9, 0.8, 0.7, 0.6], [0.9, 0.8, 0.7, 0.6], [0.9, 0.8, 0.7, 0.6])
+    merged["loss"] = [0.30, 0.50, 0.20, 0.60]  # merged: m2 lowest
+    oracle["val_loss"] = [0.35, 0.45, 0.25, 0.15]  # fine-tuned: m3 lowest on val
+    oracle["test_loss"] = [0.40, 0.42, 0.30, 0.33]
+    c = analysis.correlation_in("loss", merged, oracle, "m2", n_boot=50)
+    assert c["pearson_r"] == pytest.approx(stats.pearsonr(merged["loss"], oracle["val_loss"])[0])
+    assert c["merged_best"] == "m2" and c["oracle_best"] == "m3" and c["picked"] == "m2"
+    assert c["picked_test_loss"] == pytest.approx(0.30) and c["oracle_best_test_loss"] == pytest.approx(0.33)
+    assert c["min_test_loss"] == pytest.approx(0.30) and "max_test_loss" not in c
+    assert c["regret"] == pytest.approx(0.30 - 0.33)  # the pick's test loss is lower than the oracle's best's
+    assert c["top1_agreement"] is False
+
+
 def test_retest_bounds_any_surrogate_by_the_oracles_repeatability():
     """Planted: a true score per mask, two oracles = it plus independent training noise, a perfect
     surrogate = the true score. The retest r is Pearson's of the two oracles, and the perfect

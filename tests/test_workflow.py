@@ -62,6 +62,20 @@ def test_tiny_workflow_end_to_end(tiny_run):
     assert deploy["datasets"] == best["datasets"] and deploy["examples"] == 20 * len(best["datasets"])
     assert "Selected mixture" in (run / "summary.md").read_text()
 
+    # trust.json: with the oracle on, every non-single mask is a pair (3 pairs + all the data), each once,
+    # the pick's own pair included; the deployed model's val score is the picked mask's mixture fine-tune's.
+    trust = json.loads((run / "trust.json").read_text())
+    oracle = {o["mask"]: o for o in map(json.loads, map(Path.read_text, (run / "mixtures").glob("*.json")))}
+    assert trust["metric"] == "accuracy" and trust["pairs"] == 4
+    table = {p["mask"]: p for p in trust["pairs_table"]}
+    assert set(table) == {m for m in oracle if "+" in m}
+    merged = dict(zip(masks["mask"], masks["accuracy"]))
+    assert all(p["merged"] == merged[m] and p["finetuned"] == oracle[m]["val_accuracy"] for m, p in table.items())
+    assert "all_data" in table["books+films+food"]["roles"]
+    assert summary["deployed_val"]["accuracy"] == oracle[best["mask"]]["val_accuracy"]
+    assert trust["verdict"] in {"trusted", "weak", "cannot tell"}
+    assert f"Trust: {trust['verdict']}" in (run / "summary.md").read_text()
+
 
 def test_evidence_bench_copies_a_finished_oracle_run(tiny_run, tmp_path, monkeypatch):
     """bench/evidence.py on the tiny oracle run: Snakemake finds it done, and the commit-ready copy has
@@ -241,6 +255,9 @@ def test_embedded_default_dag(tmp_path):
     counts = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", out, re.M)}
     assert counts["prepare_data"] == 7 and counts["finetune"] == 6 and counts["merge_eval"] == 63
     assert counts["select_mixture"] == 1 and counts["deploy"] == 1 and counts["evaluate"] == 1
+    # the trust check costs no fine-tune: all the data's is the only mixture fine-tune planned before the
+    # baselines' checkpoint (trust.anchors: 0)
+    assert counts["trust"] == 1 and counts["mixture_finetune"] == 1
 
 
 def test_cli_check_and_show(tiny_run, capsys):
@@ -255,6 +272,8 @@ def test_cli_check_and_show(tiny_run, capsys):
     assert f"selected mixture:  {' + '.join(best['datasets'])}" in out
     assert f"best of 7 merged models by target val accuracy {best['val_accuracy']:.4f})" in out
     assert "surrogate:         average merge of the per-dataset fine-tunes, masks ranked by target val accuracy" in out
+    trust = json.loads((work / "results" / "tiny" / "trust.json").read_text())
+    assert f"trust:             {trust['verdict']}: merged vs fine-tuned target val accuracy" in out
     methods = pd.read_csv(work / "results" / "tiny" / "methods.csv").set_index("method")
     d = methods.loc["all_data"]
     assert f"all_data {d['m2m_diff']:+.3f} [{d['m2m_diff_lo']:.3f}, {d['m2m_diff_hi']:.3f}]" in out.split("deployed minus:")[1]

@@ -22,7 +22,7 @@ from scipy import stats
 
 from .io import atomic_replace, atomic_write_json, read_json, unpack_correct
 from .masks import mask_key, parse_key
-from .select import rank
+from .select import rank, sign
 
 
 def load_results(paths) -> pd.DataFrame:
@@ -103,12 +103,20 @@ def correlation(merged: pd.DataFrame, oracle: pd.DataFrame, picked: str, seed: i
 
 def correlation_in(metric: str, merged: pd.DataFrame, oracle: pd.DataFrame, picked: str, seed: int = 0,
                    n_boot: int = 2000) -> dict:
-    """correlation() in another higher-is-better metric (macro_f1, balanced_accuracy) on both sides:
-    merged vs fine-tuned val, the oracle's val-best and the regret in test. Keys say the metric."""
-    m = merged.assign(accuracy=merged[metric])
-    o = oracle.assign(val_accuracy=oracle[f"val_{metric}"], test_accuracy=oracle[f"test_{metric}"])
+    """correlation() in another metric (macro_f1, balanced_accuracy, loss) on both sides: merged vs
+    fine-tuned val, the oracle's val-best and the regret in test. Keys say the metric. Loss is lower-is-
+    better: it is ranked negated (r and rho are unchanged by negating both sides), and reported as
+    itself: `regret` is the picked mixture's test loss minus the oracle's best's (> 0: the pick is
+    worse), `min_test_loss` the lowest."""
+    s = sign(metric)
+    m = merged.assign(accuracy=s * merged[metric])
+    o = oracle.assign(val_accuracy=s * oracle[f"val_{metric}"], test_accuracy=s * oracle[f"test_{metric}"])
     c = correlation(m, o, picked, seed=seed, n_boot=n_boot)
     c.pop("regret_definition")
+    for k in ("picked_test_accuracy", "oracle_best_test_accuracy", "max_test_accuracy"):
+        c[k] *= s
+    if s < 0:
+        c["min_test_accuracy"] = c.pop("max_test_accuracy")
     return {k.replace("accuracy", metric): v for k, v in c.items()}
 
 

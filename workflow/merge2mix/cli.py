@@ -56,6 +56,11 @@ def _show(args) -> int:
             print(f"size calibration:  predicted fine-tuned {b['metric']} = {c['a']:.3f} + {c['b']:.3f} * merged + "
                   f"{c['c']:.3f} * (k - 1), fitted on {c['n_anchors']} mixture fine-tunes (rmse {c['rmse']:.3f}); "
                   f"the pick's prediction {b['calibrated']:.4f}")
+    trust = run / "trust.json"
+    if trust.is_file():
+        from .trust import line
+
+        print(f"trust:             {line(json.loads(trust.read_text()))}")
     for name, m in s["test"].items():
         print(f"test accuracy:     {m['accuracy']:.4f}  macro-F1 {m['macro_f1']:.4f}  ({name})")
     mixture = run / "mixture.json"

@@ -198,6 +198,10 @@ def _check_semantics(cfg: dict) -> None:
         if cal["mixtures"] > pairs_triples:
             raise ConfigError(f"config: calibration.mixtures: {cal['mixtures']} extra anchors, but {len(cands)} candidates "
                               f"have only {pairs_triples} pairs and triples that are not all the data")
+    k = cfg["trust"]["anchors"]
+    if k > len(extra_pool(cands)):
+        raise ConfigError(f"config: trust.anchors: {k} extra pairs, but {len(cands)} candidates have only "
+                          f"{len(extra_pool(cands))} pairs and triples that are not all the data")
 
 
 def _frozen_shared_head(cfg: dict) -> None:
@@ -287,6 +291,9 @@ class Plan:
         self.full_mask = mask_key(self.candidates)
         cal = cfg.get("calibration")
         self.anchors = [] if cal is None else anchor_masks(self.candidates, cal["mixtures"], cfg["seed"])
+        k = (cfg.get("trust") or {}).get("anchors", 0)
+        # the same draw as calibration's: with both on, a mixture is fine-tuned once
+        self.trust_anchors = anchor_masks(self.candidates, k, cfg["seed"]) if k else []
 
     def path(self, *parts: str) -> str:
         return "/".join([self.run_dir, *parts])

@@ -9,10 +9,11 @@ from .job import Job
 
 
 def summarize(job: Job, target: str, best_json: str, checkpoints: dict[str, str], deployed: dict[str, str],
-              test_path: str, out_json: str, out_md: str) -> dict:
+              test_path: str, out_json: str, val_path: str | None = None) -> dict:
     """Score theta_0, the selection's merge (with the operator it was scored with, best_mask.json) and
     the deployed model (`deployed`: {"weights": its file, "record": its train record}) on the target's
-    test split; job.heads: the target's zero-shot head, for families with per-dataset heads."""
+    test split, and the deployed model on its val split too (`val_path`: the pick's fine-tuned val score,
+    one of rule trust's pairs); job.heads: the target's zero-shot head, for families with per-dataset heads."""
     from . import engine, task_types
 
     best, deploy = read_json(best_json), read_json(deployed["record"])
@@ -25,6 +26,10 @@ def summarize(job: Job, target: str, best_json: str, checkpoints: dict[str, str]
                                     per_example=per_example),
         "deployed": engine.score(job, {"deployed": deployed["weights"]}, test_path, per_example=per_example),
     }
+    deployed_val = None
+    if val_path:
+        v = engine.score(job, {"deployed": deployed["weights"]}, val_path)
+        deployed_val = {k: v[k] for k in ("accuracy", "macro_f1", "balanced_accuracy", "loss", "n") if k in v}
     for m in models.values():
         m.pop("merge_s"), m.pop("eval_s")
         if per_example:
@@ -40,6 +45,7 @@ def summarize(job: Job, target: str, best_json: str, checkpoints: dict[str, str]
         "masks_scored": best["masks_scored"],
         "deploy_train_examples": deploy["examples"],
         "test": models,
+        **({"deployed_val": deployed_val} if deployed_val else {}),
         "notes": {
             "base": ("theta_0 zero-shot: the pretrained model scored with the target's zero-shot head" if job.heads else
                      "theta_0: the pretrained encoder with the seeded, untrained head (a chance-level reference)"),
@@ -49,7 +55,6 @@ def summarize(job: Job, target: str, best_json: str, checkpoints: dict[str, str]
         },
     }
     atomic_write_json(summary, out_json)
-    atomic_write_text(markdown(summary), out_md)
     return summary
 
 
@@ -95,7 +100,10 @@ def versus(row: dict) -> str:
     return f"{d:+.3f} [{lo:.3f}, {hi:.3f}]" if _given(d) else ""
 
 
-def markdown(s: dict) -> str:
+def markdown(s: dict, trust: dict | None = None) -> str:
+    """summary.md (rule report_text): the answer, the target test table, and the trust line (trust.json)."""
+    from .trust import line
+
     lines = [
         f"# merge2mix summary: target `{s['target']}`",
         "",
@@ -103,6 +111,7 @@ def markdown(s: dict) -> str:
         f"{', '.join(s['candidates'])}), best of {s['masks_scored']} merged models by target "
         f"{chosen_by(s)}.",
         "",
+        *([f"Trust: {line(trust)}.", ""] if trust else []),
         "| model | test accuracy | test macro-F1 | test loss | n |",
         "|---|---|---|---|---|",
     ]
@@ -112,9 +121,10 @@ def markdown(s: dict) -> str:
     return "\n".join(lines)
 
 
-def report_rst(s: dict, methods: list[dict] | None = None) -> str:
+def report_rst(s: dict, methods: list[dict] | None = None, trust: dict | None = None) -> str:
     """The report's opening (Snakemake's global description, reStructuredText): the answer first -
-    the selected mixture and its target test metrics - then every method's row of methods.csv."""
+    the selected mixture, how far to trust it (trust.json) and its target test metrics - then every
+    method's row of methods.csv."""
     def table(header, rows):
         out = [".. list-table::", "   :header-rows: 1", ""]
         for row in [header, *rows]:
@@ -127,8 +137,13 @@ def report_rst(s: dict, methods: list[dict] | None = None) -> str:
     lines = [f"merge2mix: target *{s['target']}*", "=" * 60, "",
              f"**Selected mixture: {' + '.join(s['selected_mixture'])}** - the best of {s['masks_scored']} merged "
              f"models by the target's {chosen_by(s)}; the deployed model is "
-             f"θ₀ fine-tuned on it ({s['deploy_train_examples']} examples).", "",
-             "Target test split:", ""]
+             f"θ₀ fine-tuned on it ({s['deploy_train_examples']} examples).", ""]
+    if trust:
+        from .trust import line
+
+        text = line(trust)
+        lines += [f".. warning:: Trust: {text}" if trust["verdict"] == "weak" else f"**Trust:** {text}", ""]
+    lines += ["Target test split:", ""]
     lines += table(["model", "accuracy", "macro-F1", "loss", "n"],
                    [[name, num(m["accuracy"]), num(m["macro_f1"]), num(m["loss"]), m["n"]] for name, m in s["test"].items()])
     if methods:

@@ -9,9 +9,10 @@ def main(inp, out, seed):
     oracle = analysis.load_results(inp.oracle)
     picked = read_json(inp.best)["mask"]
     corr = analysis.correlation(masks, oracle, picked, seed=seed)
-    # the prior-robust metrics beside accuracy (a one-class model scores well only in accuracy)
+    # the prior-robust metrics beside accuracy (a one-class model scores well only in accuracy), and
+    # loss, which the embedded default selects by
     corr["by_metric"] = {m: analysis.correlation_in(m, masks, oracle, picked, seed=seed)
-                         for m in ("macro_f1", "balanced_accuracy") if m in masks and f"val_{m}" in oracle}
+                         for m in ("macro_f1", "balanced_accuracy", "loss") if m in masks and f"val_{m}" in oracle}
     calibrated = None
     if inp.get("calibration"):  # size calibration: its predictions against the fine-tunes, beside the raw scores
         cal = read_json(inp.calibration)
