@@ -99,6 +99,9 @@ def test_the_line_warns_on_weak_and_says_how_many_more_on_cannot_tell():
     weak = trust.assess(*planted([1, 2, 3, 4, 5, 6], [6, 5, 4.5, 3, 2, 1]), "loss")
     assert trust.line(weak).startswith("weak: merged vs fine-tuned target val loss, r -0.99 [")
     assert "WARNING: on this pool the fine-tunes do not bear the merged scores out" in trust.line(weak)
+    assert "from only 6 pairs, a verdict the back-test found unreliable (trust.anchors: 4 firms it up)" in trust.line(weak)
+    firm = trust.assess(*planted(list(range(9)), [v + 0.1 * (v % 2) for v in range(9)]), "loss")
+    assert firm["verdict"] == "trusted" and "unreliable" not in trust.line(firm)
     merged, finetuned = planted([1, 2], [1, 2])
     few = trust.assess(merged.rename(columns={"loss": "balanced_accuracy"}), finetuned, "balanced_accuracy")
     assert trust.line(few) == ("cannot tell: merged vs fine-tuned target val balanced accuracy, 2 fine-tuned mixture(s) "

@@ -20,6 +20,9 @@ from .select import sign
 
 MIN_PAIRS = 4
 R_TRUSTED = 0.6
+# bench/results/trust-backtest: below this many pairs the verdict agreed with the oracle 4/10; with
+# trust.anchors: 4 (9 pairs or so) 9/10 in loss. Said on the line, the rule is unchanged.
+FEW_PAIRS, ADVISED_ANCHORS = 8, 4
 RULE = (f"fewer than {MIN_PAIRS} pairs or a constant side: cannot tell; r < {R_TRUSTED}: weak; "
         f"r >= {R_TRUSTED} with the 95 % interval's lower end > 0: trusted; otherwise cannot tell")
 
@@ -109,6 +112,9 @@ def line(t: dict) -> str:
         text += " — WARNING: on this pool the fine-tunes do not bear the merged scores out; weigh the pick against all_data"
     elif t["verdict"] == "cannot tell":
         text += f"; about {t['extra_pairs_needed']} more would tell (trust.anchors: {t['extra_pairs_needed']})"
+    if t["verdict"] != "cannot tell" and t["pairs"] < FEW_PAIRS:
+        text += (f"; from only {t['pairs']} pairs, a verdict the back-test found unreliable "
+                 f"(trust.anchors: {ADVISED_ANCHORS} firms it up)")
     p = t.get("pick")
     if p and p["of_finetuned"] > 1:
         text += f"; the pick's fine-tune ranks {p['finetuned_rank']} of {p['of_finetuned']} on val"
