@@ -119,12 +119,23 @@ def _leave_one_out(args) -> int:
         runs[target] = plan.run_dir
     if args.dry_run:
         return 0
+    from . import plots
+
     table, pooled = loo.collect(runs)
     table.to_csv(out / "methods_by_target.csv")
     (out / "pooled_correlation.json").write_text(json.dumps(pooled, indent=2) + "\n")
+    long, per_method, per_target = loo.headline(runs)
+    long.to_csv(out / "versus_by_target.csv", index=False)
+    per_method.to_csv(out / "wins.csv", index=False)
+    per_target.to_csv(out / "targets.csv", index=False)
+    plots.leave_one_out(long, per_target, out / "versus_by_target.png")
     print(table.round(4).to_string())
-    print(json.dumps({k: v for k, v in pooled.items() if k != "per_target_pearson_r"}))
-    print(f"written: {out}/methods_by_target.csv, {out}/pooled_correlation.json")
+    print(per_target.round(4).to_string(index=False))
+    print(per_method.round(4).to_string(index=False))
+    if pooled.get("pairs"):
+        print(json.dumps({k: v for k, v in pooled.items() if k != "per_target_pearson_r"}))
+    print(f"written: {out}/ methods_by_target.csv, versus_by_target.csv (+ .png), wins.csv, targets.csv, "
+          "pooled_correlation.json")
     return 0
 
 

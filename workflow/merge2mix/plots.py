@@ -113,3 +113,29 @@ def score_vs_weight(scored: dict, chosen: str, metric: str, path, top: int = 3) 
     axes[0][0].legend(loc="best", fontsize=8)
     fig.suptitle("Mixture weights: every vector the search scored")
     _save(fig, path)
+
+
+def leave_one_out(long, per_target, path) -> None:
+    """Merge to Mix's deployed model minus each baseline, per target (paired 95 % intervals): one
+    panel per baseline, targets down the side, a trust verdict beside each target."""
+    methods = [m for m in ("pretrained", "all_data", "similarity_topk", "similarity_threshold", "random")
+               if m in set(long["method"])]
+    targets = list(per_target["target"])
+    fig, axes = plt.subplots(1, len(methods), figsize=(2.6 * len(methods) + 1.2, 0.42 * len(targets) + 1.4),
+                             sharey=True, squeeze=False)
+    colors = {"win": "tab:green", "tie": "0.45", "loss": "tab:red"}
+    for ax, method in zip(axes[0], methods):
+        g = long[long["method"] == method].set_index("target")
+        for i, t in enumerate(targets):
+            if t in g.index and g.loc[t, "outcome"] is not None:
+                r = g.loc[t]
+                ax.plot([r["m2m_diff_lo"], r["m2m_diff_hi"]], [i, i], color=colors[r["outcome"]], lw=2)
+                ax.plot([r["m2m_diff"]], [i], "o", color=colors[r["outcome"]], ms=4)
+        ax.axvline(0, color="k", lw=0.7)
+        ax.set_title(f"minus {method}", fontsize=9)
+        ax.set_xlabel("test accuracy difference")
+    labels = [f"{t} ({v or 'no trust.json'})" for t, v in zip(targets, per_target["trust"])]
+    axes[0][0].set_yticks(range(len(targets)), labels, fontsize=8)
+    axes[0][0].invert_yaxis()
+    fig.suptitle("Merge to Mix (deployed) minus each baseline, per target (paired 95 % intervals)", fontsize=10)
+    _save(fig, path)
