@@ -134,7 +134,7 @@ def leave_one_out(long, per_target, path) -> None:
         ax.axvline(0, color="k", lw=0.7)
         ax.set_title(f"minus {method}", fontsize=9)
         ax.set_xlabel("test accuracy difference")
-    labels = [f"{t} ({v or 'no trust.json'})" for t, v in zip(targets, per_target["trust"])]
+    labels = [f"{t} ({v if isinstance(v, str) else 'no trust.json'})" for t, v in zip(targets, per_target["trust"])]
     axes[0][0].set_yticks(range(len(targets)), labels, fontsize=8)
     axes[0][0].invert_yaxis()
     fig.suptitle("Merge to Mix (deployed) minus each baseline, per target (paired 95 % intervals)", fontsize=10)
