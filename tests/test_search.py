@@ -203,3 +203,55 @@ def test_round_step_spends_the_budget_without_patience_and_explores_seeded_by_ro
     model = search.fit([k.split("+") for k in scored], list(scored.values()), CANDS)
     top = search.propose(model, [k.split("+") for k in scored], 2)
     assert out["proposed"] == top + search.random_masks(CANDS, 2, random.Random("explore:3:1"), set(scored) | set(top))
+
+
+def test_round_zero_is_never_empty_when_the_constraints_rule_out_singles_and_pairs(tmp_path):
+    """min_datasets: 3 validates, but allows no single or pair: round 0 is then the smallest allowed
+    masks (triples first), seeded, each allowed; the workflow's first round runs on them (it crashed
+    with 'min() arg is an empty sequence')."""
+    import json
+
+    c = {"min_datasets": 3}
+    d = search.design(CANDS, None, 0, c)
+    assert len(d) == 2 * len(CANDS) and len(set(d)) == len(d)
+    assert all(constraints.allows(k.split("+"), c) for k in d)
+    triples = [k for k in d if len(k.split("+")) == 3]
+    assert len(triples) == 10 and d[:10] == triples  # all C(5, 3) triples before anything larger
+    assert search.design(CANDS, 4, 0, c) == search.design(CANDS, 4, 0, c) and len(search.design(CANDS, 4, 0, c)) == 4
+    must = {"must_include": ["a", "b", "c"]}
+    assert search.design(CANDS, None, 0, must)[0] == "a+b+c"
+    (tmp_path / "m").mkdir()
+    paths = []
+    for i, k in enumerate(d):
+        paths.append(tmp_path / "m" / f"{k}.json")
+        paths[-1].write_text(json.dumps({"mask": k, "accuracy": 0.5 + 0.01 * (i % 3)}))
+    out = search.round_step(result_paths=list(map(str, paths)), previous=None, candidates=CANDS, metric="accuracy",
+                            settings={"per_round": 4, "alpha": 0.01, "max_masks": 20, "seed": 0, "patience": 2, "explore": 0.0},
+                            c=c, constraints_path=None, out_json=str(tmp_path / "r0.json"))
+    assert out["best"] in d and len(out["proposed"]) == 4
+    assert all(constraints.allows(k.split("+"), c) and k not in d for k in out["proposed"])
+
+
+def test_the_incumbent_is_the_best_mask_the_constraints_allow(tmp_path):
+    """A mask over the budget may be scored (the workflow plans round 0 before the sizes are known)
+    but is never the incumbent: round_step reads the budget's sizes from constraints.json."""
+    import json
+
+    c = {"budget": {"examples": 250}}
+    sizes = {"a": 100, "b": 100, "c": 200, "d": 50, "e": 50}
+    (tmp_path / "constraints.json").write_text(json.dumps({"constraints": c, "sizes": sizes}))
+    scores = {"a+c": 0.95, "c": 0.9, "a+b": 0.8, "d": 0.7, "a": 0.6}  # a+c is 300 examples: over
+    paths = []
+    for k, v in scores.items():
+        paths.append(str(tmp_path / f"{k}.json"))
+        (tmp_path / f"{k}.json").write_text(json.dumps({"mask": k, "accuracy": v}))
+    out = search.round_step(result_paths=paths, previous=None, candidates=CANDS, metric="accuracy",
+                            settings={"per_round": 2, "alpha": 0.01, "max_masks": 31, "seed": 0, "patience": 2, "explore": 0.0},
+                            c=c, constraints_path=str(tmp_path / "constraints.json"), out_json=str(tmp_path / "r.json"))
+    assert out["best"] == "c" and out["best_score"] == 0.9
+    assert all(sum(sizes[n] for n in k.split("+")) <= 250 for k in out["proposed"])
+    # the bench loop: round 0 within the budget when the sizes are known, the best within it
+    f = {**{mask_key(m): 0.1 * len(m) for m in ALL}}
+    r = search.surrogate_search(CANDS, f.get, budget=12, c=c, sizes=sizes)
+    assert all(sum(sizes[n] for n in k.split("+")) <= 250 for k in r["rounds"][0]["proposed"])
+    assert sum(sizes[n] for n in r["best"].split("+")) <= 250

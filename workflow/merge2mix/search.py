@@ -105,9 +105,13 @@ def propose(model: dict, seen: list[list[str]], m: int, c: dict | None = None, s
 def design(candidates: list[str], m0: int | None, seed: int, c: dict | None = None) -> list[str]:
     """Round 0: the singles and pairs that `c` allows. With `m0` smaller than that (large N, or a small
     mask budget), every single first - each dataset's own effect is what the fit needs most - then a
-    seeded sample of pairs; with `m0` below the number of singles, a seeded sample of singles."""
+    seeded sample of pairs; with `m0` below the number of singles, a seeded sample of singles. When
+    `c` allows no single and no pair (min_datasets: 3, must_include of three), the smallest masks it
+    allows instead (_smallest_allowed): a valid config must not leave round 0 empty."""
     singles = [mask_key(m) for m in combinations(candidates, 1) if cons.allows(m, c)]
     pairs = [mask_key(m) for m in combinations(candidates, 2) if cons.allows(m, c)]
+    if not singles and not pairs:
+        return _smallest_allowed(candidates, m0 or 2 * len(candidates), seed, c)
     if m0 is None or m0 >= len(singles) + len(pairs):
         return singles + pairs
     rng = random.Random(seed)
@@ -116,9 +120,24 @@ def design(candidates: list[str], m0: int | None, seed: int, c: dict | None = No
     return singles + rng.sample(pairs, m0 - len(singles))
 
 
-def _best(scored: dict[str, float]) -> str:
-    """Highest score, then fewer datasets, then the key (select's tie-break, on one score)."""
-    return min(scored, key=lambda k: (-scored[k], len(parse_key(k)), k))
+def _smallest_allowed(candidates: list[str], m: int, seed: int, c: dict | None) -> list[str]:
+    """Up to `m` distinct masks that `c` allows, the smallest first: the integer program of `propose`
+    with every dataset costing 1 (plus a seeded jitter below 0.01, so that masks of one size come in a
+    seeded spread rather than the solver's order). Enumerating sizes would not do: C(30, 10) masks."""
+    rng = random.Random(f"design:{seed}")
+    model = {"candidates": list(candidates), "intercept": 0.0,
+             "weights": {**{cn: -1.0 - 0.01 * rng.random() for cn in candidates},
+                         **{f"{a}*{b}": 0.0 for a, b in combinations(candidates, 2)},
+                         **{f"size={k}": 0.0 for k in range(1, len(candidates) + 1)}}}
+    return propose(model, [], m, c)
+
+
+def _best(scored: dict[str, float], c: dict | None = None, sizes: dict | None = None) -> str | None:
+    """Highest score, then fewer datasets, then the key (select's tie-break, on one score), among the
+    masks `c` allows (with `sizes`, its budget too): a mask that cannot be picked is never the
+    incumbent. None when no scored mask is allowed."""
+    allowed = [k for k in scored if cons.allows(parse_key(k), c, sizes)]
+    return min(allowed, key=lambda k: (-scored[k], len(parse_key(k)), k)) if allowed else None
 
 
 # surrogate_search's settings: the config's select.surrogate keys (max_masks is the budget) and a seed.
@@ -148,10 +167,11 @@ def surrogate_search(candidates, score, budget: int, settings: dict | None = Non
     rng = random.Random(f"explore:{s['seed']}")
     scored: dict[str, float] = {}
     rounds = []
-    first = design(candidates, s["design_masks"], s["seed"], c)[:budget]
+    # the budget too, where the sizes are known here (the workflow's round 0 is planned before they are)
+    first = [k for k in design(candidates, s["design_masks"], s["seed"], c) if cons.allows(parse_key(k), c, sizes)][:budget]
     for key in first:
         scored[key] = score(key)
-    rounds.append({"round": 0, "proposed": first, "best": _best(scored)})
+    rounds.append({"round": 0, "proposed": first, "best": _best(scored, c, sizes)})
     stale = 0
     while len(scored) < budget and (patience is None or stale < patience):
         keys = list(scored)
@@ -159,13 +179,14 @@ def surrogate_search(candidates, score, budget: int, settings: dict | None = Non
         props = _proposals(model, scored, min(per_round, budget - len(scored)), s["explore"], rng, c, sizes, proposer)
         if not props:
             break
-        before = max(scored.values())
+        before = _best(scored, c, sizes)
         for key in props:
             scored[key] = score(key)
-        stale = 0 if max(scored.values()) > before else stale + 1
-        rounds.append({"round": len(rounds), "proposed": props, "fit_rmse": model["rmse"], "best": _best(scored)})
-    best = _best(scored)
-    return {"scored": scored, "rounds": rounds, "best": best, "best_score": scored[best]}
+        after = _best(scored, c, sizes)
+        stale = 0 if after is not None and (before is None or scored[after] > scored[before]) else stale + 1
+        rounds.append({"round": len(rounds), "proposed": props, "fit_rmse": model["rmse"], "best": after})
+    best = _best(scored, c, sizes)
+    return {"scored": scored, "rounds": rounds, "best": best, "best_score": None if best is None else scored[best]}
 
 
 def random_masks(candidates, m: int, rng: random.Random, taken=(), c: dict | None = None,
@@ -188,7 +209,7 @@ def random_masks(candidates, m: int, rng: random.Random, taken=(), c: dict | Non
 def random_search(candidates, score, budget: int, seed: int = 0, c: dict | None = None, sizes: dict | None = None) -> dict:
     """`budget` distinct allowed masks drawn uniformly (random_masks)."""
     scored = {k: score(k) for k in random_masks(candidates, budget, random.Random(seed), (), c, sizes)}
-    best = _best(scored)
+    best = _best(scored, c, sizes)
     return {"scored": scored, "best": best, "best_score": scored[best]}
 
 
@@ -217,8 +238,7 @@ def greedy_search(candidates, score, budget: int, c: dict | None = None, sizes: 
         if vals[top] <= value:
             break
         current, value = parse_key(top), vals[top]
-    allowed = {k: v for k, v in scored.items() if cons.allows(parse_key(k), c, sizes)}  # a path may pass below min_datasets
-    best = _best(allowed) if allowed else None
+    best = _best(scored, c, sizes)  # a path may pass below min_datasets
     return {"scored": scored, "best": best, "best_score": None if best is None else scored[best], "path": current}
 
 
@@ -238,10 +258,12 @@ def round_step(*, result_paths: list[str], previous: str | None, candidates: lis
     sizes = read_json(constraints_path)["sizes"] if constraints_path else None
     prev = read_json(previous) if previous else None
     r = 0 if prev is None else prev["round"] + 1
-    best = _best(scored)
-    stale = 0 if prev is None or scored[best] > prev["best_score"] else prev["stale"] + 1
+    best = _best(scored, c, sizes)  # the incumbent: the best mask that can be picked (the budget too)
+    score_now = None if best is None else scored[best]
+    improved = prev is None or (score_now is not None and (prev["best_score"] is None or score_now > prev["best_score"]))
+    stale = 0 if improved else prev["stale"] + 1
     out = {"round": r, "metric": metric, "n_scored": len(scored), "scored": sorted(scored), "best": best,
-           "best_score": scored[best], "stale": stale, "max_masks": max_masks, "fit": None, "proposed": []}
+           "best_score": score_now, "stale": stale, "max_masks": max_masks, "fit": None, "proposed": []}
     if len(scored) < max_masks and (settings["patience"] is None or stale < settings["patience"]):
         model = fit([parse_key(k) for k in scored], list(scored.values()), list(candidates), settings["alpha"])
         out["fit"] = {"rmse": model["rmse"], "n": model["n"], "alpha": model["alpha"]}
