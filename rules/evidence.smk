@@ -119,6 +119,7 @@ rule methods:
     input:
         unpack(baseline_inputs),
         unpack(calibration_input),
+        unpack(constraints_input),
         summary=f"{R}/summary.json",
         masks=f"{R}/masks.csv",
         merges=mask_results,
@@ -132,6 +133,7 @@ rule methods:
         candidates=PLAN.candidates,
         run_dir=run_dir_of,
         oracle=CFG["oracle"],
+        oracle_masks=PLAN.masks,
     log:
         f"{R}/logs/methods.log",
     script:
@@ -142,6 +144,7 @@ rule correlation:
     # Only with `oracle: true`: needs a mixture fine-tune for every mask.
     input:
         unpack(calibration_input),
+        unpack(constraints_input),
         masks=f"{R}/masks.csv",  # plain paths: see methods
         best=f"{R}/best_mask.json",
         oracle=oracle_results(),

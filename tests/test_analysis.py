@@ -106,6 +106,37 @@ def test_methods_table_rows_and_costs():
     assert t.loc["merge_to_mix", "balanced_accuracy"] == 0.7 and pd.isna(t.loc["pretrained", "balanced_accuracy"])
 
 
+def test_methods_table_charges_what_was_paid_and_the_oracle_stays_within_the_constraints():
+    """Under constraints (or the surrogate search) Merge to Mix merges fewer than 2^N - 1 masks and the
+    oracle fine-tunes only the masks the plan allows; its best is the best fine-tune the constraints
+    allow (budget included), not a mixture the user ruled out."""
+    mixtures = pd.DataFrame({"mask": ["a", "b", "c", "a+b", "a+c", "b+c", "a+b+c"],
+                             "val_accuracy": [0.6, 0.7, 0.5, 0.9, 0.8, 0.75, 0.95], "val_macro_f1": 0.5, "val_loss": 1.0,
+                             "size": [1, 1, 1, 2, 2, 2, 3], "test_accuracy": [0.55, 0.65, 0.45, 0.85, 0.8, 0.7, 0.9],
+                             "test_macro_f1": 0.5})
+    summary = {"selected_mixture": ["a", "c"], "test": {"base": {"accuracy": 0.5, "macro_f1": 0.33},
+                                                        "deployed": {"accuracy": 0.8, "macro_f1": 0.6}}}
+    # max_datasets 2 (the plan leaves a+b+c out) and a budget of 250 examples (a+b is 300: over)
+    checked = {"constraints": {"max_datasets": 2, "budget": {"examples": 250}}, "sizes": {"a": 100, "b": 200, "c": 100}}
+    planned = ["a", "b", "c", "a+b", "a+c", "b+c"]
+    t = analysis.methods_table(summary=summary, mixtures=mixtures, candidates=["a", "b", "c"], choice=None, oracle_on=True,
+                               seconds=lambda k, n: None, merges=5, oracle_masks=planned, checked=checked).set_index("method")
+    assert t.loc["merge_to_mix", "merges"] == 5 and t.loc["oracle", "finetunes"] == 6
+    assert t.loc["oracle", "mixture"] == "a+c" and t.loc["oracle", "accuracy"] == 0.8  # a+b+c ruled out, a+b over budget
+    free = analysis.methods_table(summary=summary, mixtures=mixtures, candidates=["a", "b", "c"], choice=None,
+                                  oracle_on=True, seconds=lambda k, n: None).set_index("method")
+    assert free.loc["merge_to_mix", "merges"] == 7 and free.loc["oracle", "finetunes"] == 7
+    assert free.loc["oracle", "mixture"] == "a+b+c"
+
+
+def test_similarity_baselines_sort_the_table_whatever_its_row_order():
+    sim = pd.DataFrame({"candidate": ["d", "a", "c", "b"], "cosine": [0.1, 0.5, 0.9, 0.5]})
+    ch = choose(sim, ["a", "b", "c", "d"], 2, 0)
+    assert ch["similarity_topk"] == "a+c"  # c (0.9), then a and b tie at 0.5: a by name
+    assert ch["similarity_threshold"] == "a+b+c"  # at least the mean (0.5)
+    assert choose(sim.iloc[::-1], ["a", "b", "c", "d"], 2, 0)["similarity_topk"] == "a+c"
+
+
 def test_agreement_with_size_held_fixed():
     """The size bias of plain averaging: merged scores fall with mixture size, fine-tuned scores rise,
     while within each size both rank the masks alike. Pooled r is negative; within-size rho is 1 and

@@ -185,3 +185,14 @@ def test_weight_search_finds_the_planted_optimum_at_a_small_budget():
     kept = ws.weight_search(["a+c", "b+c"], score, budget=20, settings={"per_mask": 4, "seed": 0}, c=c)
     assert kept["weights"]["c"] >= ws.MIN_WEIGHT and len(kept["weights"]) <= 2
     assert all("c" in mixtures.parse_weights_key(r["proposed"]) for r in kept["rounds"][1:] if r["proposed"])
+
+
+def test_weight_search_breaks_ties_as_select_and_search_do():
+    """Equal scores: fewer datasets first, then the smallest key (it took the largest)."""
+    from merge2mix import search, weight_search
+
+    scored = {"a+b": 0.8, "a@0.30+b@0.70": 0.8, "b": 0.8, "c": 0.8, "a@0.20+b@0.80": 0.7}
+    assert weight_search._best(scored, None, None) == "b"
+    assert weight_search._best({k: v for k, v in scored.items() if "+" in k}, None, None) == "a+b"  # "+" < "@"
+    assert weight_search._best({"a@0.40+b@0.60": 0.8, "a@0.30+b@0.70": 0.8}, None, None) == "a@0.30+b@0.70"
+    assert search._best({"b": 0.8, "a": 0.8, "a+b": 0.8}) == "a"  # the same rule in the subset search

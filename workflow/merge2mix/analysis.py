@@ -21,6 +21,7 @@ import pandas as pd
 from scipy import stats
 
 from .io import atomic_replace, atomic_write_json, read_json, unpack_correct
+from .constraints import allows
 from .masks import mask_key, parse_key
 from .select import rank, sign
 
@@ -265,10 +266,15 @@ def bench_seconds(path) -> float | None:
 
 
 def methods_table(*, summary: dict, mixtures: pd.DataFrame, candidates: list[str], choice: dict | None,
-                  oracle_on: bool, seconds, calibration: dict | None = None) -> pd.DataFrame:
+                  oracle_on: bool, seconds, calibration: dict | None = None, merges: int | None = None,
+                  oracle_masks: list[str] | None = None, checked: dict | None = None) -> pd.DataFrame:
     """Target test metrics of each method and what it cost. With size calibration (`calibration`:
     calibration.json), Merge to Mix also pays for its anchors beyond the singles (all the data and
-    calibration.mixtures pairs/triples).
+    calibration.mixtures pairs/triples). `merges`: the masks the run merge-scored (fewer than 2^N - 1
+    under constraints or the surrogate search; default 2^N - 1). `oracle_masks`: the masks the oracle
+    fine-tuned (default: every mask); `checked` (constraints.json: the constraints and each dataset's
+    size): the oracle's best is the best fine-tune among the masks they allow, budget included, as
+    Merge to Mix's pick is.
 
     `m2m_diff` [`m2m_diff_lo`, `m2m_diff_hi`]: the deployed Merge to Mix model's test accuracy minus
     the row's, with a paired bootstrap 95 % interval over the test examples (paired_difference; random:
@@ -312,7 +318,7 @@ def methods_table(*, summary: dict, mixtures: pd.DataFrame, candidates: list[str
     rows.append({"method": "merge_to_mix", "mixture": mask_key(summary["selected_mixture"]), "accuracy": deployed["accuracy"],
                  "accuracy_sd": None, "macro_f1": deployed["macro_f1"], "balanced_accuracy": deployed.get("balanced_accuracy"),
                  "runs": 1, "finetunes": n + 1 + len(anchors),
-                 "merges": 2**n - 1, "wall_s": m2m_s})
+                 "merges": 2**n - 1 if merges is None else merges, "wall_s": m2m_s})
     if choice:
         sim_s = seconds("similarity", None) or 0
         for name in ("similarity_topk", "similarity_threshold"):
@@ -334,9 +340,13 @@ def methods_table(*, summary: dict, mixtures: pd.DataFrame, candidates: list[str
                          "runs": len(accs), "finetunes": 1, "merges": 0,
                          "wall_s": None if None in ws else float(np.mean(ws))})
     if oracle_on:
-        o = rank_mixtures(mixtures)
-        ws = [fit_s(m) for m in mixtures["mask"]]
-        rows.append(row("oracle", o["mask"].iloc[0], 2**n - 1, 0, None if None in ws else float(sum(ws))))
+        paid = mixtures if oracle_masks is None else mixtures[mixtures["mask"].isin(oracle_masks)]
+        allowed = paid if checked is None else paid[[allows(parse_key(m), checked["constraints"], checked["sizes"])
+                                                     for m in paid["mask"]]]
+        o = rank_mixtures(allowed)
+        ws = [fit_s(m) for m in paid["mask"]]
+        rows.append(row("oracle", o["mask"].iloc[0], len(paid) if oracle_masks is not None else 2**n - 1, 0,
+                        None if None in ws else float(sum(ws))))
     ours = correct["merge_to_mix"]
     for r in rows:
         theirs = correct.get(r["method"])

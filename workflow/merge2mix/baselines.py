@@ -80,6 +80,8 @@ def choose(sim: pd.DataFrame | None, candidates: list[str], k: int, random_seeds
     out = {"k": k, "random": [mask_key(d) for d in drawn if d is not None]}
     missing = []
     if sim is not None:
+        # most similar first, ties by name: whatever order the table was written in
+        sim = sim.sort_values(["cosine", "candidate"], ascending=[False, True], kind="mergesort")
         order = sim["candidate"].tolist()
         above = set(sim[sim["cosine"] >= sim["cosine"].mean()]["candidate"])
         picks = {"similarity_topk": by_similarity(order, k, c, sizes),

@@ -122,9 +122,9 @@ def optimum(model: dict, c: dict | None = None, cap: float = 1.0, sizes: dict[st
 
 def _best(scored: dict[str, float], c: dict | None, sizes: dict[str, int] | None) -> str:
     """The best scored vector that satisfies `c` (any, if none does: a draw may round a member away),
-    then fewer datasets, then the key."""
+    then fewer datasets, then the smallest key (as select and search break ties)."""
     allowed = [k for k in scored if cons.allows(parse_weights_key(k), c, sizes)] or list(scored)
-    return max(allowed, key=lambda k: (scored[k], -len(parse_weights_key(k)), k))
+    return min(allowed, key=lambda k: (-scored[k], len(parse_weights_key(k)), k))
 
 
 # weight_search's settings: the config's weights: keys (max_vectors is the budget) and a seed.

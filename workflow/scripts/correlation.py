@@ -6,7 +6,10 @@ from merge2mix.io import read_json
 
 def main(inp, out, seed):
     masks = pd.read_csv(inp.masks, dtype={"bitstring": str})
+    # masks.csv holds the masks select.constraints allow (budget included): the oracle's best, the regret
+    # and the overlaps compare the pick with those only, never with a mixture the user ruled out
     oracle = analysis.load_results(inp.oracle)
+    oracle = oracle[oracle["mask"].isin(masks["mask"])].reset_index(drop=True)
     picked = read_json(inp.best)["mask"]
     corr = analysis.correlation(masks, oracle, picked, seed=seed)
     # the prior-robust metrics beside accuracy (a one-class model scores well only in accuracy), and

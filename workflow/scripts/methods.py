@@ -4,11 +4,12 @@ from merge2mix import analysis, jobs, plots
 from merge2mix.io import read_json
 
 
-def main(inp, out, candidates, run_dir, oracle_on):
+def main(inp, out, candidates, run_dir, oracle_on, oracle_masks):
     summary = read_json(inp.summary)
     mixtures = analysis.load_results([*inp.mixtures, *inp.get("baseline_mixtures", [])]).drop_duplicates("mask")
     choice = read_json(inp.choice) if inp.get("choice") else None
     calibration = read_json(inp.calibration) if inp.get("calibration") else None
+    checked = read_json(inp.constraints) if inp.get("constraints") else None
     merges = analysis.load_results(inp.merges)
     bench = f"{run_dir}/benchmarks"
 
@@ -22,7 +23,8 @@ def main(inp, out, candidates, run_dir, oracle_on):
         return analysis.bench_seconds(f"{bench}/{kind}.tsv")
 
     table = analysis.methods_table(summary=summary, mixtures=mixtures, candidates=candidates, choice=choice,
-                                   oracle_on=oracle_on, seconds=seconds, calibration=calibration)
+                                   oracle_on=oracle_on, seconds=seconds, calibration=calibration, merges=len(merges),
+                                   oracle_masks=oracle_masks if oracle_on else None, checked=checked)
     analysis.write_methods(table, out.table)
     masks = pd.read_csv(inp.masks, dtype={"bitstring": str})
     plots.methods_bar(table, out.bars)
@@ -31,4 +33,4 @@ def main(inp, out, candidates, run_dir, oracle_on):
 
 
 jobs.run(main, snakemake.log[0], inp=snakemake.input, out=snakemake.output, candidates=snakemake.params.candidates,
-         run_dir=snakemake.params.run_dir, oracle_on=snakemake.params.oracle)
+         run_dir=snakemake.params.run_dir, oracle_on=snakemake.params.oracle, oracle_masks=snakemake.params.oracle_masks)
