@@ -3,6 +3,7 @@ default's DAG (dry run)."""
 
 import json
 import re
+import stat
 import sys
 from pathlib import Path
 
@@ -75,6 +76,13 @@ def test_tiny_workflow_end_to_end(tiny_run):
     assert summary["deployed_val"]["accuracy"] == oracle[best["mask"]]["val_accuracy"]
     assert trust["verdict"] in {"trusted", "weak", "cannot tell"}
     assert f"Trust: {trust['verdict']}" in (run / "summary.md").read_text()
+
+    # every result file, the shared store's too, carries the umask (was 0600 whatever the umask: mkstemp)
+    from merge2mix.io import umask
+
+    want = 0o666 & ~umask()
+    files = [p for p in [*run.rglob("*"), *(work / "results" / "store").rglob("*")] if p.is_file()]
+    assert len(files) > 50 and [p for p in files if stat.S_IMODE(p.stat().st_mode) != want] == []
 
 
 def test_evidence_bench_copies_a_finished_oracle_run(tiny_run, tmp_path, monkeypatch):

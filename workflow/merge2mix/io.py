@@ -6,13 +6,36 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import threading
 from pathlib import Path
+
+
+def umask() -> int:
+    """The process's umask, read without changing it (/proc on Linux; elsewhere set and restored under
+    a lock: jobs run in threads of Snakemake's process)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+_UMASK_LOCK = threading.Lock()
 
 
 def _tmp_for(path) -> str:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # mkstemp makes the file 0600 whatever the umask, and os.replace keeps that mode: a result would then
+    # be unreadable by the user's group on a shared filesystem. It gets what open() would have given.
+    os.fchmod(fd, 0o666 & ~umask())
     os.close(fd)
     return tmp
 
