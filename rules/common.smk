@@ -10,6 +10,7 @@ from merge2mix.errors import Merge2MixError
 from merge2mix.hub import dataset_assets, model_asset
 from merge2mix.io import read_json
 from merge2mix.runtime import one_wake_up_timer, stop_on_interrupt
+from merge2mix.sources import dataset_files, model_files
 
 try:
     for path in workflow.configfiles:
@@ -45,6 +46,7 @@ wildcard_constraints:
     wkey=r"[A-Za-z0-9][A-Za-z0-9_+.-]*@[A-Za-z0-9_+.@-]+",
     r=r"\d+",
     bundle=r"b\d+",
+    source="model|data/(" + "|".join(PLAN.datasets) + ")",
 
 
 # priority: 1 on finetune, merge_eval, select_mixture, deploy and evaluate: when both are ready,
@@ -54,6 +56,7 @@ wildcard_constraints:
 
 localrules:
     all,
+    source_stamp,
     fetch_model,
     fetch_dataset,
     select_mixture,
@@ -67,6 +70,23 @@ localrules:
 
 def hub_model_record():
     return [f"{R}/hub/model.json"] if MODEL_ASSET else []
+
+
+# The user's own files (merge2mix.sources): each a stamp's input, the stamp the reader's input.
+SOURCE_FILES = {f"data/{name}": dataset_files(CFG["datasets"][name]) for name in PLAN.datasets}
+SOURCE_FILES["model"] = model_files(MODEL_SOURCE, CFG["model"])
+
+
+def source_files(wildcards):
+    return SOURCE_FILES[wildcards.source]
+
+
+def dataset_stamp(wildcards):
+    return [f"{R}/sources/data/{wildcards.name}.json"] if SOURCE_FILES[f"data/{wildcards.name}"] else []
+
+
+def model_stamp():
+    return [f"{R}/sources/model.json"] if SOURCE_FILES["model"] else []
 
 
 def hub_dataset_record(wildcards):

@@ -11,9 +11,25 @@ rule fetch_dataset:
         "../workflow/scripts/fetch_dataset.py"
 
 
+rule source_stamp:
+    # A local dataset's (or model directory's) files, each with its sha256: the reader depends on this
+    # record, so an edited file reruns what it feeds and a touched but unchanged one nothing else.
+    input:
+        source_files,
+    output:
+        f"{R}/sources/{{source}}.json",
+    log:
+        f"{R}/logs/source_stamp/{{source}}.log",
+    run:
+        from merge2mix.sources import stamp
+
+        stamp(list(input), output[0])
+
+
 rule prepare_data:
     input:
         hub=hub_dataset_record,
+        source=dataset_stamp,
     output:
         train=f"{R}/data/{{name}}/train.parquet",
         val=f"{R}/data/{{name}}/val.parquet",

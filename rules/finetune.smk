@@ -15,6 +15,7 @@ rule init_model:
     # theta_0: the pretrained model with a seeded head, saved once so every fine-tune starts from it.
     input:
         hub=hub_model_record(),
+        source=model_stamp(),
     output:
         weights=f"{R}/base/model.safetensors",
         config=f"{R}/base/config.json",

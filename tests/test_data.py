@@ -7,7 +7,7 @@ import pytest
 
 from conftest import FIXTURES
 from merge2mix.data import packaged
-from merge2mix.data.prepare import map_labels, prepare_dataset, read_source, split
+from merge2mix.data.prepare import read_source_classes, map_labels, prepare_dataset, read_source, split
 from merge2mix.errors import DataError
 
 COLS = {"columns": {"text": "review", "label": "stars"}}
@@ -44,9 +44,43 @@ def test_wrong_column_names_the_dataset_and_column():
 
 
 def test_unparseable_file(tmp_path):
-    (tmp_path / "x.jsonl").write_text("{not json\n")
-    with pytest.raises(DataError, match=r"dataset x: cannot parse .*x\.jsonl as jsonl"):
+    (tmp_path / "x.jsonl").write_text('{"text": "a", "label": "pos"}\n{not json\n')
+    with pytest.raises(DataError, match=r"^dataset x: .*x\.jsonl:2: not a JSON object \(Expecting property name"):
         read_source("x", {"local": {"path": str(tmp_path / "x.jsonl")}})
+    (tmp_path / "y.jsonl").write_text('{"text": "a", "label": "pos"}\n["a", "pos"]\n')
+    with pytest.raises(DataError, match=r"y\.jsonl:2: a JSON list, not an object"):
+        read_source("y", {"local": {"path": str(tmp_path / "y.jsonl")}})
+
+
+@pytest.mark.parametrize("name, content, spec, message", [
+    ("empty csv", b"", {}, r"x\.csv is empty"),
+    ("empty jsonl", b"\n\n", {"path": "x.jsonl"}, r"x\.jsonl is empty"),
+    ("latin-1 without encoding", "text,label\ncafé,pos\nbad,neg\n".encode("latin-1"), {},
+     r"x\.csv:2: not utf-8 text .*local\.encoding \(e\.g\. latin-1\)"),
+    ("semicolons", b"text;label\ngood;pos\nbad;neg\n", {}, r"reads as one column 'text;label': another separator\?"),
+])
+def test_bad_files_give_one_line_naming_the_file_and_line(tmp_path, name, content, spec, message):
+    path = tmp_path / spec.get("path", "x.csv")
+    path.write_bytes(content)
+    with pytest.raises(DataError, match=message) as e:
+        read_source("x", {"local": {"path": str(path)}})
+    assert "\n" not in str(e.value) and str(e.value).startswith("dataset x: ")
+
+
+def test_sep_and_encoding_read_what_the_defaults_cannot(tmp_path):
+    (tmp_path / "x.csv").write_bytes("text;label\ncafé;pos\nbad;neg\n".encode("latin-1"))
+    df = read_source("x", {"local": {"path": str(tmp_path / "x.csv"), "sep": ";", "encoding": "latin-1"}})
+    assert df["text"].tolist() == ["café", "bad"] and df["label"].tolist() == ["pos", "neg"]
+
+
+def test_dropped_rows_are_counted_per_reason_and_integer_label_map_keys_work(tmp_path):
+    (tmp_path / "x.csv").write_text("text,label\ngood,1\n,1\n   ,2\nbad,\nmeh,3\nfine,5\nok,5\n")
+    dropped = {}
+    df = read_source_classes("x", {"local": {"path": str(tmp_path / "x.csv")}}, "text", dropped)[0]
+    assert dropped == {"blank or missing text": 2, "blank or missing label": 1} and len(df) == 4
+    ds = {"label_map": {1: "negative", 5: "positive"}, "drop_labels": [3]}  # YAML's int keys and entries
+    mapped, space = map_labels("x", df, ds, LABELS, dropped=dropped)
+    assert mapped["label"].tolist() == ["negative", "positive", "positive"] and dropped["drop_labels"] == 1
 
 
 def test_labels_outside_the_task_are_refused():

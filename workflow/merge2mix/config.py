@@ -170,6 +170,10 @@ def _check_semantics(cfg: dict) -> None:
         if "classes" in ds and task["type"] not in PER_DATASET_LABELS:
             raise ConfigError(f"config: datasets.{name}.classes: only task.type {' or '.join(sorted(PER_DATASET_LABELS))} "
                               "has per-dataset classes (use task.labels and label_map)")
+        # YAML reads `1: negative` and `drop_labels: [3]` as integers; labels are read as text
+        ds["label_map"] = {str(k): v for k, v in ds["label_map"].items()}
+        if "drop_labels" in ds:
+            ds["drop_labels"] = [str(v) for v in ds["drop_labels"]]
         for raw, mapped in ds["label_map"].items():
             if labels is not None and mapped not in labels:
                 raise ConfigError(

@@ -13,11 +13,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .. import runtime
 from ..errors import DataError, first_line
 from ..io import atomic_write_json, atomic_write_parquet
 from . import images, instructions, packaged
 
 SPLITS = ("train", "val", "test")
+log = runtime.log
 
 
 def read_source(name: str, ds: dict, modality: str = "text") -> pd.DataFrame:
@@ -25,9 +27,11 @@ def read_source(name: str, ds: dict, modality: str = "text") -> pd.DataFrame:
     return read_source_classes(name, ds, modality)[0]
 
 
-def read_source_classes(name: str, ds: dict, modality: str = "text") -> tuple[pd.DataFrame, list[str] | None]:
+def read_source_classes(name: str, ds: dict, modality: str = "text",
+                        dropped: dict | None = None) -> tuple[pd.DataFrame, list[str] | None]:
     """The raw DataFrame of a dataset entry, with columns text (or image: PNG bytes) and label (as a
-    string), and the class names the source itself knows (HF ClassLabel, image folder names) or None."""
+    string), and the class names the source itself knows (HF ClassLabel, image folder names) or None.
+    `dropped` (a dict) receives the rows left out per reason: a missing or blank text / label."""
     x = modality
     cols = {"text": "text", "image": "image", "label": "label", **ds.get("columns", {})}
     classes = None
@@ -45,7 +49,13 @@ def read_source_classes(name: str, ds: dict, modality: str = "text") -> tuple[pd
                 f"dataset {name}: no column '{cols[role]}' for {role} (columns: {', '.join(map(str, df.columns))})"
             )
     out = pd.DataFrame({x: df[cols[x]], "label": df[cols["label"]]})
-    out = out.dropna()
+    blank = {role: out[role].isna() | out[role].map(lambda v: isinstance(v, str) and not v.strip())
+             for role in (x, "label")}
+    if dropped is not None:
+        for role, b in blank.items():
+            if b.any():
+                dropped[f"blank or missing {role}"] = int(b.sum())
+    out = out[~(blank[x] | blank["label"])]
     if x == "text":
         out["text"] = out["text"].astype(str)
     else:
@@ -81,11 +91,12 @@ def _read_local(name: str, spec: dict, modality: str = "text") -> tuple[pd.DataF
         if not path.is_file():
             raise DataError(f"dataset {name}: no such file: {path}")
         return (images.read_npz(name, path) if fmt == "npz" else images.read_idx(name, path, spec.get("labels_path"))), None
+    enc = spec.get("encoding") or "utf-8"
     readers = {
-        "csv": lambda: pd.read_csv(path),
-        "tsv": lambda: pd.read_csv(path, sep="\t"),
-        "jsonl": lambda: pd.read_json(path, lines=True),
-        "json": lambda: pd.read_json(path, lines=path.suffix == ".jsonl"),
+        "csv": lambda: pd.read_csv(path, sep=spec.get("sep") or ",", encoding=enc),
+        "tsv": lambda: pd.read_csv(path, sep=spec.get("sep") or "\t", encoding=enc),
+        "jsonl": lambda: _read_jsonl(name, path, enc),
+        "json": lambda: _read_jsonl(name, path, enc) if path.suffix == ".jsonl" else pd.read_json(path, encoding=enc),
         "parquet": lambda: pd.read_parquet(path),
     }
     if fmt not in readers:
@@ -93,10 +104,50 @@ def _read_local(name: str, spec: dict, modality: str = "text") -> tuple[pd.DataF
                         f"{'; images: an image folder, npz or idx' if modality == 'image' else ''})")
     if not path.is_file():
         raise DataError(f"dataset {name}: no such file: {path}")
+    if fmt != "parquet":
+        _check_encoding(name, path, enc)
     try:
-        return readers[fmt](), None
+        df = readers[fmt]()
+    except DataError:
+        raise
+    except pd.errors.EmptyDataError:
+        raise DataError(f"dataset {name}: {path} is empty") from None
     except Exception as e:  # a parser error: name the file, keep one line
         raise DataError(f"dataset {name}: cannot parse {path} as {fmt}: {str(e).splitlines()[0]}") from None
+    if fmt in ("csv", "tsv") and df.shape[1] == 1 and len(df) and (";" in str(df.columns[0]) or "," in str(df.columns[0])):
+        raise DataError(f"dataset {name}: {path} reads as one column '{df.columns[0]}': another separator? "
+                        "(datasets.<name>.local.sep, e.g. ';')")
+    return df, None
+
+
+def _check_encoding(name: str, path: Path, enc: str) -> None:
+    """A file that is not in `enc` names its first bad line (pandas only gives a byte offset)."""
+    with open(path, "rb") as fh:
+        for i, raw in enumerate(fh, 1):
+            try:
+                raw.decode(enc)
+            except UnicodeDecodeError as e:
+                raise DataError(f"dataset {name}: {path}:{i}: not {enc} text ({e.reason}); give datasets.<name>.local."
+                                "encoding (e.g. latin-1)") from None
+
+
+def _read_jsonl(name: str, path: Path, enc: str) -> pd.DataFrame:
+    """JSON Lines, one object per line; a broken line is named by its number (pandas gives none)."""
+    rows = []
+    with open(path, encoding=enc) as fh:
+        for i, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"dataset {name}: {path}:{i}: not a JSON object ({e.msg}, column {e.colno})") from None
+            if not isinstance(row, dict):
+                raise DataError(f"dataset {name}: {path}:{i}: a JSON {type(row).__name__}, not an object")
+            rows.append(row)
+    if not rows:
+        raise DataError(f"dataset {name}: {path} is empty")
+    return pd.DataFrame(rows)
 
 
 def load_hf(spec: dict):
@@ -118,13 +169,16 @@ def _read_hf(name: str, spec: dict, label_col: str = "label") -> tuple[pd.DataFr
 
 
 def map_labels(name: str, df: pd.DataFrame, ds: dict, labels: list[str] | None,
-               source_classes: list[str] | None = None) -> tuple[pd.DataFrame, list[str]]:
+               source_classes: list[str] | None = None, dropped: dict | None = None) -> tuple[pd.DataFrame, list[str]]:
     """Drop and map raw labels. Shared label space (`labels` given): every label must be one of them.
     Per-dataset (`labels` None, task.type clip): the dataset's classes are `classes:` from the config,
     else the source's own class names, else its sorted labels; integer label i becomes classes[i].
-    Returns the frame and the dataset's label space."""
-    df = df[~df["label"].isin(ds.get("drop_labels", []))]
-    lmap = ds.get("label_map", {})
+    Returns the frame and the dataset's label space. `dropped` receives the rows drop_labels removed."""
+    gone = df["label"].isin([str(v) for v in ds.get("drop_labels", [])])
+    if dropped is not None and gone.any():
+        dropped["drop_labels"] = int(gone.sum())
+    df = df[~gone]
+    lmap = {str(k): v for k, v in ds.get("label_map", {}).items()}  # YAML reads `1: negative` as an int key
     if lmap:
         df = df.assign(label=df["label"].map(lambda v: lmap.get(v, v)))
     if labels is None:
@@ -188,11 +242,14 @@ def prepare_dataset(name: str, ds: dict, labels: list[str] | None, splits: dict,
                     modality: str = "text") -> dict:
     """Read, map, split and write dataset `name`. `out` maps train/val/test/meta to file paths.
     `labels`: the shared label space, or None for per-dataset classes (see map_labels)."""
-    raw, source_classes = read_source_classes(name, ds, modality)
+    dropped: dict[str, int] = {}
+    raw, source_classes = read_source_classes(name, ds, modality, dropped)
     if modality == "instruction":  # no label space: the response is the target
         df, labels = raw, None
     else:
-        df, labels = map_labels(name, raw, ds, labels, source_classes)
+        df, labels = map_labels(name, raw, ds, labels, source_classes, dropped)
+    if dropped:
+        log.info("dataset %s: %d rows kept, dropped %s", name, len(df), ", ".join(f"{n} ({why})" for why, n in dropped.items()))
     if len(df) == 0:
         raise DataError(f"dataset {name}: no rows left after reading and label mapping")
     if len(df) < 10:
@@ -207,6 +264,7 @@ def prepare_dataset(name: str, ds: dict, labels: list[str] | None, splits: dict,
         "source": {k: ds[k] for k in ("package", "hf", "local") if k in ds},
         "content_sha256": content_hash(parts),
         "rows": {s: len(parts[s]) for s in SPLITS},
+        "dropped": dropped,
         "label_counts": {s: parts[s]["label"].value_counts().sort_index().to_dict() for s in SPLITS},
         "labels": labels,
         "seed": seed,
