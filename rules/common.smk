@@ -10,7 +10,7 @@ from merge2mix.errors import Merge2MixError
 from merge2mix.hub import dataset_assets, model_asset
 from merge2mix.io import read_json
 from merge2mix.runtime import one_wake_up_timer, stop_on_interrupt
-from merge2mix.sources import dataset_files, model_files
+from merge2mix.sources import Hashes, dataset_files, model_files
 
 try:
     for path in workflow.configfiles:
@@ -46,7 +46,6 @@ wildcard_constraints:
     wkey=r"[A-Za-z0-9][A-Za-z0-9_+.-]*@[A-Za-z0-9_+.@-]+",
     r=r"\d+",
     bundle=r"b\d+",
-    source="model|data/(" + "|".join(PLAN.datasets) + ")",
 
 
 # priority: 1 on finetune, merge_eval, select_mixture, deploy and evaluate: when both are ready,
@@ -56,7 +55,8 @@ wildcard_constraints:
 
 localrules:
     all,
-    source_stamp,
+    check_data,
+    check_model,
     fetch_model,
     fetch_dataset,
     select_mixture,
@@ -72,21 +72,24 @@ def hub_model_record():
     return [f"{R}/hub/model.json"] if MODEL_ASSET else []
 
 
-# The user's own files (merge2mix.sources): each a stamp's input, the stamp the reader's input.
-SOURCE_FILES = {f"data/{name}": dataset_files(CFG["datasets"][name]) for name in PLAN.datasets}
-SOURCE_FILES["model"] = model_files(MODEL_SOURCE, CFG["model"])
+# The user's own files by content (merge2mix.sources): a param of the job that reads them. Where there
+# are none (a package or Hub source), the param is NOT_TRACKED, a value Snakemake leaves out of its
+# params comparison (it records builtin types only), so runs from before this param do not rerun.
+class _NotTracked:
+    def __repr__(self):
+        return "not tracked"
 
 
-def source_files(wildcards):
-    return SOURCE_FILES[wildcards.source]
+NOT_TRACKED = _NotTracked()
+_HASHES = Hashes(f"{CFG['results_dir'].rstrip('/')}/.merge2mix-hashes.json")
+SOURCE_CONTENT = {name: _HASHES.content(dataset_files(CFG["datasets"][name])) for name in PLAN.datasets}
+SOURCE_CONTENT["model"] = _HASHES.content(model_files(MODEL_SOURCE, CFG["model"]), MODEL_SOURCE)
+_HASHES.save()
+SOURCE_CONTENT = {k: v or NOT_TRACKED for k, v in SOURCE_CONTENT.items()}
 
 
-def dataset_stamp(wildcards):
-    return [f"{R}/sources/data/{wildcards.name}.json"] if SOURCE_FILES[f"data/{wildcards.name}"] else []
-
-
-def model_stamp():
-    return [f"{R}/sources/model.json"] if SOURCE_FILES["model"] else []
+def source_content(wildcards):
+    return SOURCE_CONTENT[wildcards.name]
 
 
 def hub_dataset_record(wildcards):

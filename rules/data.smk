@@ -11,25 +11,26 @@ rule fetch_dataset:
         "../workflow/scripts/fetch_dataset.py"
 
 
-rule source_stamp:
-    # A local dataset's (or model directory's) files, each with its sha256: the reader depends on this
-    # record, so an edited file reruns what it feeds and a touched but unchanged one nothing else.
-    input:
-        source_files,
+rule check_data:
+    # Before prepare_data: read the dataset as it will (merge2mix.check), so a broken file stops the run
+    # with one line before that job deletes its earlier outputs. temp(): gone once prepare_data ran, so
+    # it runs again exactly when prepare_data has to (`merge2mix check` reads every dataset at once).
     output:
-        f"{R}/sources/{{source}}.json",
+        temp(f"{R}/checked/data/{{name}}.json"),
+    params:
+        dataset=lookup(dpath="datasets/{name}", within=CFG),
     log:
-        f"{R}/logs/source_stamp/{{source}}.log",
+        f"{R}/logs/check/{{name}}.log",
     run:
-        from merge2mix.sources import stamp
+        from merge2mix.check import run_check_dataset
 
-        stamp(list(input), output[0])
+        in_process(run_check_dataset, log, name=wildcards.name, ds=params.dataset, cfg=CFG, out_json=output[0])
 
 
 rule prepare_data:
     input:
         hub=hub_dataset_record,
-        source=dataset_stamp,
+        checked=rules.check_data.output[0],
     output:
         train=f"{R}/data/{{name}}/train.parquet",
         val=f"{R}/data/{{name}}/val.parquet",
@@ -37,6 +38,7 @@ rule prepare_data:
         meta=f"{R}/data/{{name}}/meta.json",
     params:
         dataset=lookup(dpath="datasets/{name}", within=CFG),
+        content=source_content,  # a local file's sha256: edited, this reruns; touched, nothing does
         labels=TASK.get("labels"),  # None: per-dataset classes (clip, text_label_description), or none (causal_lm)
         splits=CFG["splits"],
         seed=CFG["seed"],

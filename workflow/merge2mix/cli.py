@@ -1,6 +1,7 @@
 """`merge2mix` command line: check a config, show a finished run. The workflow itself is `snakemake`.
 
-    merge2mix check [CONFIG]     validate a config (same checks as the workflow, one line per error)
+    merge2mix check [CONFIG]     validate a config and read every dataset and the model's files (the
+                                 workflow's own checks, one line per problem; nothing is written)
     merge2mix show  [CONFIG]     print the selected mixture and where the results are
     merge2mix run-dir [CONFIG]   print the config's results folder (results/<run>)
     merge2mix leave-one-out CONFIG [--cores N] [--dry-run] [-- SNAKEMAKE ARGS]
@@ -23,9 +24,21 @@ from .summary import chosen_by, versus
 
 
 def _check(args) -> int:
+    from .check import check_inputs, summary_lines
+
     cfg = config_mod.load(args.config)
     plan = config_mod.Plan(cfg)
-    assets.model_source(cfg)
+    source = assets.model_source(cfg)
+    result = check_inputs(cfg, source)  # every dataset and the model's files, as the workflow's first job reads them
+    for line in summary_lines(result):
+        print(line)
+    for w in result["warnings"]:
+        print(f"merge2mix: warning: {w}", file=sys.stderr)
+    for p in result["problems"]:
+        print(f"merge2mix: error: {p}", file=sys.stderr)
+    if result["problems"]:
+        print(f"{args.config}: {len(result['problems'])} problem(s); nothing was computed", file=sys.stderr)
+        return 1
     print(f"{args.config}: ok — target {plan.target}, {len(plan.candidates)} candidates, "
           f"{len(plan.masks)} masks, results in {plan.run_dir}/")
     return 0

@@ -1,26 +1,31 @@
-"""The user's own files a run reads (local datasets, a local model directory), as inputs Snakemake sees.
+"""The user's own files a run reads (local datasets, a local model directory), tracked by content.
 
 A job that reads a file Snakemake does not know of never reruns when the file changes: results go
-silently stale. So every such file is an input of a small `source_stamp` job that records each file's
-sha256, and the job that reads the files (prepare_data, init_model) takes that record as its input.
-An edited file changes the record, and exactly what depends on it reruns. A file touched but
-unchanged reruns only the stamp: the record comes out byte-identical, and Snakemake compares the
-checksums of small inputs before believing a newer mtime (docs/execution.md, "What reruns").
-Light: plain hashing, no pandas or torch (the file lists are built at parse time).
+silently stale. Listing the file as an input would rerun on any newer mtime (Snakemake compares
+checksums only of inputs under 1 MB), so a touched but unchanged 2 GB file would rerun everything.
+Instead the reader (prepare_data, init_model) gets the files' content hash as a parameter: an edited
+file changes it and exactly what depends on the file reruns (Snakemake's params trigger); a touched
+one gives the same hash and nothing reruns. Hashes are computed at parse time and cached by (size,
+mtime) in results_dir/.merge2mix-hashes.json, so a file is read again only after it was touched.
+Light: plain hashing, no pandas or torch.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 
 from .io import atomic_write_json
 
+CACHE = ".merge2mix-hashes.json"
+
 
 def _files_under(path: Path) -> list[str]:
     if path.is_dir():
-        return sorted(str(p) for p in path.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts))
+        return sorted(str(p) for p in path.rglob("*")
+                      if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts))
     return [str(path)] if path.exists() else []
 
 
@@ -53,8 +58,41 @@ def _sha256(path: str) -> str:
     return h.hexdigest()
 
 
-def stamp(files: list[str], out_json: str) -> dict:
-    """Record each file's sha256 and size (never its mtime: a touched file must give the same bytes)."""
-    record = {"files": {os.path.normpath(f): {"sha256": _sha256(f), "bytes": os.path.getsize(f)} for f in files}}
-    atomic_write_json(record, out_json)
-    return record
+class Hashes:
+    """File sha256s cached by (path, size, mtime_ns): read from and written back to `cache_path`."""
+
+    def __init__(self, cache_path: str | None):
+        self.path, self.entries, self.dirty = cache_path, {}, False
+        if cache_path and os.path.isfile(cache_path):
+            try:
+                with open(cache_path) as fh:
+                    self.entries = json.load(fh)
+            except (OSError, ValueError):
+                self.entries = {}  # a damaged cache is only a cache
+
+    def file(self, path: str) -> str:
+        st = os.stat(path)
+        key, stamp = os.path.abspath(path), [st.st_size, st.st_mtime_ns]
+        hit = self.entries.get(key)
+        if hit and hit[:2] == stamp:
+            return hit[2]
+        digest = _sha256(path)
+        self.entries[key], self.dirty = [*stamp, digest], True
+        return digest
+
+    def content(self, files: list[str], root: str | None = None) -> str | None:
+        """One sha256 over the files' names (relative to `root`) and contents; None for no files."""
+        if not files:
+            return None
+        h = hashlib.sha256()
+        for f in files:
+            name = os.path.relpath(f, root) if root else os.path.basename(f)
+            h.update(f"{name}\0{self.file(f)}\n".encode())
+        return h.hexdigest()
+
+    def save(self) -> None:
+        if self.dirty and self.path:
+            try:
+                atomic_write_json(self.entries, self.path)
+            except OSError:
+                pass  # a read-only results folder: hashing again next time is the only cost

@@ -1,0 +1,128 @@
+"""A user's own files, walked as a user walks them: a finished run, then a data file touched, edited or
+broken in place, a model folder damaged. Every byte a job reads is an input (merge2mix.sources); a
+broken input stops the rerun at the first job (rule check_inputs) with one line, and every earlier
+output stays byte-identical."""
+
+import hashlib
+import re
+import shutil
+
+import pytest
+
+from conftest import FIXTURES, snakemake, tiny_config, write_config
+
+
+def _hashes(root):
+    """Every result file's sha256; the failed check's own log and the hash cache are not results."""
+    return {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*")
+            if p.is_file() and "logs" not in p.parts and p.name != ".merge2mix-hashes.json"}
+
+
+@pytest.fixture(scope="module")
+def own_files_run(tiny_model, tmp_path_factory):
+    """A finished run over the user's own copies: target phones (csv), books (csv), food (jsonl), and
+    a copy of the model folder."""
+    work = tmp_path_factory.mktemp("own")
+    data = work / "data"
+    data.mkdir()
+    for f in ("phones.csv", "books.csv", "food.jsonl"):
+        shutil.copy(FIXTURES / f, data / f)
+    model = work / "model"
+    shutil.copytree(tiny_model, model)
+    # a file above Snakemake's 1 MB checksum limit: its mtime alone would rerun whatever reads it
+    (model / "extra_weights.bin").write_bytes(bytes(range(256)) * 5000)  # (model_files: every file in the folder)
+    cfg = tiny_config(model, work / "results")
+    cfg["datasets"] = {"phones": {**cfg["datasets"]["phones"], "local": {"path": str(data / "phones.csv")}},
+                       "books": {**cfg["datasets"]["books"], "local": {"path": str(data / "books.csv")}},
+                       "food": {**cfg["datasets"]["food"], "local": {"path": str(data / "food.jsonl")}}}
+    path = write_config(cfg, work / "own.yaml")
+    r = snakemake(work, "--cores", "2", "--configfile", str(path))
+    assert r.returncode == 0, r.stderr[-4000:]
+    return work, path, data, model
+
+
+def _ran(out: str) -> dict[str, int]:
+    stats = out.split("Job stats:")[1] if "Job stats:" in out else ""
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.M)}
+
+
+def test_a_touched_but_unchanged_file_reruns_nothing_that_reads_it(own_files_run):
+    work, cfg, data, model = own_files_run
+    results = work / "results" / "tiny"
+    assert not list((results / "checked").rglob("*.json"))  # temp: gone once their readers ran
+    before = _hashes(results)
+    for f in (data / "books.csv", model / "extra_weights.bin", model / "config.json"):
+        f.touch()
+    r = snakemake(work, "--cores", "2", "--configfile", str(cfg))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "Nothing to be done" in r.stdout + r.stderr, _ran(r.stdout + r.stderr)
+    assert _hashes(results) == before
+
+
+def test_an_edited_file_reruns_exactly_what_depends_on_it(own_files_run, tmp_path):
+    work, cfg, data, model = own_files_run
+    original = (data / "books.csv").read_bytes()  # bytes: the fixture has CRLF line ends
+    try:
+        lines = original.decode().splitlines()
+        flipped = [lines[0]] + [l.replace(",pos", ",NEG").replace(",neg", ",pos").replace(",NEG", ",neg") if i < 12 else l
+                                for i, l in enumerate(lines[1:])]
+        (data / "books.csv").write_text("\n".join(flipped) + "\n")
+        r = snakemake(work, "-n", "--cores", "2", "--configfile", str(cfg))
+        assert r.returncode == 0, r.stderr[-3000:]
+        out = r.stdout + r.stderr
+        planned = {}
+        for block in re.split(r"\n(?=(?:local)?(?:rule|checkpoint) \w+:)", out):
+            m = re.match(r"(?:local)?(?:rule|checkpoint) (\w+):", block.strip())
+            if m:
+                w = re.search(r"^\s*wildcards: (.*)$", block, re.M)
+                planned.setdefault(m.group(1), []).append(w.group(1).strip() if w else "")
+        assert planned["check_data"] == ["name=books"] and planned["prepare_data"] == ["name=books"]
+        assert "Params have changed" in out
+        assert planned["finetune"] == ["name=books"]
+        assert sorted(planned["merge_eval"]) == ["mask=books", "mask=books+food"]
+        assert "init_model" not in planned and "check_model" not in planned  # theta_0 and the others stand
+    finally:
+        (data / "books.csv").write_bytes(original)
+
+
+def _broken_inputs(data, model):
+    """(name, a function breaking a file in place, the message's distinctive part)."""
+    def rewrite(path, fn):
+        return lambda: path.write_bytes(fn(path.read_bytes()))
+
+    return [
+        ("renamed column", rewrite(data / "books.csv", lambda b: b.replace(b"review,stars", b"text,stars", 1)),
+         "dataset books: no column 'review' for text (columns: text, stars)"),
+        ("label typo", rewrite(data / "books.csv", lambda b: b.replace(b",pos\r\n", b",poss\r\n", 1)),
+         "dataset books: labels ['poss'] are not task labels"),
+        ("broken JSONL line", rewrite(data / "food.jsonl", lambda b: b.replace(b'"stars": "neg"}', b'"stars": "neg"', 1)),
+         "food.jsonl:2: not a JSON object"),
+        ("latin-1 byte", rewrite(data / "books.csv", lambda b: b.replace(b"great", "gr\u00e9at".encode("latin-1"), 1)),
+         "books.csv:2: not utf-8 text"),
+        ("semicolons", rewrite(data / "books.csv", lambda b: b.replace(b",", b";")),
+         "reads as one column 'review;stars': another separator?"),
+        ("emptied target", rewrite(data / "phones.csv", lambda b: b.split(b"\n", 1)[0] + b"\n"),
+         "dataset phones: only 0 rows left"),
+        ("model without config.json", lambda: (model / "config.json").unlink(),
+         f"model.name_or_path: {model} has no config.json"),
+    ]
+
+
+def test_a_broken_input_stops_the_rerun_with_one_line_and_touches_nothing(own_files_run):
+    work, cfg, data, model = own_files_run
+    results = work / "results" / "tiny"
+    keep = {p: p.read_bytes() for p in [*data.iterdir(), model / "config.json"]}
+    before = _hashes(work / "results")
+    for name, breakit, message in _broken_inputs(data, model):
+        try:
+            breakit()
+            r = snakemake(work, "--cores", "2", "--configfile", str(cfg))
+            out = r.stdout + r.stderr
+            assert r.returncode != 0, name
+            lines = [l for l in out.splitlines() if l.startswith("merge2mix: error: ") and message in l]
+            assert len(lines) == 1, (name, out[-3000:])
+            assert _hashes(work / "results") == before, name  # not one earlier output changed or went missing
+        finally:
+            for p, b in keep.items():
+                p.write_bytes(b)
+    assert not list((results / "checked").rglob("*.json"))
