@@ -189,6 +189,8 @@ rule report_text:
     output:
         rst=f"{R}/report.rst",
         markdown=f"{R}/summary.md",
+    params:
+        surrogate=CFG["surrogate"]["note"],
     log:
         f"{R}/logs/report_text.log",
     script:

@@ -201,3 +201,35 @@ def test_task_types_are_one_registry_that_schema_config_and_families_read():
         assert bool(t.templates) == t.per_dataset_heads, name
     with pytest.raises(ConfigError, match=r"^config: task\.type: 'audio' unknown \(one of text_classification, "):
         families.get("audio")
+
+
+def test_a_config_without_surrogate_keys_gets_the_recommended_surrogate_and_says_so():
+    """Text classification: the frozen label-description head, task arithmetic k^-1/2 and val loss, the
+    settings the evidence chose; a key the user sets is kept and the run says it is not the recommended
+    one; a family without evidence says so; the paper presets state the average."""
+    minimal = {"model": {"name_or_path": "x/y"}, "task": {"labels": ["negative", "positive"]}, "target": "apple",
+               "datasets": {d: {"package": {"loader": "crowdflower", "domain": d}} for d in ("apple", "airline", "claritin")}}
+    cfg = config.validate(minimal)
+    assert cfg["task"]["type"] == "text_label_description" and cfg["task"]["head"] == "label_description"
+    assert cfg["merge"]["method"] == "task_arithmetic" and cfg["merge"]["lambda_power"] == 0.5
+    assert cfg["select"]["metric"] == "loss" and cfg["surrogate"]["recommended"] is True
+    assert config.merge_operator(cfg["merge"]) == {"method": "task_arithmetic", "params": {"lam": 1.0, "power": 0.5}}
+    assert cfg["surrogate"] == config.load(REPO / "config.yaml")["surrogate"]  # the embedded default is the same surrogate
+    mine = config.validate({**minimal, "merge": {"method": "average"}, "task": {**minimal["task"], "head": "trained"}})
+    assert mine["merge"]["method"] == "average" and mine["task"]["type"] == "text_classification"
+    assert mine["select"]["metric"] == "loss" and mine["surrogate"]["recommended"] is False
+    assert "head trained (recommended: label_description); method average (recommended: task_arithmetic)" in mine["surrogate"]["note"]
+    power = config.validate({**minimal, "merge": {"method": "task_arithmetic", "lambda_power": 1.0}})["surrogate"]
+    assert not power["recommended"] and "lambda_power 1.0 (recommended: 0.5)" in power["note"]
+    for preset in ("paper-vision", "paper-language"):
+        cfg = config.load(REPO / "configs" / f"{preset}.yaml")
+        assert cfg["merge"]["method"] == "average" and cfg["surrogate"]["recommended"] is None
+        assert cfg["surrogate"]["note"].startswith(f"no evidence yet for task.type {cfg['task']['type']}")
+
+
+def test_a_number_yaml_reads_as_text_gets_a_hint():
+    bad = copy.deepcopy(DEFAULT)
+    bad["train"]["lr"] = yaml.safe_load("lr: 3e-4")["lr"]  # YAML 1.1: no decimal point, so a string
+    with pytest.raises(ConfigError, match=r"^config: train\.lr: '3e-4' is not of type 'number' \(YAML reads 3e-4 as text: "
+                                          r"write it .* e\.g\. 3\.0e-04, or as 0\.0003\)$"):
+        config.validate(bad)

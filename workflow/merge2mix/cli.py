@@ -47,7 +47,8 @@ def _check(args) -> int:
 def _show(args) -> int:
     from .select import operator_of
 
-    plan = config_mod.Plan(config_mod.load(args.config))
+    cfg = config_mod.load(args.config)
+    plan = config_mod.Plan(cfg)
     run = Path(plan.run_dir)
     summary = run / "summary.json"
     if not summary.is_file():
@@ -64,6 +65,7 @@ def _show(args) -> int:
         params = ", ".join(f"{k} {v}" for k, v in op["params"].items())
         print(f"surrogate:         {op['method']}{f' ({params})' if params else ''} merge of the per-dataset fine-tunes, "
               f"masks ranked by target val {b.get('metric', 'accuracy').replace('_', ' ')}")
+        print(f"                   {cfg['surrogate']['note']}")
         if b.get("calibration"):
             c = b["calibration"]
             print(f"size calibration:  predicted fine-tuned {b['metric']} = {c['a']:.3f} + {c['b']:.3f} * merged + "

@@ -23,6 +23,16 @@ DEFAULT_TEMPLATES = {name: list(t.templates) for name, t in TASK_TYPES.items() i
 
 AVERAGE = {"method": "average", "params": {}}  # the paper's merge (and what results from before operators used)
 
+# The surrogate a config gets where it sets none of its keys: per task.type, the settings chosen leave-one-
+# target-out on our own oracles (bench/results/surrogates: head and operator; bench/results/selection-metric:
+# the ranking score). A family without such evidence keeps the schema's defaults (the paper's average,
+# accuracy), and every run says which it got (surrogate_note).
+RECOMMENDED = {
+    "text_classification": {"head": "label_description", "method": "task_arithmetic", "lambda_power": 0.5,
+                            "metric": "loss",
+                            "evidence": "bench/results/surrogates and bench/results/selection-metric"},
+}
+
 
 def merge_operator(merge: dict) -> dict:
     """The configured merge operator (merge2mix.merge.OPERATORS) and its parameters; the average has none."""
@@ -86,6 +96,13 @@ def _one_line(err) -> str:
         return f"config: {where}: give exactly one of {', '.join(options)}"
     if err.validator == "additionalProperties":
         return f"config: {where}: {err.message} (allowed: {', '.join(sorted(err.schema.get('properties', {})))})"
+    if err.validator == "type" and "number" in str(err.validator_value) and isinstance(err.instance, str):
+        try:
+            float(err.instance)
+            return (f"config: {where}: {err.message} (YAML reads {err.instance} as text: write it with a decimal "
+                    f"point and a signed exponent, e.g. {float(err.instance):.1e}, or as {float(err.instance):g})")
+        except ValueError:
+            pass
     if err.validator == "type" and err.validator_value == "boolean" and str(err.instance).lower() in ("true", "false"):
         return f"config: {where}: {err.message} (on the command line write --config {where}={str(err.instance).capitalize()})"
     return f"config: {where}: {err.message}"
@@ -104,9 +121,44 @@ def validate(config: dict) -> dict:
     errors = sorted(validator.iter_errors(cfg), key=lambda e: (len(e.absolute_path), str(e.absolute_path)))
     if errors:
         raise ConfigError(_one_line(jsonschema.exceptions.best_match(errors)))
+    given = _surrogate_keys_given(cfg)
     _fill_defaults(cfg, root, root)
+    _recommended_surrogate(cfg, given)
     _check_semantics(cfg)
     return cfg
+
+
+def _surrogate_keys_given(cfg: dict) -> dict[str, bool]:
+    task, merge, sel = (cfg.get(k) or {} for k in ("task", "merge", "select"))
+    return {"head": "head" in task, "method": "method" in merge, "lambda_power": "lambda_power" in merge,
+            "metric": "metric" in sel}
+
+
+def _recommended_surrogate(cfg: dict, given: dict[str, bool]) -> None:
+    """Fill the surrogate keys the user left out with the recommended settings of the task type (if it
+    has any), and record in cfg["surrogate"] what the run got and whether it is the recommended one."""
+    ttype = cfg["task"]["type"]
+    rec = RECOMMENDED.get(ttype)
+    if rec is None:
+        cfg["surrogate"] = {"recommended": None, "note": f"no evidence yet for task.type {ttype} on which surrogate "
+                            f"predicts its mixture fine-tunes best (this run: {cfg['merge']['method']}, ranked by "
+                            f"{cfg['select']['metric']})"}
+        return
+    if not given["head"]:
+        cfg["task"]["head"] = rec["head"]
+    if not given["method"]:
+        cfg["merge"]["method"] = rec["method"]
+    if not given["lambda_power"] and cfg["merge"]["method"] == rec["method"]:
+        cfg["merge"]["lambda_power"] = rec["lambda_power"]
+    if not given["metric"]:
+        cfg["select"]["metric"] = rec["metric"]
+    got = {"head": cfg["task"].get("head") or "trained", "method": cfg["merge"]["method"],
+           "lambda_power": cfg["merge"]["lambda_power"], "metric": cfg["select"]["metric"]}
+    differs = [f"{k} {got[k]} (recommended: {rec[k]})" for k in ("head", "method", "lambda_power", "metric")
+               if got[k] != rec[k] and not (k == "lambda_power" and got["method"] != rec["method"])]
+    cfg["surrogate"] = {"recommended": not differs,
+                        "note": (f"the recommended surrogate for {ttype} ({rec['evidence']})" if not differs else
+                                 f"not the recommended surrogate for {ttype}: {'; '.join(differs)} ({rec['evidence']})")}
 
 
 def _check_semantics(cfg: dict) -> None:

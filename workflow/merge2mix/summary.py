@@ -100,8 +100,9 @@ def versus(row: dict) -> str:
     return f"{d:+.3f} [{lo:.3f}, {hi:.3f}]" if _given(d) else ""
 
 
-def markdown(s: dict, trust: dict | None = None) -> str:
-    """summary.md (rule report_text): the answer, the target test table, and the trust line (trust.json)."""
+def markdown(s: dict, trust: dict | None = None, surrogate: str | None = None) -> str:
+    """summary.md (rule report_text): the answer, the target test table, the trust line (trust.json) and
+    which surrogate ranked the masks (config's surrogate note: the recommended one or not)."""
     from .trust import line
 
     lines = [
@@ -112,6 +113,7 @@ def markdown(s: dict, trust: dict | None = None) -> str:
         f"{chosen_by(s)}.",
         "",
         *([f"Trust: {line(trust)}.", ""] if trust else []),
+        *([f"Surrogate: {surrogate}.", ""] if surrogate else []),
         "| model | test accuracy | test macro-F1 | test loss | n |",
         "|---|---|---|---|---|",
     ]
