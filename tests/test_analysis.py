@@ -345,3 +345,20 @@ def test_bootstrap_of_the_coefficients_all_at_once_equals_one_scipy_call_per_res
         for k, v in fast.items():
             assert len(v) == len(loop), k
             np.testing.assert_allclose(v, [b[k] for b in loop], rtol=0, atol=1e-12, err_msg=f"n={n} {k}")
+
+
+def test_random_baselines_are_distinct_and_never_the_pick_when_the_pool_allows():
+    from merge2mix.baselines import random_draws
+
+    cands = ["a", "b", "c", "d", "e"]
+    for pick in ("a+b", "c+d", "b+e"):
+        ch = choose(None, cands, 2, 3, pick=pick)
+        assert len(set(ch["random"])) == 3 and pick not in ch["random"] and ch["random_distinct"] is True
+    assert choose(None, cands, 2, 3, pick="a+b") == choose(None, list(reversed(cands)), 2, 3, pick="a+b")  # seeded, order-free
+    # 3 candidates, k = 2: only 2 subsets besides the pick, so 3 distinct draws cannot be had: independent ones
+    draws, distinct = random_draws(["a", "b", "c"], 2, 3, pick="a+b")
+    assert not distinct and len(draws) == 3 and draws == [random_subset(["a", "b", "c"], 2, s) for s in range(3)]
+    # under constraints: distinct and allowed
+    c = {"must_include": ["a"]}
+    ch = choose(None, cands, 2, 3, c, pick="a+b")
+    assert len(set(ch["random"])) == 3 and all(m.startswith("a+") and m != "a+b" for m in ch["random"])

@@ -83,6 +83,7 @@ def test_tiny_workflow_end_to_end(tiny_run):
     want = 0o666 & ~umask()
     files = [p for p in [*run.rglob("*"), *(work / "results" / "store").rglob("*")] if p.is_file()]
     assert len(files) > 50 and [p for p in files if stat.S_IMODE(p.stat().st_mode) != want] == []
+    assert [d for d in run.rglob("*") if d.is_dir() and not any(d.iterdir())] == []  # no empty work/ leftovers
 
 
 def test_evidence_bench_copies_a_finished_oracle_run(tiny_run, tmp_path, monkeypatch):

@@ -46,15 +46,35 @@ def similarities(job: Job, train_paths: dict[str, str], target_val: str, max_exa
     return df
 
 
-def random_subset(candidates: list[str], k: int, seed: int, c: dict | None = None, sizes: dict | None = None) -> list[str]:
+def random_subset(candidates: list[str], k: int, seed: int, c: dict | None = None, sizes: dict | None = None,
+                  avoid=()) -> list[str]:
     """k candidates drawn uniformly with a seeded generator; under constraints `c`, the first draw that
-    satisfies them (rejection sampling: uniform over the feasible k-subsets), None if 10,000 draws found none."""
+    satisfies them and is not in `avoid` (mask keys: rejection sampling, uniform over the rest), None if
+    10,000 draws found none."""
     rng = np.random.default_rng(int.from_bytes(hashlib.sha256(f"random-baseline:{seed}".encode()).digest()[:4], "little"))
+    avoid = set(avoid)
     for _ in range(10_000):
         draw = sorted(rng.choice(sorted(candidates), size=k, replace=False).tolist())
-        if cons.allows(draw, c, sizes):
+        if cons.allows(draw, c, sizes) and mask_key(draw) not in avoid:
             return draw
     return None
+
+
+def random_draws(candidates: list[str], k: int, seeds: int, c: dict | None = None, sizes: dict | None = None,
+                 pick: str | None = None) -> tuple[list, bool]:
+    """`seeds` random baselines of k candidates: distinct from each other and from Merge to Mix's pick
+    where the pool allows (three draws that are all the pick would compare the pick with itself, "+0.000
+    [0, 0]"); where it does not, independent draws as before. Returns (draws, distinct)."""
+    drawn, avoid = [], {pick} - {None}
+    for s in range(seeds):
+        d = random_subset(candidates, k, s, c, sizes, avoid)
+        if d is None:
+            break
+        drawn.append(d)
+        avoid.add(mask_key(d))
+    if len(drawn) == seeds:
+        return drawn, True
+    return [random_subset(candidates, k, s, c, sizes) for s in range(seeds)], False
 
 
 def by_similarity(order: list[str], k: int | None, c: dict | None, sizes: dict | None) -> list[str] | None:
@@ -72,12 +92,13 @@ def by_similarity(order: list[str], k: int | None, c: dict | None, sizes: dict |
 
 
 def choose(sim: pd.DataFrame | None, candidates: list[str], k: int, random_seeds: int, c: dict | None = None,
-           sizes: dict | None = None) -> dict:
+           sizes: dict | None = None, pick: str | None = None) -> dict:
     """The masks each baseline fine-tunes on (no similarity keys when `sim` is None). Under
     select.constraints `c` (with `sizes`, the budget's unit per dataset) every baseline picks within
-    them, as Merge to Mix does; a baseline that cannot is left out and named under "infeasible"."""
-    drawn = [random_subset(candidates, k, s, c, sizes) for s in range(random_seeds)]
-    out = {"k": k, "random": [mask_key(d) for d in drawn if d is not None]}
+    them, as Merge to Mix does; a baseline that cannot is left out and named under "infeasible". The
+    random draws are distinct and are not `pick` where the pool allows (random_draws)."""
+    drawn, distinct = random_draws(candidates, k, random_seeds, c, sizes, pick)
+    out = {"k": k, "random": [mask_key(d) for d in drawn if d is not None], "random_distinct": distinct}
     missing = []
     if sim is not None:
         # most similar first, ties by name: whatever order the table was written in

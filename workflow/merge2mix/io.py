@@ -52,6 +52,18 @@ def atomic_replace(write, path) -> None:
         raise
 
 
+def remove_empty_parents(path, levels: int) -> None:
+    """Remove up to `levels` parent folders of `path` while they are empty (a finished job's work/
+    folders; one still in use by another job is left alone)."""
+    parent = os.path.dirname(os.path.abspath(path))
+    for _ in range(levels):
+        try:
+            os.rmdir(parent)
+        except OSError:
+            return
+        parent = os.path.dirname(parent)
+
+
 def atomic_write_text(text: str, path) -> None:
     def w(tmp):
         with open(tmp, "w") as fh:

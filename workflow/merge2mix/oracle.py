@@ -12,7 +12,7 @@ import shutil
 import time
 
 from . import engine, task_types
-from .io import atomic_write_json, pack_correct
+from .io import atomic_write_json, pack_correct, remove_empty_parents
 from .job import Job
 from .train import finetune
 
@@ -45,4 +45,5 @@ def mixture_scores(job: Job, mask: str, train_paths: dict[str, str], single_chec
     atomic_write_json(record, out_json)
     if trained:  # the metrics are the result; 2^N - 1 checkpoints would be gigabytes
         shutil.rmtree(work_dir, ignore_errors=True)
+        remove_empty_parents(work_dir, 2)  # work/mixture/, work/: no empty leftovers
     return record

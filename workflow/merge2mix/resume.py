@@ -107,4 +107,8 @@ def restore(state: dict, trainer: Trainer, device) -> Position:
 
 
 def clear(work_dir: str) -> None:
+    """A finished fine-tune's training state, and its work/ folders once empty (work/finetune/, work/)."""
+    from .io import remove_empty_parents
+
     shutil.rmtree(work_dir, ignore_errors=True)
+    remove_empty_parents(work_dir, 2)

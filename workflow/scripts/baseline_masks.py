@@ -6,8 +6,9 @@ from merge2mix.io import read_json
 
 def main(best, similarity, out, candidates, random_seeds, constraints):
     checked = read_json(constraints) if constraints else {}  # select.constraints: the baselines pick within them too
-    choice = baselines.choose(pd.read_csv(similarity[0]) if similarity else None, candidates, len(read_json(best)["datasets"]),
-                              random_seeds, checked.get("constraints"), checked.get("sizes"))
+    best = read_json(best)
+    choice = baselines.choose(pd.read_csv(similarity[0]) if similarity else None, candidates, len(best["datasets"]),
+                              random_seeds, checked.get("constraints"), checked.get("sizes"), pick=best["mask"])
     baselines.write_choice(choice, out)
 
 
