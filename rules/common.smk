@@ -10,6 +10,7 @@ from merge2mix.errors import Merge2MixError
 from merge2mix.hub import dataset_assets, model_asset
 from merge2mix.io import read_json
 from merge2mix.runtime import one_wake_up_timer, stop_on_interrupt
+from merge2mix.check import check_changed_inputs
 from merge2mix.sources import Hashes, dataset_files, model_files
 
 try:
@@ -55,8 +56,6 @@ wildcard_constraints:
 
 localrules:
     all,
-    check_data,
-    check_model,
     fetch_model,
     fetch_dataset,
     select_mixture,
@@ -84,6 +83,15 @@ NOT_TRACKED = _NotTracked()
 _HASHES = Hashes(f"{CFG['results_dir'].rstrip('/')}/.merge2mix-hashes.json")
 SOURCE_CONTENT = {name: _HASHES.content(dataset_files(CFG["datasets"][name])) for name in PLAN.datasets}
 SOURCE_CONTENT["model"] = _HASHES.content(model_files(MODEL_SOURCE, CFG["model"]), MODEL_SOURCE)
+# Check first, compute after (merge2mix.check): in the main process, every dataset and the model whose
+# inputs changed since they were last checked (or never were) are read now, before any job can delete an
+# earlier output; a problem stops here with one line each. Checked inputs are remembered in the cache.
+if workflow.is_main_process:
+    try:
+        check_changed_inputs(CFG, MODEL_SOURCE, SOURCE_CONTENT, _HASHES)
+    except Merge2MixError as e:
+        print(f"merge2mix: error: {e}", file=sys.stderr)
+        sys.exit(1)
 _HASHES.save()
 SOURCE_CONTENT = {k: v or NOT_TRACKED for k, v in SOURCE_CONTENT.items()}
 

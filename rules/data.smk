@@ -11,26 +11,9 @@ rule fetch_dataset:
         "../workflow/scripts/fetch_dataset.py"
 
 
-rule check_data:
-    # Before prepare_data: read the dataset as it will (merge2mix.check), so a broken file stops the run
-    # with one line before that job deletes its earlier outputs. temp(): gone once prepare_data ran, so
-    # it runs again exactly when prepare_data has to (`merge2mix check` reads every dataset at once).
-    output:
-        temp(f"{R}/checked/data/{{name}}.json"),
-    params:
-        dataset=lookup(dpath="datasets/{name}", within=CFG),
-    log:
-        f"{R}/logs/check/{{name}}.log",
-    run:
-        from merge2mix.check import run_check_dataset
-
-        in_process(run_check_dataset, log, name=wildcards.name, ds=params.dataset, cfg=CFG, out_json=output[0])
-
-
 rule prepare_data:
     input:
         hub=hub_dataset_record,
-        checked=rules.check_data.output[0],
     output:
         train=f"{R}/data/{{name}}/train.parquet",
         val=f"{R}/data/{{name}}/val.parquet",

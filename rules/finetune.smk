@@ -15,7 +15,6 @@ rule init_model:
     # theta_0: the pretrained model with a seeded head, saved once so every fine-tune starts from it.
     input:
         hub=hub_model_record(),
-        checked=f"{R}/checked/model.json",
     output:
         weights=f"{R}/base/model.safetensors",
         config=f"{R}/base/config.json",
@@ -30,21 +29,6 @@ rule init_model:
         f"{R}/logs/init_model.log",
     script:
         "../workflow/scripts/init_model.py"
-
-
-rule check_model:
-    # Before init_model: the model's config.json, model_type, positions and tokenizer (merge2mix.check);
-    # temp() as check_data's.
-    output:
-        temp(f"{R}/checked/model.json"),
-    params:
-        source=MODEL_SOURCE,
-    log:
-        f"{R}/logs/check/model.log",
-    run:
-        from merge2mix.check import run_check_model
-
-        in_process(run_check_model, log, source=params.source, cfg=CFG, out_json=output[0])
 
 
 rule zero_shot_head:

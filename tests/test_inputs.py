@@ -1,7 +1,7 @@
 """A user's own files, walked as a user walks them: a finished run, then a data file touched, edited or
-broken in place, a model folder damaged. Every byte a job reads is an input (merge2mix.sources); a
-broken input stops the rerun at the first job (rule check_inputs) with one line, and every earlier
-output stays byte-identical."""
+broken in place, a model folder damaged. Every byte a job reads is tracked by content (merge2mix.sources);
+a broken input stops the rerun while Snakemake builds the DAG (merge2mix.check) with one line, and every
+earlier output stays byte-identical."""
 
 import hashlib
 import re
@@ -13,9 +13,9 @@ from conftest import FIXTURES, snakemake, tiny_config, write_config
 
 
 def _hashes(root):
-    """Every result file's sha256; the failed check's own log and the hash cache are not results."""
+    """Every result file's sha256 (the hash cache is not a result)."""
     return {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*")
-            if p.is_file() and "logs" not in p.parts and p.name != ".merge2mix-hashes.json"}
+            if p.is_file() and p.name != ".merge2mix-hashes.json"}
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,6 @@ def _ran(out: str) -> dict[str, int]:
 def test_a_touched_but_unchanged_file_reruns_nothing_that_reads_it(own_files_run):
     work, cfg, data, model = own_files_run
     results = work / "results" / "tiny"
-    assert not list((results / "checked").rglob("*.json"))  # temp: gone once their readers ran
     before = _hashes(results)
     for f in (data / "books.csv", model / "extra_weights.bin", model / "config.json"):
         f.touch()
@@ -76,11 +75,11 @@ def test_an_edited_file_reruns_exactly_what_depends_on_it(own_files_run, tmp_pat
             if m:
                 w = re.search(r"^\s*wildcards: (.*)$", block, re.M)
                 planned.setdefault(m.group(1), []).append(w.group(1).strip() if w else "")
-        assert planned["check_data"] == ["name=books"] and planned["prepare_data"] == ["name=books"]
+        assert planned["prepare_data"] == ["name=books"]
         assert "Params have changed" in out
         assert planned["finetune"] == ["name=books"]
         assert sorted(planned["merge_eval"]) == ["mask=books", "mask=books+food"]
-        assert "init_model" not in planned and "check_model" not in planned  # theta_0 and the others stand
+        assert "init_model" not in planned  # theta_0 and the other datasets' data and fine-tunes stand
     finally:
         (data / "books.csv").write_bytes(original)
 
@@ -125,4 +124,36 @@ def test_a_broken_input_stops_the_rerun_with_one_line_and_touches_nothing(own_fi
         finally:
             for p, b in keep.items():
                 p.write_bytes(b)
-    assert not list((results / "checked").rglob("*.json"))
+
+
+def test_the_parse_time_check_reads_an_input_once_until_it_changes(tmp_path, tiny_model, capsys):
+    """check_changed_inputs: every dataset and the model on the first start; nothing on the next (the
+    cache remembers what passed); the one edited dataset after an edit; a broken one raises its line
+    and is not remembered, so it is read again on the next start."""
+    from merge2mix import config as config_mod
+    from merge2mix.check import InputsError, check_changed_inputs
+    from merge2mix.sources import Hashes, dataset_files, model_files
+
+    shutil.copy(FIXTURES / "books.csv", tmp_path / "books.csv")
+    cfg = tiny_config(tiny_model, tmp_path / "results")
+    cfg["datasets"]["books"]["local"]["path"] = str(tmp_path / "books.csv")
+    cfg = config_mod.validate(cfg)
+
+    def start():
+        h = Hashes(str(tmp_path / "cache.json"))
+        content = {n: h.content(dataset_files(cfg["datasets"][n])) for n in cfg["datasets"]}
+        content["model"] = h.content(model_files(str(tiny_model), cfg["model"]), str(tiny_model))
+        try:
+            return check_changed_inputs(cfg, str(tiny_model), content, h)
+        finally:
+            h.save()
+
+    assert sorted(start()) == ["books", "films", "food", "model", "phones"]
+    assert start() == []
+    (tmp_path / "books.csv").write_bytes((FIXTURES / "books.csv").read_bytes().replace(b",neg\r\n", b",nope\r\n", 1))
+    with pytest.raises(InputsError, match=r"^dataset books: labels \['nope'\] are not task labels"):
+        start()
+    with pytest.raises(InputsError):
+        start()  # still broken, still read
+    shutil.copy(FIXTURES / "books.csv", tmp_path / "books.csv")
+    assert start() == []  # the original content passed before

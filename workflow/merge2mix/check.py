@@ -4,9 +4,9 @@ The config is validated at parse time (merge2mix.config); this reads what the co
 the same readers prepare_data uses: each dataset's file(s), columns, labels after label_map and
 drop_labels, rows kept and dropped per reason; the model's config.json (present, a model_type,
 task.max_length within its positions) and tokenizer. Every problem is one line naming the key, file
-and line where there is one. `merge2mix check` runs it over every input; the workflow checks each input before the job that reads
-it (rules check_data, check_model), so a broken input stops a run before that job deletes its
-earlier outputs.
+and line where there is one. `merge2mix check` runs it over every input, and the workflow runs it while Snakemake builds the DAG
+(check_changed_inputs, in the main process) on every input that changed since it was last checked, so
+a broken input stops a run before any job can delete an earlier output.
 Hugging Face Hub sources are checked where they are fetched (fetch_dataset, fetch_model), not here.
 No torch: pandas for the data, json for the model's config.
 """
@@ -146,41 +146,53 @@ def summary_lines(result: dict) -> list[str]:
     return lines
 
 
-def _report(problems: list[str], warnings: list[str], lines: list[str], record: dict, out_json: str | None) -> dict:
-    """Log the report, print every warning and problem on its own line, fail if there is a problem."""
+def spec_hash(obj) -> str:
+    import hashlib
+
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def check_changed_inputs(cfg: dict, source: str, content: dict, hashes) -> list[str]:
+    """At parse time, in Snakemake's main process: check every dataset and the model whose spec (its
+    config entry, the files' content hash, what the task reads) has not been checked yet, so a broken
+    input stops the run before any job deletes an earlier output. Passed specs are remembered in
+    `hashes` (sources.Hashes), so an unchanged input is read once, not at every start. Prints warnings;
+    prints every problem but the last with its prefix and raises the last (one line each). Returns the
+    names checked now."""
     import sys
 
-    from . import runtime
-    from .io import atomic_write_json
-
-    for line in lines:
-        runtime.log.info("%s", line.strip())
-    for w in warnings:
-        runtime.log.warning("%s", w)
-        print(f"merge2mix: warning: {w}", file=sys.stderr)
-    for p in problems:
-        runtime.log.error("%s", p)
-        print(f"merge2mix: error: {p}", file=sys.stderr)
+    task = {k: cfg["task"].get(k) for k in ("type", "labels", "max_length", "templates")}
+    todo = []
+    for name in [cfg["target"], *cfg["candidates"]]:
+        ds = cfg["datasets"][name]
+        spec = spec_hash({"dataset": ds, "content": content.get(name), "task": task, "splits": cfg["splits"],
+                          "target": name == cfg["target"], "version": 1})
+        if spec not in hashes.checked and "hf" not in ds:
+            todo.append((name, spec))
+    model_spec = spec_hash({"source": source, "content": content.get("model"), "task": task,
+                            "arch": cfg["model"].get("arch"), "version": 1})
+    problems, done = [], []
+    for name, spec in todo:
+        _, p, w = check_dataset(name, cfg["datasets"][name], cfg)
+        for line in w:
+            print(f"merge2mix: warning: {line}", file=sys.stderr)
+        problems += p
+        if not p:
+            hashes.mark_checked(spec)
+            done.append(name)
+    if model_spec not in hashes.checked:
+        _, p = check_model(source, cfg)
+        problems += p
+        if not p:
+            hashes.mark_checked(model_spec)
+            done.append("model")
     if problems:
-        raise InputsError(f"{len(problems)} problem(s) in the inputs (each above); nothing was computed from them")
-    if out_json:
-        atomic_write_json(record, out_json)
-    return record
-
-
-def run_check_dataset(name: str, ds: dict, cfg: dict, out_json: str | None = None) -> dict:
-    """Rule check_data: one dataset, before its prepare_data."""
-    report, problems, warnings = check_dataset(name, ds, cfg)
-    lines = summary_lines({"datasets": {name: report}, "model": {}})[:-1]
-    return _report(problems, warnings, lines, report, out_json)
-
-
-def run_check_model(source: str, cfg: dict, out_json: str | None = None) -> dict:
-    """Rule check_model: the model's files, before init_model."""
-    report, problems = check_model(source, cfg)
-    return _report(problems, [], summary_lines({"datasets": {}, "model": report}), report, out_json)
+        for line in problems[:-1]:
+            print(f"merge2mix: error: {line}", file=sys.stderr)
+        raise InputsError(problems[-1])
+    return done
 
 
 class InputsError(Merge2MixError):
-    """The check found problems; each was already printed on its own line."""
+    """A problem in the inputs (the others, if several, were printed on lines of their own)."""
 

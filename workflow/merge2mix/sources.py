@@ -59,16 +59,22 @@ def _sha256(path: str) -> str:
 
 
 class Hashes:
-    """File sha256s cached by (path, size, mtime_ns): read from and written back to `cache_path`."""
+    """File sha256s cached by (path, size, mtime_ns), and the input specs already checked
+    (merge2mix.check): read from and written back to `cache_path`."""
 
     def __init__(self, cache_path: str | None):
-        self.path, self.entries, self.dirty = cache_path, {}, False
+        self.path, self.entries, self.checked, self.dirty = cache_path, {}, set(), False
         if cache_path and os.path.isfile(cache_path):
             try:
                 with open(cache_path) as fh:
-                    self.entries = json.load(fh)
-            except (OSError, ValueError):
-                self.entries = {}  # a damaged cache is only a cache
+                    saved = json.load(fh)
+                self.entries, self.checked = dict(saved["files"]), set(saved["checked"])
+            except (OSError, ValueError, KeyError, TypeError):
+                pass  # a damaged cache is only a cache
+
+    def mark_checked(self, spec: str) -> None:
+        self.checked.add(spec)
+        self.dirty = True
 
     def file(self, path: str) -> str:
         st = os.stat(path)
@@ -93,6 +99,6 @@ class Hashes:
     def save(self) -> None:
         if self.dirty and self.path:
             try:
-                atomic_write_json(self.entries, self.path)
+                atomic_write_json({"files": self.entries, "checked": sorted(self.checked)}, self.path)
             except OSError:
                 pass  # a read-only results folder: hashing again next time is the only cost
