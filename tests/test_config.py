@@ -233,3 +233,23 @@ def test_a_number_yaml_reads_as_text_gets_a_hint():
     with pytest.raises(ConfigError, match=r"^config: train\.lr: '3e-4' is not of type 'number' \(YAML reads 3e-4 as text: "
                                           r"write it .* e\.g\. 3\.0e-04, or as 0\.0003\)$"):
         config.validate(bad)
+
+
+def test_export_demo_writes_the_embedded_data_as_files_a_config_reads_the_same(tmp_path, capsys):
+    """merge2mix export-demo: one CSV per packaged dataset and a config over them; `check` on it keeps
+    and drops exactly the rows the packaged config does (tweets hold bare carriage returns)."""
+    from merge2mix.check import check_inputs
+    from merge2mix.cli import main
+
+    assert main(["export-demo", str(tmp_path / "demo")]) == 0
+    exported = config.load(tmp_path / "demo" / "config.yaml")
+    assert exported["run"] == "default-files" and exported["target"] == "apple"
+    assert all(ds["local"]["path"] == str(tmp_path / "demo" / "data" / f"{n}.csv") for n, ds in exported["datasets"].items())
+    packaged = config.load(REPO / "config.yaml")
+    source = assets.model_source(packaged)
+    a, b = check_inputs(packaged, source), check_inputs(exported, source)
+    assert a["problems"] == b["problems"] == []
+    for name in packaged["datasets"]:
+        assert a["datasets"][name]["rows_kept"] == b["datasets"][name]["rows_kept"] > 0, name
+        assert a["datasets"][name]["dropped"] == b["datasets"][name]["dropped"], name
+        assert a["datasets"][name]["label_counts"] == b["datasets"][name]["label_counts"], name

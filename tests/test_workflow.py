@@ -283,6 +283,18 @@ def test_cli_check_and_show(tiny_run, capsys):
     assert "surrogate:         average merge of the per-dataset fine-tunes, masks ranked by target val accuracy" in out
     trust = json.loads((work / "results" / "tiny" / "trust.json").read_text())
     assert f"trust:             {trust['verdict']}: merged vs fine-tuned target val accuracy" in out
+    assert "not the recommended surrogate for text_classification: head trained" in out  # the tests' own settings
+    report = work / "results" / "tiny" / "report.html"
+    report.write_text("<html></html>")
+    import os
+
+    os.utime(report, (1, 1))  # older than every result: a plain `snakemake` rerun does not rebuild it
+    assert main(["show", str(cfg)]) == 0
+    assert "report.html is older than the results it shows: rebuild it with `make report" in capsys.readouterr().out
+    report.touch()
+    assert main(["show", str(cfg)]) == 0
+    assert "older than the results" not in capsys.readouterr().out
+    report.unlink()
     methods = pd.read_csv(work / "results" / "tiny" / "methods.csv").set_index("method")
     d = methods.loc["all_data"]
     assert f"all_data {d['m2m_diff']:+.3f} [{d['m2m_diff_lo']:.3f}, {d['m2m_diff_hi']:.3f}]" in out.split("deployed minus:")[1]

@@ -4,6 +4,8 @@
                                  workflow's own checks, one line per problem; nothing is written)
     merge2mix show  [CONFIG]     print the selected mixture and where the results are
     merge2mix run-dir [CONFIG]   print the config's results folder (results/<run>)
+    merge2mix export-demo DIR [--config CONFIG]
+                                 write the embedded datasets as CSV files and a config that reads them
     merge2mix leave-one-out CONFIG [--cores N] [--dry-run] [-- SNAKEMAKE ARGS]
                                  every dataset in turn as the target (the others its candidates):
                                  one workflow run each, then one table target x method and the
@@ -97,8 +99,43 @@ def _show(args) -> int:
         if diffs:  # runs from before per-example results have no m2m_diff
             print(f"deployed minus:    {', '.join(diffs)}  (test accuracy; paired bootstrap 95 % intervals)")
     report = run / "report.html"
+    stale = report.is_file() and any(p.is_file() and p.stat().st_mtime > report.stat().st_mtime
+                                     for p in (summary, run / "methods.csv", run / "trust.json", run / "report.rst"))
     print(f"results:           {run}/  (masks.csv, best_mask.json, summary.md, methods.csv"
           f"{', report.html' if report.is_file() else ''})")
+    if stale:
+        print(f"report.html is older than the results it shows: rebuild it with `make report CONFIG={args.config}`")
+    return 0
+
+
+def _export_demo(args) -> int:
+    """The embedded default's datasets as CSV files (text,label, as read before label mapping) and a
+    config that reads them with `local:` sources, so a new user starts from files of their own."""
+    import csv
+
+    import yaml
+
+    from .data.prepare import read_source
+
+    raw = config_mod.read_raw(args.config)
+    cfg = config_mod.validate(raw)
+    out = Path(args.dir).resolve()
+    (out / "data").mkdir(parents=True, exist_ok=True)
+    for name, ds in raw["datasets"].items():
+        if "package" not in ds:
+            continue
+        df = read_source(name, ds, config_mod.MODALITY[cfg["task"]["type"]])
+        path = out / "data" / f"{name}.csv"
+        df.to_csv(path, index=False, quoting=csv.QUOTE_ALL)  # every field quoted: tweets hold bare \r
+        raw["datasets"][name] = {"local": {"path": str(path)},
+                                 **{k: v for k, v in ds.items() if k not in ("package", "local", "hf")}}
+        print(f"  {path}: {len(df)} rows")
+    raw["run"] = f"{raw.get('run', 'default')}-files"
+    conf = out / "config.yaml"
+    conf.write_text("# merge2mix export-demo: the embedded datasets as CSV files. Edit the files or add your own,\n"
+                    f"# then: merge2mix check {conf} && snakemake --cores all --configfile {conf}\n"
+                    + yaml.safe_dump(raw, sort_keys=False))
+    print(f"written: {conf} (run: {raw['run']})")
     return 0
 
 
@@ -163,6 +200,10 @@ def main(argv=None) -> int:
     lo.add_argument("--dry-run", action="store_true", help="only plan each target's run (snakemake -n)")
     lo.set_defaults(fn=_leave_one_out)
     lo.epilog = "Arguments after -- go to every snakemake call (e.g. -- --profile profiles/slurm)."
+    ex = sub.add_parser("export-demo", help="write the embedded datasets as CSV files and a config that reads them")
+    ex.add_argument("dir", help="folder to write data/<name>.csv and config.yaml into")
+    ex.add_argument("--config", default="config.yaml", help="the config whose package datasets to export (default: config.yaml)")
+    ex.set_defaults(fn=_export_demo)
     argv = list(sys.argv[1:] if argv is None else argv)
     extra = argv[argv.index("--") + 1 :] if "--" in argv else []
     argv = argv[: argv.index("--")] if "--" in argv else argv
