@@ -115,23 +115,20 @@ def agreement(scores: pd.DataFrame, oracle: pd.DataFrame, metric: str) -> dict:
     leaves every correlation as it is and makes the regret the pick's test loss minus the oracle's
     val-loss best's (positive: worse); picked_test and max_test are reported as losses."""
     from merge2mix import analysis
-    from merge2mix.select import rank, sign
+    from merge2mix.select import rank
 
     merged = scores[["mask", "size", "accuracy", "macro_f1", "balanced_accuracy", "loss"]]
     picked = rank(merged, metric)["mask"].iloc[0]
     test_acc = oracle.set_index("mask")["test_accuracy"]
     regret_acc = float(test_acc[analysis.rank_mixtures(oracle, "accuracy")["mask"].iloc[0]] - test_acc[picked])
-    s = sign(metric)
-    if s < 0:
-        merged = merged.assign(**{metric: s * merged[metric]})
-        oracle = oracle.assign(**{f"{split}_{metric}": s * oracle[f"{split}_{metric}"] for split in ("val", "test")})
-    c = analysis.correlation_in(metric, merged, oracle, picked, n_boot=2000)
+    c = analysis.correlation_in(metric, merged, oracle, picked, n_boot=2000)  # loss: ranked lowest first there
     within = c["spearman_within_size"]
     return {"pearson_r": c["pearson_r"], "pearson_r_ci95": c["pearson_r_ci95"], "spearman_rho": c["spearman_rho"],
             "spearman_within_size_mean": float(np.mean(list(within.values()))) if within else None,
             "pearson_r_given_size": c["pearson_r_given_size"], "top5_overlap": c["top5_overlap"],
-            "picked": picked, "oracle_best": c["oracle_best"], "picked_test": s * c[f"picked_test_{metric}"],
-            "regret": c["regret"], "max_test": s * c[f"max_test_{metric}"], "regret_accuracy": regret_acc}
+            "picked": picked, "oracle_best": c["oracle_best"], "picked_test": c[f"picked_test_{metric}"],
+            "regret": c["regret"], "max_test": c.get(f"max_test_{metric}", c.get(f"min_test_{metric}")),
+            "regret_accuracy": regret_acc}
 
 
 ANCHOR_GRID = {"ta_1": 0.0, "ta_sqrt": 0.5, "average": 1.0}  # task arithmetic with lambda(k) = k^-p

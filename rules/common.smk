@@ -11,7 +11,7 @@ from merge2mix.hub import dataset_assets, model_asset
 from merge2mix.io import read_json
 from merge2mix.runtime import one_wake_up_timer, stop_on_interrupt
 from merge2mix.check import check_changed_inputs
-from merge2mix.sources import Hashes, dataset_files, model_files
+from merge2mix.sources import CACHE as HASH_CACHE, NOT_TRACKED, Hashes, dataset_files, model_files
 
 try:
     for path in workflow.configfiles:
@@ -74,13 +74,7 @@ def hub_model_record():
 # The user's own files by content (merge2mix.sources): a param of the job that reads them. Where there
 # are none (a package or Hub source), the param is NOT_TRACKED, a value Snakemake leaves out of its
 # params comparison (it records builtin types only), so runs from before this param do not rerun.
-class _NotTracked:
-    def __repr__(self):
-        return "not tracked"
-
-
-NOT_TRACKED = _NotTracked()
-_HASHES = Hashes(f"{CFG['results_dir'].rstrip('/')}/.merge2mix-hashes.json")
+_HASHES = Hashes(f"{CFG['results_dir'].rstrip('/')}/{HASH_CACHE}")
 SOURCE_CONTENT = {name: _HASHES.content(dataset_files(CFG["datasets"][name])) for name in PLAN.datasets}
 SOURCE_CONTENT["model"] = _HASHES.content(model_files(MODEL_SOURCE, CFG["model"]), MODEL_SOURCE)
 # Check first, compute after (merge2mix.check): in the main process, every dataset and the model whose

@@ -20,7 +20,9 @@ io.atomic_write_text("hello", os.path.join(d, "out", "x.md"))
 io.atomic_write_parquet(pd.DataFrame({{"a": [1]}}), os.path.join(d, "out", "x.parquet"))
 with open(os.path.join(d, "w.safetensors"), "wb") as fh:
     fh.write(b"weights")
-io.atomic_replace(lambda tmp: open(tmp, "wb").write(b"model"), os.path.join(d, "out", "model.safetensors"))
+import torch
+from merge2mix.checkpoints import save_weights
+save_weights({{"w": torch.zeros(2)}}, os.path.join(d, "out", "model.safetensors"))  # safetensors writes 0600 itself
 store.put(os.path.join(d, "store"), "k1", os.path.join(d, "out", "model.safetensors"), {{"weights_sha256": "x"}})
 print(io.umask())
 """

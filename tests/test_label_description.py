@@ -163,8 +163,9 @@ def test_head_option_errors_name_the_key(edit, message):
         config_mod.validate(raw)
 
 
-def test_no_head_key_leaves_the_task_as_it_was():
-    """Absent task.head is the trained head, and the task dict (part of every store key) is unchanged."""
+def test_the_trained_head_leaves_the_task_as_it_was():
+    """task.head: trained (what an absent key meant before the recommended defaults) leaves the task dict
+    (part of every store key) as those runs had it: no head key."""
     cfg = config_mod.load(REPO / "bench" / "configs" / "target-airline.yaml")  # the embedded pool with the trained head
     assert "head" not in cfg["task"] and cfg["task"]["type"] == "text_classification" and "classes" not in cfg["datasets"]["apple"]
     default = config_mod.load(REPO / "config.yaml")  # the embedded default uses the frozen head

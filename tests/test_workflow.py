@@ -383,7 +383,7 @@ def _bad_inputs(tmp: Path):
         ("path escapes results", lambda c: c.update(run="../../etc"), "config: run: '../../etc' does not match"),
         ("labels differ", lambda c: c["datasets"].update(toys={**toys, "label_map": {}}), "dataset toys: labels ['neg', 'pos'] are not task labels"),
         ("wrong column", lambda c: c["datasets"].update(toys={**toys, "columns": {"text": "body", "label": "stars"}}), "dataset toys: no column 'body' for text"),
-        ("empty dataset", lambda c: c["datasets"].update(toys={**toys, "local": {"path": str(empty)}}), "dataset toys: no rows left"),
+        ("empty dataset", lambda c: c["datasets"].update(toys={**toys, "local": {"path": str(empty)}}), "dataset toys: only 0 rows left"),
         ("one class", lambda c: c["datasets"].update(toys={**toys, "local": {"path": str(one)}}), "dataset toys: only one class"),
     ]
 

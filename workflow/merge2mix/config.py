@@ -196,6 +196,8 @@ def _check_semantics(cfg: dict) -> None:
         raise ConfigError(f"config: select.constraints.budget.tokens: counts tokens of text; task.type {cfg['task']['type']} "
                           "takes budget.examples")
     task = cfg["task"]
+    if task.get("head") == "trained":  # the absent key's meaning before recommended defaults: the task dict
+        del task["head"]                # (part of every fine-tune's store key) stays as those runs had it
     head = task.get("head")
     if head is not None and task["type"] != "text_classification":
         raise ConfigError(f"config: task.head: '{head}' is an option of task.type text_classification, not {task['type']}")

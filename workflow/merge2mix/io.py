@@ -45,11 +45,21 @@ def atomic_replace(write, path) -> None:
     tmp = _tmp_for(path)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~umask())  # again: a writer may replace the file (safetensors makes it 0600)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def apply_umask(folder) -> None:
+    """Give every file below `folder` the mode the umask gives (0666 & ~umask): for what a library
+    wrote itself (save_pretrained's safetensors files are 0600)."""
+    mode = 0o666 & ~umask()
+    for root, _, files in os.walk(folder):
+        for f in files:
+            os.chmod(os.path.join(root, f), mode)
 
 
 def remove_empty_parents(path, levels: int) -> None:

@@ -22,6 +22,25 @@ from .io import atomic_write_json
 CACHE = ".merge2mix-hashes.json"
 
 
+class NotTracked:
+    """The content param of a reader with no local files: not a builtin type, so Snakemake leaves it out
+    of its params comparison and runs from before content tracking do not rerun. Defined here, not in
+    the Snakefile: a script job unpickles its params, and a class of Snakemake's own namespace would
+    make it import Snakemake while Snakemake is loading."""
+
+    def __repr__(self):
+        return "not tracked"
+
+    def __eq__(self, other):
+        return isinstance(other, NotTracked)
+
+    def __hash__(self):
+        return 0
+
+
+NOT_TRACKED = NotTracked()
+
+
 def _files_under(path: Path) -> list[str]:
     if path.is_dir():
         return sorted(str(p) for p in path.rglob("*")

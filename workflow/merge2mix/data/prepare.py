@@ -8,18 +8,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .. import runtime
 from ..errors import DataError, first_line
 from ..io import atomic_write_json, atomic_write_parquet
 from . import images, instructions, packaged
 
 SPLITS = ("train", "val", "test")
-log = runtime.log
+log = logging.getLogger("merge2mix")  # runtime.log, without importing runtime (a script job's import of it
+                                      # pulls in Snakemake's own modules while Snakemake is loading them)
 
 
 def read_source(name: str, ds: dict, modality: str = "text") -> pd.DataFrame:
