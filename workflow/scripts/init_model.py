@@ -5,7 +5,6 @@ from merge2mix import hub
 hub.offline_for_compute_job()  # before transformers is imported: fetch_model put the model in the cache
 
 from merge2mix import families, jobs, runtime  # noqa: E402
-from merge2mix.io import apply_umask  # noqa: E402
 
 
 def init(source, out_dir, task, seed, revision, trust_remote_code, arch):
@@ -14,7 +13,6 @@ def init(source, out_dir, task, seed, revision, trust_remote_code, arch):
     if trust_remote_code:
         runtime.log.warning("trust_remote_code is ON for %s (config model.trust_remote_code)", source)
     families.get(task["type"]).init_base(source, out_dir, task, seed, revision, trust_remote_code, arch)
-    apply_umask(out_dir)  # save_pretrained writes its safetensors 0600: the group could not read theta_0
     runtime.log.info("theta_0 from %s saved to %s", source, out_dir)
 
 

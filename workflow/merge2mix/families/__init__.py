@@ -15,4 +15,25 @@ from .. import task_types
 def get(task_type: str):
     """The family module of a task type, imported on first use (clip and image_classification pull in
     modules the text default never needs)."""
-    return importlib.import_module(f"{__name__}.{task_types.get(task_type).family}")
+    module = importlib.import_module(f"{__name__}.{task_types.get(task_type).family}")
+    if not getattr(module.init_base, "applies_umask", False):
+        module.init_base = _with_umask(module.init_base)
+    return module
+
+
+def _with_umask(init_base):
+    """init_base, then theta_0's folder given the umask's modes: save_pretrained writes its safetensors
+    0600, which a colleague in the group could not read (io.apply_umask). Here rather than in the
+    init_model script: a change to a script's text reruns that rule, and with it every run's work."""
+    import functools
+
+    from ..io import apply_umask
+
+    @functools.wraps(init_base)
+    def wrapped(source, out_dir, *args, **kwargs):
+        out = init_base(source, out_dir, *args, **kwargs)
+        apply_umask(out_dir)
+        return out
+
+    wrapped.applies_umask = True
+    return wrapped
