@@ -855,3 +855,20 @@ def test_ctrl_c_stops_a_fine_tune_training_in_snakemakes_process(tiny_model, tmp
     training = [p for p in run.glob("logs/finetune/*.log") if "fine-tune on" in p.read_text()]
     assert len(training) == 1 and "interrupted at step" in training[0].read_text(), [p.read_text() for p in training]
     assert not (run / "finetune" / training[0].stem / "model.safetensors").exists()
+
+
+def test_trust_anchors_add_exactly_their_mixture_fine_tunes(tiny_model, tmp_path):
+    """trust.anchors: K plans K more pair/triple fine-tunes, drawn as calibration's anchors are (the same
+    masks for the same seed); the default plans none beyond all the data's."""
+    from merge2mix.calibration import anchor_masks
+
+    planned = {}
+    for k in (0, 2):
+        cfg = write_config(tiny_config(tiny_model, tmp_path / "results", trust={"anchors": k}), tmp_path / f"t{k}.yaml")
+        r = snakemake(tmp_path, "-n", "--cores", "2", "--configfile", str(cfg))
+        assert r.returncode == 0, r.stderr[-3000:]
+        planned[k] = sorted(w.removeprefix("mask=") for w in _planned_jobs(r.stdout + r.stderr).get("mixture_finetune", []))
+    cands = ["books", "food", "films"]
+    extra = [m for m in anchor_masks(cands, 2, 0) if "+" in m and m != "books+films+food"]
+    assert planned[0] == ["books+films+food"] and len(extra) == 2
+    assert planned[2] == sorted(["books+films+food", *extra])
