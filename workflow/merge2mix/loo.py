@@ -82,6 +82,9 @@ def headline(run_dirs: dict[str, str | Path]) -> tuple[pd.DataFrame, pd.DataFram
     per_method = pd.concat([pd.DataFrame([{"method": "merge_to_mix", "targets": len(per_target), "rows": len(per_target),
                                            "mean_accuracy": per_target["merge_to_mix_accuracy"].mean()}]), per_method],
                            ignore_index=True)
+    first = ["merge_to_mix", *BASELINES, "single (any)"]  # then each single by name
+    per_method = per_method.assign(_o=per_method["method"].map(lambda m: (first.index(m), "") if m in first else (len(first), m)))
+    per_method = per_method.sort_values("_o").drop(columns="_o").reset_index(drop=True)
     return long.sort_values(["target", "method"]).reset_index(drop=True), per_method, per_target
 
 
