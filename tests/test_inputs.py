@@ -157,3 +157,27 @@ def test_the_parse_time_check_reads_an_input_once_until_it_changes(tmp_path, tin
         start()  # still broken, still read
     shutil.copy(FIXTURES / "books.csv", tmp_path / "books.csv")
     assert start() == []  # the original content passed before
+
+
+def test_the_model_check_names_positions_tokenizer_and_config(tiny_model, tmp_path):
+    """check_model: task.max_length beyond the model's max_position_embeddings, a folder without a
+    tokenizer, a folder without config.json: one line each, naming the key and the folder."""
+    import json
+
+    from merge2mix import config as config_mod
+    from merge2mix.check import check_model
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model, model)
+    positions = json.loads((model / "config.json").read_text())["max_position_embeddings"]
+    cfg = config_mod.validate(tiny_config(model, tmp_path / "results"))
+    assert check_model(str(model), cfg)[1] == []
+    long = config_mod.validate(tiny_config(model, tmp_path / "results", task={**cfg["task"], "max_length": positions + 1}))
+    (problem,) = check_model(str(model), long)[1]
+    assert problem.startswith(f"task.max_length: {positions + 1} is more than the model's max_position_embeddings {positions}")
+    for f in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        (model / f).unlink(missing_ok=True)
+    assert any(p.startswith(f"model.name_or_path: {model} has no tokenizer") for p in check_model(str(model), cfg)[1])
+    (model / "config.json").unlink()
+    assert check_model(str(model), cfg)[1] == [f"model.name_or_path: {model} has no config.json (not a Hugging Face "
+                                               "model folder; save it with save_pretrained, or give a Hub id)"]
