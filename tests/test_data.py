@@ -142,3 +142,18 @@ def test_packaged_datasets_are_real_and_labelled():
     assert apple["text"].str.contains("apple|iphone|ipad|mac|aapl", case=False).mean() > 0.95
     rt = packaged.load("rotten_tomatoes")
     assert set(rt["label"]) == {"positive", "negative"} and len(rt) == 12808
+
+
+@pytest.mark.parametrize("n, splits", [
+    (40, {"val_fraction": 0.25, "test_fraction": 0.25}),
+    (11, {"val_fraction": 0.15, "test_fraction": 0.15}),
+    (1645, {"val_fraction": 0.2, "test_fraction": 0.2, "max_train": 384, "max_val": 192, "max_test": 300}),
+    (277, {"val_fraction": 0.2, "test_fraction": 0.2, "max_train": 384, "max_val": 192, "max_test": 300}),
+])
+def test_split_sizes_are_the_sizes_split_gives(n, splits):
+    """The check reports split sizes without splitting: they must be split()'s own."""
+    from merge2mix.data.prepare import split_sizes
+
+    df = pd.DataFrame({"text": [f"t{i}" for i in range(n)], "label": ["a", "b"] * (n // 2) + ["a"] * (n % 2)})
+    parts = split(df, splits, 0, "x")
+    assert split_sizes(n, splits) == {s: len(parts[s]) for s in ("test", "val", "train")}

@@ -25,17 +25,9 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "voca
 SMALL_SPLIT = 100  # below this many target test examples, say how wide a difference noise allows
 
 
-def _rows_after_split(n: int, splits: dict) -> dict[str, int]:
-    """The split sizes prepare_data.split gives n rows (without reading them again)."""
-    n_test = max(1, int(round(n * splits["test_fraction"])))
-    n_val = max(1, int(round(n * splits["val_fraction"])))
-    sizes = {"test": n_test, "val": n_val, "train": max(0, n - n_test - n_val)}
-    return {s: min(v, splits.get(f"max_{s}") or v) for s, v in sizes.items()}
-
-
 def check_dataset(name: str, ds: dict, cfg: dict) -> tuple[dict, list[str], list[str]]:
     """(report, problems, warnings) for one dataset entry: what prepare_data would read and keep."""
-    from .data.prepare import map_labels, read_source_classes
+    from .data.prepare import map_labels, read_source_classes, split_sizes
 
     modality = MODALITY[cfg["task"]["type"]]
     if "hf" in ds:
@@ -61,7 +53,7 @@ def check_dataset(name: str, ds: dict, cfg: dict) -> tuple[dict, list[str], list
     else:
         report["label_counts"] = {str(k): int(v) for k, v in df["label"].value_counts().sort_index().items()} \
             if "label" in df else {}
-        report["splits"] = _rows_after_split(n, cfg["splits"])
+        report["splits"] = split_sizes(n, cfg["splits"])
         if name == cfg["target"] and report["splits"]["test"] < SMALL_SPLIT:
             m = report["splits"]["test"]
             half = 1.96 * math.sqrt(0.5 / m)  # paired difference of two accuracies near 0.5, uncorrelated: the widest

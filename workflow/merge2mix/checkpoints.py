@@ -3,7 +3,6 @@ checkpoint has the base model's tensor names and shapes. No merging math (merge2
 
 from __future__ import annotations
 
-import hashlib
 import json
 
 import torch
@@ -11,7 +10,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .errors import CheckpointError
-from .io import atomic_replace
+from .io import atomic_replace, file_sha256  # noqa: F401  (file_sha256: its callers import it from here)
 
 
 def save_weights(state: dict, path, metadata: dict | None = None) -> str:
@@ -37,13 +36,6 @@ def load_weights(path, device="cpu") -> dict:
             raise CheckpointError(f"checkpoint {path}: tensor '{k}' contains NaN or inf")
     return sd
 
-
-def file_sha256(path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while b := fh.read(chunk):
-            h.update(b)
-    return h.hexdigest()
 
 
 def check_compatible(reference: dict, other: dict, name: str) -> None:

@@ -251,15 +251,11 @@ def _check_semantics(cfg: dict) -> None:
     if head == "label_description":
         _frozen_shared_head(cfg)
     cal = cfg["calibration"]
-    if cal is not None:
-        pairs_triples = len(extra_pool(cands))
-        if cal["mixtures"] > pairs_triples:
-            raise ConfigError(f"config: calibration.mixtures: {cal['mixtures']} extra anchors, but {len(cands)} candidates "
-                              f"have only {pairs_triples} pairs and triples that are not all the data")
-    k = cfg["trust"]["anchors"]
-    if k > len(extra_pool(cands)):
-        raise ConfigError(f"config: trust.anchors: {k} extra pairs, but {len(cands)} candidates have only "
-                          f"{len(extra_pool(cands))} pairs and triples that are not all the data")
+    for key, k, what in [("calibration.mixtures", 0 if cal is None else cal["mixtures"], "extra anchors"),
+                         ("trust.anchors", cfg["trust"]["anchors"], "extra pairs")]:
+        if k > len(extra_pool(cands)):
+            raise ConfigError(f"config: {key}: {k} {what}, but {len(cands)} candidates have only "
+                              f"{len(extra_pool(cands))} pairs and triples that are not all the data")
 
 
 def _frozen_shared_head(cfg: dict) -> None:

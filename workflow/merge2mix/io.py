@@ -3,6 +3,7 @@ form a per-example result takes inside a JSON record."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -33,9 +34,6 @@ def _tmp_for(path) -> str:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    # mkstemp makes the file 0600 whatever the umask, and os.replace keeps that mode: a result would then
-    # be unreadable by the user's group on a shared filesystem. It gets what open() would have given.
-    os.fchmod(fd, 0o666 & ~umask())
     os.close(fd)
     return tmp
 
@@ -45,7 +43,9 @@ def atomic_replace(write, path) -> None:
     tmp = _tmp_for(path)
     try:
         write(tmp)
-        os.chmod(tmp, 0o666 & ~umask())  # again: a writer may replace the file (safetensors makes it 0600)
+        # what open() would have given: mkstemp makes the file 0600 whatever the umask (and safetensors
+        # writes its own 0600 file), and os.replace keeps the mode, so a group could read nothing
+        os.chmod(tmp, 0o666 & ~umask())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -88,6 +88,14 @@ def atomic_write_json(obj, path) -> None:
 
 def atomic_write_parquet(df, path) -> None:
     atomic_replace(lambda tmp: df.to_parquet(tmp, index=False), path)
+
+
+def file_sha256(path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while b := fh.read(chunk):
+            h.update(b)
+    return h.hexdigest()
 
 
 def read_json(path):

@@ -17,7 +17,7 @@ import json
 import os
 from pathlib import Path
 
-from .io import atomic_write_json
+from .io import atomic_write_json, file_sha256
 
 CACHE = ".merge2mix-hashes.json"
 
@@ -69,14 +69,6 @@ def model_files(source: str, cfg_model: dict) -> list[str]:
     return _files_under(p) if p.is_dir() or (cfg_model.get("arch") and p.is_file()) else []
 
 
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 class Hashes:
     """File sha256s cached by (path, size, mtime_ns), and the input specs already checked
     (merge2mix.check): read from and written back to `cache_path`."""
@@ -101,7 +93,7 @@ class Hashes:
         hit = self.entries.get(key)
         if hit and hit[:2] == stamp:
             return hit[2]
-        digest = _sha256(path)
+        digest = file_sha256(path)
         self.entries[key], self.dirty = [*stamp, digest], True
         return digest
 

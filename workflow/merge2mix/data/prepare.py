@@ -210,12 +210,22 @@ def split_seed(seed: int, name: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}:{name}".encode()).digest()[:4], "little")
 
 
+def _holdout(n: int, splits: dict) -> tuple[int, int]:
+    return max(1, int(round(n * splits["test_fraction"]))), max(1, int(round(n * splits["val_fraction"])))
+
+
+def split_sizes(n: int, splits: dict) -> dict[str, int]:
+    """The rows each split of n rows gets, caps included: what split() returns, without the data."""
+    n_test, n_val = _holdout(n, splits)
+    raw = {"test": min(n_test, n), "val": max(0, min(n_val, n - n_test)), "train": max(0, n - n_test - n_val)}
+    return {s: min(v, splits.get(f"max_{s}") or v) for s, v in raw.items()}
+
+
 def split(df: pd.DataFrame, splits: dict, seed: int, name: str) -> dict[str, pd.DataFrame]:
     n = len(df)
     rng = np.random.default_rng(split_seed(seed, name))
     order = rng.permutation(n)
-    n_test = max(1, int(round(n * splits["test_fraction"])))
-    n_val = max(1, int(round(n * splits["val_fraction"])))
+    n_test, n_val = _holdout(n, splits)
     parts = {"test": order[:n_test], "val": order[n_test : n_test + n_val], "train": order[n_test + n_val :]}
     out = {}
     for s, idx in parts.items():
